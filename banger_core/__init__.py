@@ -1,0 +1,11 @@
+"""banger: disposable, persistent developer microVMs on one Linux host.
+
+Plugins import only what this package re-exports: ``hookimpl`` and the
+error types.
+"""
+
+from banger_core.errors import BangerError
+
+__version__ = "0.1.0"
+
+__all__ = ["BangerError", "__version__"]
