@@ -9,3 +9,7 @@ from banger_core.errors import BangerError
 __version__ = "0.1.0"
 
 __all__ = ["BangerError", "__version__"]
+
+from banger_core.hookspecs import hookimpl  # noqa: E402  (re-exported for plugins)
+
+__all__ += ["hookimpl"]

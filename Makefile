@@ -1,0 +1,35 @@
+# Development entry points. `make test` sets everything up and runs the tests;
+# `make demo` sets up and runs banger end to end on the simulated host.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PLUGINS := $(wildcard plugins/*)
+
+.PHONY: dev test test-fast lint demo bench clean
+
+$(BIN)/banger: pyproject.toml $(wildcard plugins/*/pyproject.toml)
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]' $(foreach p,$(PLUGINS),-e $(p))
+	touch $@
+
+dev: $(BIN)/banger  ## create .venv with the core and every plugin installed editable
+
+test: dev  ## run the whole test suite (root: namespaces, TAPs, loop devices)
+	$(BIN)/python -m pytest -q
+
+test-fast: dev  ## tests that build no image
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: dev
+	$(BIN)/ruff check .
+
+demo: dev  ## build the Debian image and boot a VM on the simulated host
+	$(BIN)/python -m banger_core.demo
+
+bench: dev
+	$(BIN)/python bench/cli_startup.py
+	$(BIN)/python bench/create.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,85 @@
+"""``banger daemon start|stop|status``."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import click
+
+from banger_core.cli.context import daemon_running, rpc, start_daemon
+from banger_core.cli.output import emit_json
+from banger_core.errors import DaemonError
+from banger_core.paths import Paths
+
+
+@click.group()
+def daemon() -> None:
+    """Manage bangerd, the daemon that owns VMs and host state."""
+
+
+@daemon.command()
+def start() -> None:
+    """Start the daemon in the background (no-op when it runs)."""
+    paths = Paths.from_env()
+    if daemon_running(paths):
+        click.echo(f"bangerd already running on {paths.socket}")
+        return
+    start_daemon(paths)
+    status = rpc("daemon.status", autostart=False)
+    click.echo(f"bangerd started (pid {status['pid']}, socket {status['socket']})")
+
+
+@daemon.command()
+@click.option("--timeout", default=30.0, show_default=True, help="seconds to wait for exit")
+def stop(timeout: float) -> None:
+    """Stop the daemon. Running VMs keep running."""
+    paths = Paths.from_env()
+    try:
+        result = rpc("daemon.stop", autostart=False)
+    except DaemonError:
+        click.echo("bangerd is not running")
+        return
+    pid = int(result["pid"])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise DaemonError(f"bangerd (pid {pid}) did not exit within {timeout:.0f}s")
+    click.echo(f"bangerd stopped (pid {pid}, socket {paths.socket})")
+
+
+@daemon.command()
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def status(as_json: bool) -> None:
+    """Show whether the daemon runs: pid, socket, log, version, plugins."""
+    paths = Paths.from_env()
+    try:
+        info = rpc("daemon.status", autostart=False)
+    except DaemonError:
+        if as_json:
+            emit_json({"running": False, "socket": str(paths.socket)})
+        else:
+            click.echo(f"bangerd is not running (socket {paths.socket})")
+        raise SystemExit(3)
+    info["running"] = True
+    if as_json:
+        emit_json(info)
+        return
+    click.echo(f"bangerd {info['version']} running")
+    click.echo(f"  pid:      {info['pid']}")
+    click.echo(f"  socket:   {info['socket']}")
+    click.echo(f"  log:      {info['log']}")
+    click.echo(f"  state:    {info['state_dir']}")
+    click.echo(f"  uptime:   {info['uptime']}s")
+    click.echo(f"  plugins:  {', '.join(info['plugins']) or '(none)'}")
+    for line in info.get("plugin_failures", []):
+        click.echo(f"  error:    {line}")
+    for name, svc in (info.get("services") or {}).items():
+        if svc:
+            details = ", ".join(f"{k} {v}" for k, v in svc.items())
+            click.echo(f"  {name + ':':<9} {details}")

@@ -1,0 +1,107 @@
+"""The ``banger`` entry point: the command tree, plugin commands, error handling."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+import banger_core
+from banger_core.errors import BangerError
+
+CORE_COMMANDS = (
+    ("banger_core.cli.daemon_cmds", "daemon"),
+    ("banger_core.cli.plugin_cmds", "plugins"),
+    ("banger_core.cli.plugin_cmds", "config"),
+    ("banger_core.cli.vm_cmds", "vm"),
+    ("banger_core.cli.image_cmds", "image"),
+    ("banger_core.cli.doctor_cmds", "doctor"),
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="show tracebacks for errors")
+@click.version_option(banger_core.__version__, prog_name="banger")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """banger: disposable, persistent developer microVMs."""
+    ctx.ensure_object(dict)["debug"] = debug
+
+
+def build_cli() -> tuple[click.Group, dict]:
+    """The command tree with core and plugin commands; refuses name clashes."""
+    import importlib
+
+    from banger_core.plugins import Hooks, failure_lines, get_plugin_manager
+
+    pm = get_plugin_manager(disabled=_disabled_plugins())
+    hooks = Hooks(pm)
+    for module_name, attr in CORE_COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        cli.add_command(getattr(module, attr))
+    owners = {name: "banger core" for name in cli.commands}
+    problems = failure_lines(pm)
+    for plugin, command in hooks.cli_commands():
+        if command.name in owners:
+            problems.append(f"plugin {plugin!r}: command {command.name!r} clashes with "
+                            f"{owners[command.name]}; not added")
+            continue
+        owners[command.name] = f"plugin {plugin!r}"
+        cli.add_command(command)
+    return cli, {"pm": pm, "hooks": hooks, "problems": problems}
+
+
+def _disabled_plugins() -> list[str]:
+    from banger_core.config import load_settings
+
+    try:
+        return list(load_settings().get("plugins", "disabled"))
+    except BangerError:
+        return []
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; errors are one line on stderr, tracebacks only with --debug."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        group, obj = build_cli()
+        for line in obj["problems"]:
+            click.echo(f"banger: warning: {line}", err=True)
+        group.main(args=args, prog_name="banger", obj=obj, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("banger: aborted", err=True)
+        return 130
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    except KeyboardInterrupt:
+        click.echo("banger: interrupted", err=True)
+        return 130
+    except BangerError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"banger: error: {exc}", err=True)
+        return 1
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        else:
+            click.echo(f"banger: internal error: {type(exc).__name__}: {exc} "
+                       "(run with --debug for a traceback)", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

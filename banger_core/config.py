@@ -1,0 +1,167 @@
+"""Configuration: TOML files layered over declared defaults.
+
+Order (later wins): declared defaults, ``/etc/banger/config.toml``, the
+user's XDG config (or only ``$BANGER_CONFIG`` when set), then environment
+overrides (``BANGER_LOG_LEVEL``, ``BANGER_FIRECRACKER_BIN``). Every effective
+value remembers where it came from, for ``banger config show``.
+
+This module is imported by the CLI, so it uses only the standard library.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from banger_core.errors import ConfigError
+from banger_core.paths import Paths, config_files
+from banger_core.pluginconfig import Option
+
+LOG_LEVELS = ("trace", "debug", "info", "warning", "error")
+
+CORE_SCHEMA: dict[str, dict[str, Option]] = {
+    "daemon": {
+        "log_level": Option("info", "daemon log level", choices=LOG_LEVELS),
+        "socket_group": Option("", "group allowed to use the socket (mode 0660); empty: 0600"),
+    },
+    "firecracker": {
+        "binary": Option("firecracker", "the firecracker binary (name on PATH or a path)"),
+        "start_timeout": Option(5.0, "seconds to wait for the VMM's API socket"),
+    },
+    "vm": {
+        "default_image": Option("debian", "image used when vm create has no --image"),
+        "cpus": Option(2, "vCPUs of a new VM"),
+        "memory_mib": Option(1024, "memory of a new VM in MiB"),
+        "disk_size": Option("8G", "work disk size of a new VM"),
+        "stop_grace_seconds": Option(10.0, "how long vm stop waits after Ctrl-Alt-Del"),
+        "ssh_timeout_seconds": Option(90.0, "how long create/start wait for SSH"),
+    },
+    "network": {
+        "bridge": Option("banger0", "host bridge the VMs' TAP devices join"),
+        "subnet": Option("172.30.0.0/24", "VM subnet (IPv4 CIDR)"),
+        "gateway": Option("", "bridge address; empty: the subnet's first host"),
+        "tap_pool_size": Option(4, "idle TAP devices kept ready"),
+        "nameservers": Option([], "nameservers written into guests", type=list),
+    },
+    "storage": {
+        "root_disk": Option("auto", "per-VM root disk strategy",
+                            choices=("auto", "dm-snapshot", "reflink", "sparse-copy")),
+    },
+    "plugins": {
+        "disabled": Option([], "plugins not to load (by entry-point name)", type=list),
+    },
+}
+
+ENV_OVERRIDES = {
+    "BANGER_LOG_LEVEL": ("daemon", "log_level"),
+    "BANGER_FIRECRACKER_BIN": ("firecracker", "binary"),
+}
+
+
+@dataclass
+class Settings:
+    """The effective configuration, with the origin of every value."""
+
+    paths: Paths
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    origins: dict[tuple[str, str], str] = field(default_factory=dict)
+    plugin_schema: dict[str, dict[str, Option]] = field(default_factory=dict)
+
+    def get(self, section: str, key: str) -> Any:
+        """Return the effective value of ``[section] key``."""
+        return self.values[section][key]
+
+    def plugin(self, name: str) -> dict[str, Any]:
+        """Return the effective ``[plugins.<name>]`` values."""
+        return dict(self.values.get(f"plugins.{name}", {}))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every effective value as ``{section, key, value, source}`` rows."""
+        out = []
+        for section, keys in self.values.items():
+            for key, value in keys.items():
+                out.append({"section": section, "key": key, "value": value,
+                            "source": self.origins.get((section, key), "default")})
+        return out
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except PermissionError:
+        raise ConfigError(f"{path}: cannot read config (permission denied)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def _apply(settings: Settings, schema: Mapping[str, Mapping[str, Option]],
+           data: Mapping[str, Any], origin: str) -> None:
+    """Validate ``data`` against ``schema`` and layer it onto ``settings``."""
+    for section, table in data.items():
+        if section == "plugins" and isinstance(table, dict):
+            plugin_tables = {k: v for k, v in table.items() if isinstance(v, dict)}
+            own = {k: v for k, v in table.items() if not isinstance(v, dict)}
+            _apply(settings, schema, {"plugins": own} if own else {}, origin)
+            for name, sub in plugin_tables.items():
+                sub_schema = settings.plugin_schema.get(name)
+                if sub_schema is None:
+                    # A section for a plugin that is not installed is kept
+                    # out of the effective config but is not an error: the
+                    # plugin may simply be disabled or uninstalled.
+                    continue
+                _apply(settings, {f"plugins.{name}": sub_schema}, {f"plugins.{name}": sub}, origin)
+            continue
+        if section not in schema:
+            allowed = ", ".join(sorted(schema))
+            raise ConfigError(f"{origin}: unknown section [{section}] (known: {allowed})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{origin}: [{section}] must be a table")
+        for key, value in table.items():
+            option = schema[section].get(key)
+            if option is None:
+                allowed = ", ".join(sorted(schema[section]))
+                raise ConfigError(f"{origin}: unknown key {section}.{key} (known: {allowed})")
+            problem = option.check(value)
+            if problem:
+                raise ConfigError(f"{origin}: {section}.{key}: {problem}")
+            settings.values[section][key] = value
+            settings.origins[(section, key)] = origin
+
+
+def load_settings(plugin_schema: Mapping[str, Mapping[str, Option]] | None = None,
+                  *, files: list[Path] | None = None, paths: Paths | None = None) -> Settings:
+    """Load the effective settings.
+
+    :param plugin_schema: ``{plugin name: {key: Option}}`` from
+        ``banger_config_defaults``.
+    :param files: config files to read instead of the standard locations.
+    """
+    settings = Settings(paths=paths or Paths.from_env(),
+                        plugin_schema={k: dict(v) for k, v in (plugin_schema or {}).items()})
+    schema: dict[str, dict[str, Option]] = dict(CORE_SCHEMA)
+    for name, keys in settings.plugin_schema.items():
+        schema[f"plugins.{name}"] = keys
+    for section, keys in schema.items():
+        settings.values[section] = {k: opt.default for k, opt in keys.items()}
+    for path in files if files is not None else config_files():
+        data = _read_toml(path)
+        if data:
+            _apply(settings, CORE_SCHEMA, data, str(path))
+    for var, (section, key) in ENV_OVERRIDES.items():
+        raw = os.environ.get(var)
+        if raw:
+            option = CORE_SCHEMA[section][key]
+            value = raw.lower() if key == "log_level" else raw
+            problem = option.check(value)
+            if problem:
+                raise ConfigError(f"${var}: {problem}")
+            settings.values[section][key] = value
+            settings.origins[(section, key)] = f"${var}"
+    return settings

@@ -1,0 +1,243 @@
+"""The hook contract between banger's core and its plugins.
+
+Every hook is prefixed ``banger_`` and grouped by lifecycle phase. Hooks are
+called with keyword arguments only, so an implementation may accept fewer
+arguments than the spec names (new arguments never break old plugins). Never
+give a hookimpl argument a default value: pluggy will not pass it.
+
+Plugins import the marker as ``from banger_core import hookimpl``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from banger_core.doctor import Check, DoctorContext
+    from banger_core.guestconfig import GuestConfig
+    from banger_core.lifecycle.context import LifecycleContext
+    from banger_core.lifecycle.machine import MachineSpec
+    from banger_core.lifecycle.vm import VM, VMSpec
+    from banger_core.pluginconfig import Option
+
+PROJECT = "banger"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# --------------------------------------------------------------------------
+# Loading: configuration and the command line
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def banger_config_defaults() -> dict[str, Option]:
+    """Declare the plugin's configuration keys.
+
+    Called once when configuration is loaded, in the daemon and in the CLI.
+    The core calls each plugin's implementation separately, so it knows which
+    plugin declared which keys; they become the ``[plugins.<name>]`` section.
+
+    :return: a mapping of key name to :class:`banger_core.pluginconfig.Option`
+        (default value, type, description). Unknown keys in a user's
+        ``[plugins.<name>]`` section, and values of the wrong type, are
+        reported with the file and key.
+    """
+
+
+@hookspec
+def banger_cli_commands() -> list[click.Command]:
+    """Add commands to the ``banger`` command line.
+
+    Called every time the CLI starts, so keep the module that implements it
+    cheap to import: import daemon-side code inside the command's callback,
+    never at module level. Commands talk to the daemon through
+    :func:`banger_core.cli.context.rpc` (usually a method the same plugin
+    added with :func:`banger_rpc_methods`).
+
+    :return: click commands or groups. A name that clashes with a core
+        command or another plugin's command is refused with an error naming
+        both plugins.
+    """
+
+
+# --------------------------------------------------------------------------
+# Daemon: start-up, shutdown, RPC
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def banger_daemon_started(daemon: Any) -> None:
+    """Start the plugin's long-running services (a DNS server, a watcher).
+
+    Called once in ``bangerd`` after the store is open, reconcile has run and
+    the RPC socket listens, from the daemon's event-loop thread.
+
+    :param daemon: the :class:`banger_core.daemon.server.Daemon`; use
+        ``daemon.settings``, ``daemon.plugin_config(name)`` and
+        ``daemon.store``.
+    """
+
+
+@hookspec
+def banger_daemon_stopping(daemon: Any) -> None:
+    """Stop what :func:`banger_daemon_started` started.
+
+    Called once when ``bangerd`` shuts down (SIGTERM, ``banger daemon stop``).
+    Must not raise for services that never started. Running VMs keep running.
+    """
+
+
+@hookspec
+def banger_rpc_methods() -> dict[str, Any]:
+    """Add JSON-RPC methods to the daemon.
+
+    Called once at daemon start.
+
+    :return: a mapping of method name (``"vm.ports"``) to a callable
+        ``handler(params: dict, call: RPCCall) -> JSON-able`` (sync or
+        ``async``). Sync handlers run in a worker thread. Raise a
+        :class:`banger_core.errors.BangerError` for user errors. A name that
+        clashes with a core method or another plugin's is refused.
+    """
+
+
+# --------------------------------------------------------------------------
+# Diagnostics
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def banger_doctor_checks(ctx: DoctorContext) -> list[Check]:
+    """Report whether the host is ready for what the plugin does.
+
+    Called by ``banger doctor`` and by the preflight stage of ``vm create``
+    and ``vm start`` (a failing check with ``required=True`` stops them).
+
+    :param ctx: settings, plugin config and the ``which`` helper.
+    :return: :class:`banger_core.doctor.Check` items, each with a fix hint
+        when it fails. Must be quick and side-effect free.
+    """
+
+
+# --------------------------------------------------------------------------
+# VM lifecycle
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def banger_vm_validate(spec: VMSpec) -> None:
+    """Reject bad input before anything changes.
+
+    Called by ``vm create`` (``spec.is_create``) and ``vm set`` before the
+    store or the host is touched.
+
+    :param spec: the requested name, image, cpus, memory and disk size, and
+        for ``vm set`` the current VM and the changed fields.
+    :raise banger_core.errors.ValidationError: one line naming the bad value
+        and what is allowed.
+    """
+
+
+@hookspec
+def banger_vm_create(vm: VM, ctx: LifecycleContext) -> None:
+    """Allocate the plugin's persistent per-VM resources (a work disk).
+
+    Called once by ``vm create`` after the core made the VM's directory,
+    root disk and network allocation, before the first boot. Register an
+    undo for everything you make with ``ctx.add_undo(fn, description)``: if
+    any later step fails the core runs the undos in reverse order. Keep
+    per-VM state in ``vm.plugin_state(<your name>)`` (a dict the core
+    stores).
+    """
+
+
+@hookspec
+def banger_vm_configure(vm: VM, machine: MachineSpec, guest: GuestConfig) -> None:
+    """Describe the plugin's part of the machine for this boot.
+
+    Called at every boot (create and start), before the VMM is launched.
+    Add drives, NICs or a vsock device to ``machine`` and fragments (mounts,
+    files, plugin data) to ``guest``; both are rebuilt from scratch at every
+    boot, so this hook needs no undo and must be deterministic.
+    """
+
+
+@hookspec
+def banger_vm_set(vm: VM, changes: dict[str, Any], ctx: LifecycleContext) -> None:
+    """Apply a change to a stopped VM (``vm set``).
+
+    :param changes: the fields the user changed, such as ``disk_size``
+        (bytes), ``cpus`` or ``memory_mib``.
+    Register undos on ``ctx`` like :func:`banger_vm_create`.
+    """
+
+
+@hookspec
+def banger_vm_started(vm: VM) -> None:
+    """Publish a running VM (a DNS record, NAT rules).
+
+    Called after the VMM booted the guest. Must be idempotent: reconcile
+    calls it again for VMs that are still running when the daemon starts.
+    """
+
+
+@hookspec
+def banger_vm_stopped(vm: VM) -> None:
+    """Release the host runtime state of a VM that is no longer running.
+
+    Called after stop, kill, crash or a failed start. Must be idempotent and
+    tolerant of handles that are already gone. The core calls each plugin
+    separately, so one failure neither hides the plugin name nor skips the
+    other plugins.
+    """
+
+
+@hookspec
+def banger_vm_deleted(vm: VM) -> None:
+    """Remove the plugin's persistent per-VM resources.
+
+    Called by ``vm delete`` after the VM was stopped, one plugin at a time
+    like :func:`banger_vm_stopped`. Must tolerate resources that are gone.
+    """
+
+
+@hookspec
+def banger_reconcile(vms: list[VM]) -> None:
+    """Bring the plugin's host state in line with the store.
+
+    Called at daemon start after the core marked dead VMs stopped. Remove
+    host leftovers that belong to no VM in ``vms`` and restore state for
+    running VMs. Must be idempotent.
+    """
+
+
+# --------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------
+
+
+@hookspec
+def banger_guest_os() -> list[Any]:
+    """Offer guest operating systems that ``banger image build`` can build.
+
+    :return: :class:`banger_core.images.providers.GuestOS` items (name,
+        recipe, builder). The core's own Debian provider is registered the
+        same way.
+    """
+
+
+@hookspec
+def banger_image_provision(image: Any, steps: list[Any]) -> None:
+    """Add provisioning steps to an image being built.
+
+    Called during ``banger image build`` after the guest OS is bootstrapped.
+    Append :class:`banger_core.images.providers.ProvisionStep` items to
+    ``steps`` (files to install into the root file system, commands to run in
+    it); they run in order.
+    """
