@@ -1,4 +1,4 @@
-"""Build the daemon's services (store, VM manager, images) and their RPC methods.
+"""Build the daemon's services (store, host network, images, VMs) and their RPC methods.
 
 Kept apart from the RPC server so the server stays a small, testable piece.
 """
@@ -8,8 +8,41 @@ from __future__ import annotations
 from typing import Any
 
 
+class LifecycleService:
+    """Starts the host network and reconciles VMs when the daemon starts."""
+
+    def __init__(self, daemon: Any) -> None:
+        from banger_core.images.registry import ImageService
+        from banger_core.lifecycle.hostnet import HostNetwork
+        from banger_core.lifecycle.manager import VMManager
+
+        self.daemon = daemon
+        self.network = HostNetwork(daemon.settings)
+        self.images = ImageService(daemon)
+        self.vms = VMManager(daemon, self.images, self.network)
+
+    def start(self) -> None:
+        """Bridge, TAP pool and reconcile."""
+        self.network.start(self.vms.taps_in_use())
+        self.vms.reconcile()
+
+    def stop(self) -> None:
+        """Idle TAPs go; running VMs keep theirs."""
+        self.network.stop()
+
+    def describe(self) -> dict[str, Any]:
+        """For ``daemon status``."""
+        return self.network.describe()
+
+
 def build_services(daemon: Any) -> None:
     """Open the store and register the VM and image methods on ``daemon``."""
+    from banger_core.lifecycle import rpc
     from banger_core.store import open_store
 
     daemon.store = open_store(daemon.paths.db)
+    service = LifecycleService(daemon)
+    daemon.services["network"] = service
+    daemon.vms = service.vms
+    daemon.images = service.images
+    rpc.register(daemon, service.vms, service.images)

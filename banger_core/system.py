@@ -122,3 +122,12 @@ def which(program: str) -> str | None:
     path = os.environ.get("PATH", "")
     extra = ":/usr/local/sbin:/usr/sbin:/sbin"
     return shutil.which(program, path=path + extra)
+
+
+def exec_replace(argv: Sequence[str]) -> None:
+    """Replace the current process with ``argv`` (``banger vm ssh``); never returns."""
+    args = [str(a) for a in argv]
+    try:
+        os.execvp(args[0], args)
+    except FileNotFoundError:
+        raise BangerError(f"cannot run {args[0]}: not found") from None

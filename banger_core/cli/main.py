@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from typing import Any
 
 import click
 
@@ -29,14 +30,23 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.ensure_object(dict)["debug"] = debug
 
 
-def build_cli() -> tuple[click.Group, dict]:
-    """The command tree with core and plugin commands; refuses name clashes."""
+def build_cli(pm: Any = None) -> tuple[click.Group, dict]:
+    """The command tree with core and plugin commands; refuses name clashes.
+
+    Builds a fresh group every time (the module-level ``cli`` only supplies
+    the options), so building twice in one process never mixes plugin sets.
+
+    :param pm: a plugin manager to use instead of loading entry points (tests).
+    """
     import importlib
 
     from banger_core.plugins import Hooks, failure_lines, get_plugin_manager
 
-    pm = get_plugin_manager(disabled=_disabled_plugins())
+    if pm is None:
+        pm = get_plugin_manager(disabled=_disabled_plugins())
     hooks = Hooks(pm)
+    group = click.Group(cli.name, callback=cli.callback, params=list(cli.params), help=cli.help,
+                        context_settings=cli.context_settings)
     for module_name, attr in CORE_COMMANDS:
         try:
             module = importlib.import_module(module_name)
@@ -44,8 +54,8 @@ def build_cli() -> tuple[click.Group, dict]:
             if exc.name != module_name:
                 raise
             continue
-        cli.add_command(getattr(module, attr))
-    owners = {name: "banger core" for name in cli.commands}
+        group.add_command(getattr(module, attr))
+    owners = {name: "banger core" for name in group.commands}
     problems = failure_lines(pm)
     for plugin, command in hooks.cli_commands():
         if command.name in owners:
@@ -53,8 +63,8 @@ def build_cli() -> tuple[click.Group, dict]:
                             f"{owners[command.name]}; not added")
             continue
         owners[command.name] = f"plugin {plugin!r}"
-        cli.add_command(command)
-    return cli, {"pm": pm, "hooks": hooks, "problems": problems}
+        group.add_command(command)
+    return group, {"pm": pm, "hooks": hooks, "problems": problems}
 
 
 def _disabled_plugins() -> list[str]:
@@ -66,12 +76,15 @@ def _disabled_plugins() -> list[str]:
         return []
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; errors are one line on stderr, tracebacks only with --debug."""
+def main(argv: list[str] | None = None, *, pm: Any = None) -> int:
+    """Run the CLI; errors are one line on stderr, tracebacks only with --debug.
+
+    :param pm: a plugin manager to use instead of loading entry points (tests).
+    """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        group, obj = build_cli()
+        group, obj = build_cli(pm)
         for line in obj["problems"]:
             click.echo(f"banger: warning: {line}", err=True)
         group.main(args=args, prog_name="banger", obj=obj, standalone_mode=False)

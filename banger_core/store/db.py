@@ -56,7 +56,7 @@ def migrate(db: peewee.Database) -> int:
 def open_store(path: Path) -> PooledSqliteDatabase:
     """Open (creating and migrating if needed) the store at ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = PooledSqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS, max_connections=16,
+    db = PooledSqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS, max_connections=256,
                               stale_timeout=300, check_same_thread=False)
     database_proxy.initialize(db)
     with db.connection_context():

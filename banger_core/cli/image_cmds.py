@@ -1,0 +1,78 @@
+"""``banger image ...``: build, register, list, show, delete."""
+
+from __future__ import annotations
+
+import click
+
+from banger_core.cli.context import rpc
+from banger_core.cli.output import emit_json, human_bytes, table
+
+
+@click.group()
+def image() -> None:
+    """Build and manage images."""
+
+
+@image.command()
+@click.argument("name")
+@click.option("--os", "os_name", default="debian", show_default=True, help="guest OS recipe")
+def build(name: str, os_name: str) -> None:
+    """Build an image from a guest OS recipe (live stages) and register it."""
+    from banger_core.cli.vm_cmds import follow_operation
+
+    result = follow_operation(rpc("image.build", {"name": name, "os": os_name}))
+    click.echo(f"image {result['name']} built ({human_bytes(result['size'])})")
+
+
+@image.command()
+@click.argument("name")
+@click.option("--kernel", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--rootfs", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--initrd", type=click.Path(exists=True, dir_okay=False))
+@click.option("--work-seed", type=click.Path(exists=True, dir_okay=False),
+              help="ext4 image holding /root, cloned for each VM's work disk")
+def register(name: str, kernel: str, rootfs: str, initrd: str | None,
+             work_seed: str | None) -> None:
+    """Register an image made elsewhere (files are used in place)."""
+    import os
+
+    result = rpc("image.register", {
+        "name": name, "kernel": os.path.abspath(kernel), "rootfs": os.path.abspath(rootfs),
+        "initrd": os.path.abspath(initrd) if initrd else None,
+        "work_seed": os.path.abspath(work_seed) if work_seed else None})
+    click.echo(f"image {result['name']} registered ({result['id']})")
+
+
+@image.command("list")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def list_(as_json: bool) -> None:
+    """List images."""
+    images = rpc("image.list")
+    if as_json:
+        emit_json(images)
+        return
+    table([(i["name"], i["id"], i["os"] or "-", "yes" if i["managed"] else "no",
+            human_bytes(i["size"]), i["vms"]) for i in images],
+          ["NAME", "ID", "OS", "MANAGED", "SIZE", "VMS"])
+
+
+@image.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def show(ref: str, as_json: bool) -> None:
+    """Show one image."""
+    info = rpc("image.show", {"ref": ref})
+    if as_json:
+        emit_json(info)
+        return
+    for key in ("name", "id", "os", "kernel", "initrd", "rootfs", "work_seed", "fingerprint",
+                "managed", "vms"):
+        click.echo(f"{key + ':':<12} {info.get(key) if info.get(key) is not None else '-'}")
+
+
+@image.command()
+@click.argument("ref")
+def delete(ref: str) -> None:
+    """Delete an image (refused while a VM uses it)."""
+    result = rpc("image.delete", {"ref": ref})
+    click.echo(f"image {result['name']} deleted")

@@ -1,0 +1,59 @@
+"""Multi-VM commands: resolve refs from one listing, dedupe, run concurrently, report in order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import click
+
+from banger_core.errors import BangerError
+
+
+def resolve_refs(refs: list[str], vms: list[dict[str, Any]]) -> list[tuple[str, dict | None, str]]:
+    """``(ref, vm or None, error)`` per distinct target, in first-seen order."""
+    out: list[tuple[str, dict | None, str]] = []
+    seen: set[str] = set()
+    for ref in refs:
+        vm = next((v for v in vms if v["name"] == ref or v["id"] == ref), None)
+        error = ""
+        if vm is None:
+            matches = [v for v in vms if v["id"].startswith(ref)]
+            if len(matches) == 1:
+                vm = matches[0]
+            elif matches:
+                error = f"ambiguous: matches {', '.join(m['name'] for m in matches)}"
+            else:
+                error = "no such VM"
+        if vm is not None:
+            if vm["id"] in seen:
+                continue
+            seen.add(vm["id"])
+        out.append((ref, vm, error))
+    return out
+
+
+def run_on_vms(refs: list[str], action: Callable[[dict], str]) -> None:
+    """Run ``action(vm)`` for each ref concurrently; print one line per target in order."""
+    from banger_core.cli.context import rpc
+
+    targets = resolve_refs(list(refs), rpc("vm.list"))
+
+    def one(target: tuple[str, dict | None, str]) -> tuple[bool, str]:
+        ref, vm, error = target
+        if vm is None:
+            return False, f"{ref}: error: {error}"
+        try:
+            return True, f"{vm['name']}: {action(vm)}"
+        except BangerError as exc:
+            return False, f"{vm['name']}: error: {exc}"
+
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(targets)))) as pool:
+        results = list(pool.map(one, targets))
+    failed = 0
+    for ok, line in results:
+        click.echo(line, err=not ok)
+        failed += not ok
+    if failed:
+        raise SystemExit(1)

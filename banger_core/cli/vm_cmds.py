@@ -1,0 +1,293 @@
+"""``banger vm ...``: create, list, show, lifecycle commands, set, logs, stats, ssh."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+import click
+
+from banger_core.cli.context import connect, rpc
+from banger_core.cli.output import emit_json, human_bytes, table
+from banger_core.cli.refs import run_on_vms
+from banger_core.errors import BangerError, CancelledError, error_from_code
+
+
+def _defaults() -> dict[str, Any]:
+    """The daemon's defaults as configured, shown in --help (the daemon applies them)."""
+    try:
+        from banger_core.config import load_settings
+
+        s = load_settings()
+        return {"image": s.get("vm", "default_image"), "cpus": s.get("vm", "cpus"),
+                "memory": f"{s.get('vm', 'memory_mib')}M", "disk_size": s.get("vm", "disk_size")}
+    except BangerError:
+        return {"image": "debian", "cpus": 2, "memory": "1024M", "disk_size": "8G"}
+
+
+DEFAULTS = _defaults()
+
+
+@click.group()
+def vm() -> None:
+    """Create and manage VMs."""
+
+
+# -- create -----------------------------------------------------------------------
+
+
+@vm.command()
+@click.argument("name")
+@click.option("--image", default=None, show_default=DEFAULTS["image"], help="image to boot")
+@click.option("--cpus", type=int, default=None, show_default=str(DEFAULTS["cpus"]),
+              help="vCPUs")
+@click.option("--memory", default=None, show_default=DEFAULTS["memory"],
+              help="memory (MiB, or with a K/M/G suffix)")
+@click.option("--disk-size", default=None, show_default=DEFAULTS["disk_size"],
+              help="work disk size (/root), e.g. 20G")
+@click.option("--json", "as_json", is_flag=True, help="print the VM as JSON when ready")
+def create(name: str, image: str | None, cpus: int | None, memory: str | None,
+           disk_size: str | None, as_json: bool) -> None:
+    """Create a VM and boot it; shows each stage live. Ctrl-C cancels and rolls back."""
+    params: dict[str, Any] = {"name": name}
+    # Only what the user changed is sent: the daemon owns the defaults.
+    for key, value in (("image", image), ("cpus", cpus), ("memory", memory),
+                       ("disk_size", disk_size)):
+        if value is not None:
+            params[key] = value
+    result = follow_operation(rpc("vm.create", params), quiet=as_json)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"VM {result['name']} is ready at {result['ip']}")
+    click.echo(f"  connect:  banger vm ssh {result['name']}")
+
+
+def follow_operation(op: dict[str, Any], *, quiet: bool = False) -> Any:
+    """Show an operation's stages live until it ends; Ctrl-C cancels it."""
+    tty = sys.stderr.isatty() and not quiet
+    shown = 0
+    cancelled = False
+    with connect() as client:
+        while True:
+            try:
+                status = client.call("operation.status", {"id": op["id"]})
+                stages = status["stages"]
+                while shown < len(stages) and stages[shown]["status"] != "running":
+                    if not quiet:
+                        _print_stage(stages[shown], tty)
+                    shown += 1
+                if tty and shown < len(stages):
+                    st = stages[shown]
+                    click.echo(f"\r  {st['name']:<18} {st['elapsed']:6.1f}s ...", nl=False,
+                               err=True)
+                if status["state"] != "running":
+                    break
+                time.sleep(0.1)
+            except KeyboardInterrupt:
+                if cancelled:
+                    raise
+                cancelled = True
+                click.echo("\ncancelling (rolling back) ...", err=True)
+                client.call("operation.cancel", {"id": op["id"]})
+    if status["state"] == "succeeded":
+        if not quiet:
+            click.echo(f"  {'total':<18} {status['elapsed']:6.2f}s", err=True)
+        return status["result"]
+    err = status.get("error") or {"code": "error", "message": "failed"}
+    if status["state"] == "cancelled":
+        raise CancelledError(f"{err['message']}; everything was rolled back")
+    raise error_from_code(err["code"], err["message"])
+
+
+def _print_stage(stage: dict[str, Any], tty: bool) -> None:
+    mark = {"done": "ok", "failed": "FAILED", "cancelled": "cancelled"}.get(stage["status"], "")
+    prefix = "\r" if tty else ""
+    detail = f"  {stage['detail']}" if stage.get("detail") else ""
+    click.echo(f"{prefix}  {stage['name']:<18} {stage['elapsed']:6.2f}s  {mark}{detail}\033[K"
+               if tty else f"  {stage['name']:<18} {stage['elapsed']:6.2f}s  {mark}{detail}",
+               err=True)
+
+
+# -- listing ---------------------------------------------------------------------------
+
+
+@vm.command("list")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def list_(as_json: bool) -> None:
+    """List VMs."""
+    vms = rpc("vm.list")
+    if as_json:
+        emit_json(vms)
+        return
+    table([(v["name"], v["id"], v["state"], v["image"], v["ip"], v["cpus"],
+            human_bytes(v["memory_mib"] << 20), human_bytes(v["disk_size"])) for v in vms],
+          ["NAME", "ID", "STATE", "IMAGE", "IP", "CPUS", "MEMORY", "DISK"])
+
+
+@vm.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def show(ref: str, as_json: bool) -> None:
+    """Show one VM in detail."""
+    info = rpc("vm.show", {"ref": ref})
+    if as_json:
+        emit_json(info)
+        return
+    rows = [("name", info["name"]), ("id", info["id"]), ("state", info["state"]),
+            ("image", info["image"]), ("cpus", info["cpus"]),
+            ("memory", human_bytes(info["memory_mib"] << 20)),
+            ("disk size", human_bytes(info["disk_size"])), ("ip", info["ip"]),
+            ("mac", info["mac"]), ("tap", info["tap"] or "-"), ("pid", info["pid"] or "-"),
+            ("root disk", f"{info['root_disk']} ({info['root_strategy']})"),
+            ("console log", info["console_log"]), ("vmm log", info["vmm_log"]),
+            ("api socket", info["api_sock"])]
+    if info.get("last_error"):
+        rows.append(("last error", info["last_error"]))
+    for plugin, state in sorted((info.get("plugins") or {}).items()):
+        for key, value in sorted(state.items()):
+            rows.append((f"{plugin}.{key}", value))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        click.echo(f"{key + ':':<{width + 1}} {value}")
+
+
+# -- lifecycle (several refs) ---------------------------------------------------------------
+
+
+def _call(method: str, **extra: Any) -> Any:
+    def action(vm: dict) -> str:
+        result = rpc(method, {"ref": vm["id"], **extra})
+        how = result.get("how")
+        return result["state"] + (f" ({how})" if how else "")
+    return action
+
+
+@vm.command()
+@click.argument("refs", nargs=-1, required=True)
+def start(refs: tuple[str, ...]) -> None:
+    """Start stopped VMs and wait for SSH."""
+    run_on_vms(list(refs), _call("vm.start"))
+
+
+@vm.command()
+@click.argument("refs", nargs=-1, required=True)
+def stop(refs: tuple[str, ...]) -> None:
+    """Stop VMs: Ctrl-Alt-Del, a grace period, then forced cleanup."""
+    run_on_vms(list(refs), _call("vm.stop"))
+
+
+@vm.command()
+@click.argument("refs", nargs=-1, required=True)
+def restart(refs: tuple[str, ...]) -> None:
+    """Stop and start VMs."""
+    run_on_vms(list(refs), _call("vm.restart"))
+
+
+@vm.command()
+@click.argument("refs", nargs=-1, required=True)
+@click.option("--signal", "-s", "sig", default="SIGKILL", show_default=True,
+              help="signal for the VMM process")
+def kill(refs: tuple[str, ...], sig: str) -> None:
+    """Send a signal to VMs' VMM processes and clean up."""
+    run_on_vms(list(refs), _call("vm.kill", signal=sig))
+
+
+@vm.command()
+@click.argument("refs", nargs=-1, required=True)
+@click.option("--force", "-f", is_flag=True, help="stop running VMs first")
+def delete(refs: tuple[str, ...], force: bool) -> None:
+    """Delete VMs and their disks."""
+    run_on_vms(list(refs), _call("vm.delete", force=force))
+
+
+@vm.command("set")
+@click.argument("refs", nargs=-1, required=True)
+@click.option("--cpus", type=int, default=None, help="vCPUs")
+@click.option("--memory", default=None, help="memory (MiB, or with a K/M/G suffix)")
+@click.option("--disk-size", default=None, help="grow the work disk (never shrinks)")
+def set_(refs: tuple[str, ...], cpus: int | None, memory: str | None,
+         disk_size: str | None) -> None:
+    """Change stopped VMs' CPUs, memory or work disk size."""
+    params = {k: v for k, v in (("cpus", cpus), ("memory", memory), ("disk_size", disk_size))
+              if v is not None}
+    if not params:
+        raise click.UsageError("nothing to change: give --cpus, --memory or --disk-size")
+
+    def action(vm: dict) -> str:
+        result = rpc("vm.set", {"ref": vm["id"], **params})
+        changed = ", ".join(result["changed"]) or "nothing changed"
+        return f"updated ({changed})"
+    run_on_vms(list(refs), action)
+
+
+# -- inspection -----------------------------------------------------------------------------
+
+
+@vm.command()
+@click.argument("ref")
+@click.option("--follow", "-f", is_flag=True, help="keep printing new output")
+@click.option("--vmm", is_flag=True, help="the VMM's log instead of the serial console")
+def logs(ref: str, follow: bool, vmm: bool) -> None:
+    """Print a VM's serial console (or VMM log)."""
+    which = "vmm" if vmm else "console"
+    chunk = rpc("vm.logs", {"ref": ref, "log": which})
+    click.echo(f"==> {chunk['path']} <==", err=True)
+    click.echo(chunk["data"], nl=False)
+    offset = chunk["offset"]
+    try:
+        with connect() as client:
+            while follow:
+                chunk = client.call("vm.logs", {"ref": ref, "log": which, "offset": offset})
+                if chunk["data"]:
+                    click.echo(chunk["data"], nl=False)
+                    offset = chunk["offset"]
+                elif not chunk["running"]:
+                    break
+                else:
+                    time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+
+
+@vm.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def stats(ref: str, as_json: bool) -> None:
+    """VMM CPU time and memory use."""
+    info = rpc("vm.stats", {"ref": ref})
+    if as_json:
+        emit_json(info)
+        return
+    if not info.get("pid"):
+        click.echo(f"{info['name']}: {info['state']} (no VMM process)")
+        return
+    table([(info["name"], info["pid"], f"{info['cpu_seconds']:.2f}s",
+            human_bytes(info["rss_bytes"]), info["threads"], f"{info['uptime']:.0f}s")],
+          ["NAME", "PID", "CPU", "RSS", "THREADS", "UPTIME"])
+
+
+@vm.command(context_settings={"ignore_unknown_options": True})
+@click.argument("ref")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def ssh(ref: str, command: tuple[str, ...]) -> None:
+    """SSH into a VM as root; anything after `--` runs as a command."""
+    from banger_core import system
+
+    info = rpc("vm.ssh_info", {"ref": ref})
+    argv = ["ssh", "-i", info["key"], "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+            "-o", "ConnectTimeout=10", f"{info['user']}@{info['ip']}"]
+    if command:
+        argv += ["--", *command]
+    daemon_ns = f"/proc/{info['daemon_pid']}/ns/net"
+    try:
+        if os.readlink(daemon_ns) != os.readlink("/proc/self/ns/net"):
+            # The daemon (and its VMs' bridge) lives in a network namespace of
+            # its own, as on the simulated host: reach the VM from there.
+            argv = ["nsenter", f"--net={daemon_ns}", "--", *argv]
+    except OSError:
+        pass
+    system.exec_replace(argv)

@@ -1,0 +1,115 @@
+"""Host readiness checks: ``banger doctor`` and the preflight of create/start.
+
+Every external program banger uses is listed here, so a missing one is
+reported with a fix before anything fails half-way.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from banger_core import system
+
+# program -> (what needs it, Debian package, required for VMs)
+PROGRAMS: dict[str, tuple[str, str, bool]] = {
+    "ip": ("namespaces for the simulated host", "iproute2", True),
+    "mkfs.ext4": ("work disks and images", "e2fsprogs", True),
+    "e2fsck": ("growing work disks", "e2fsprogs", True),
+    "resize2fs": ("growing work disks", "e2fsprogs", True),
+    "losetup": ("the simulator's drives, dm-snapshot", "util-linux", False),
+    "cp": ("root disk clones", "coreutils", True),
+    "ssh": ("banger vm ssh", "openssh-client", False),
+    "ssh-keygen": ("banger's SSH key", "openssh-client", True),
+    "mmdebstrap": ("banger image build", "mmdebstrap", False),
+    "dmsetup": ("dm-snapshot root disks", "dmsetup", False),
+    "ethtool": ("the simulator's guest network", "ethtool", False),
+}
+
+
+@dataclass
+class Check:
+    """One readiness check.
+
+    :param required: a failing required check stops ``vm create``/``vm start``.
+    """
+
+    name: str
+    ok: bool
+    detail: str = ""
+    fix: str = ""
+    required: bool = False
+    source: str = "core"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"name": self.name, "ok": self.ok, "detail": self.detail, "fix": self.fix,
+                "required": self.required, "source": self.source}
+
+
+@dataclass
+class DoctorContext:
+    """What checks may look at."""
+
+    settings: Any
+    which: Any = field(default=system.which)
+
+    def plugin_config(self, name: str) -> dict[str, Any]:
+        """The effective ``[plugins.<name>]`` section."""
+        return self.settings.plugin(name)
+
+
+def firecracker_check(binary: str) -> Check:
+    """Is the configured VMM binary there?"""
+    path = system.which(binary) if "/" not in binary else (binary if os.access(binary, os.X_OK)
+                                                           else None)
+    if path:
+        simulated = Path(path).name == "banger-fcsim"
+        detail = f"{path}" + (" (the Firecracker simulator: no real VMs)" if simulated else "")
+        return Check("firecracker", True, detail, required=True)
+    return Check("firecracker", False, f"{binary!r} not found",
+                 fix="install Firecracker (github.com/firecracker-microvm/firecracker releases), "
+                     "or run on the simulator: set BANGER_FIRECRACKER_BIN=banger-fcsim "
+                     "(see `make demo`)", required=True)
+
+
+def core_checks(ctx: DoctorContext) -> list[Check]:
+    """The core's own checks."""
+    settings = ctx.settings
+    checks = [firecracker_check(settings.get("firecracker", "binary"))]
+    checks.append(Check("root", os.geteuid() == 0,
+                        "running as root" if os.geteuid() == 0 else "not root",
+                        fix="run bangerd as root (TAP devices, loop devices)", required=True))
+    tun = Path("/dev/net/tun")
+    checks.append(Check("/dev/net/tun", tun.exists(), "present" if tun.exists() else "missing",
+                        fix="modprobe tun", required=True))
+    kvm = Path("/dev/kvm")
+    checks.append(Check("/dev/kvm", kvm.exists(), "present" if kvm.exists() else "missing",
+                        fix="enable KVM (needed by real Firecracker, not by the simulator)"))
+    for program, (purpose, package, required) in PROGRAMS.items():
+        path = ctx.which(program)
+        checks.append(Check(f"program {program}", bool(path), path or "not found",
+                            fix=f"apt install {package}  (needed for {purpose})",
+                            required=required))
+    try:
+        from banger_core.disks.rootdisk import choose_strategy
+
+        configured = settings.get("storage", "root_disk")
+        chosen = configured if configured != "auto" else choose_strategy(settings.paths.state_dir)
+        checks.append(Check("root disk strategy", True,
+                            f"{chosen} ({'configured' if configured != 'auto' else 'auto'})"))
+    except Exception as exc:
+        checks.append(Check("root disk strategy", False, str(exc), required=True))
+    return checks
+
+
+def run_checks(settings: Any, hooks: Any) -> list[Check]:
+    """Core checks followed by every plugin's."""
+    ctx = DoctorContext(settings)
+    checks = core_checks(ctx)
+    for plugin, check in hooks.doctor_checks(ctx):
+        check.source = plugin
+        checks.append(check)
+    return checks

@@ -1,0 +1,83 @@
+"""The guest-config document: one versioned JSON built from core and plugin fragments.
+
+Written at every boot to a small read-only drive; the guest's boot program
+(``guest/banger_guest/boot.py``) finds it by its magic line and applies it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from banger_core.errors import ValidationError
+
+MAGIC = b"BANGER-GUEST-CONFIG 1\n"
+VERSION = 1
+BLOCK = 4096
+
+
+@dataclass
+class GuestConfig:
+    """Builder for the guest-config document."""
+
+    hostname: str
+    authorized_keys: list[str] = field(default_factory=list)
+    nameservers: list[str] = field(default_factory=list)
+    mounts: list[dict[str, str]] = field(default_factory=list)
+    files: list[dict[str, str]] = field(default_factory=list)
+    agent_vsock_port: int = 1024
+    plugins: dict[str, Any] = field(default_factory=dict)
+
+    def add_mount(self, device: str, target: str, fstype: str = "ext4",
+                  options: str = "defaults") -> None:
+        """Mount ``device`` at ``target`` at boot; one mount per target."""
+        if any(m["target"] == target for m in self.mounts):
+            raise ValidationError(f"two mounts for {target}")
+        self.mounts.append({"device": device, "target": target, "fstype": fstype,
+                            "options": options})
+
+    def add_file(self, path: str, content: str, mode: str = "0644") -> None:
+        """Write a file in the guest at boot."""
+        if not path.startswith("/"):
+            raise ValidationError(f"guest file path {path!r} must be absolute")
+        self.files.append({"path": path, "content": content, "mode": mode})
+
+    def set_plugin(self, name: str, data: Any) -> None:
+        """Pass free-form data to the plugin's guest-side code."""
+        self.plugins[name] = data
+
+    def document(self) -> dict[str, Any]:
+        """The JSON document."""
+        doc: dict[str, Any] = {
+            "version": VERSION,
+            "hostname": self.hostname,
+            "ssh": {"authorized_keys": list(self.authorized_keys)},
+            "mounts": list(self.mounts),
+            "files": list(self.files),
+            "agent": {"vsock_port": self.agent_vsock_port},
+            "plugins": dict(self.plugins),
+        }
+        if self.nameservers:
+            doc["network"] = {"nameservers": list(self.nameservers)}
+        return doc
+
+    def encode(self) -> bytes:
+        """The drive's bytes: magic line, JSON, NUL padding to a whole block."""
+        body = MAGIC + json.dumps(self.document(), sort_keys=True).encode()
+        return body + b"\0" * (-len(body) % BLOCK)
+
+    def write_drive(self, path: Path) -> Path:
+        """Write the drive image atomically and return its path."""
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(self.encode())
+        tmp.replace(path)
+        return path
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    """Parse a guest-config drive (for tests and ``vm show --guest-config``)."""
+    if not data.startswith(MAGIC):
+        raise ValidationError("not a banger guest-config drive")
+    return json.loads(data[len(MAGIC):].rstrip(b"\0"))

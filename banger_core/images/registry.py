@@ -1,0 +1,158 @@
+"""Images in the store: build, register, list, show, delete."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from banger_core.errors import ConflictError, NotFoundError, ValidationError
+from banger_core.images.providers import GuestOS, debian_guest_os
+from banger_core.store.models import Image, VMRecord
+from banger_core.units import check_vm_name
+
+
+def image_dict(image: Image) -> dict[str, Any]:
+    """JSON-ready form of an image row."""
+    files = [image.kernel, image.rootfs, image.initrd, image.work_seed]
+    return {"id": image.id, "name": image.name, "kernel": image.kernel, "initrd": image.initrd,
+            "rootfs": image.rootfs, "work_seed": image.work_seed, "managed": image.managed,
+            "os": image.os, "fingerprint": image.fingerprint, "created_at": image.created_at,
+            "size": sum(Path(f).stat().st_size for f in files if f and Path(f).exists()),
+            "vms": VMRecord.select().where(VMRecord.image == image.id).count()}
+
+
+class ImageService:
+    """Owns the image rows and the managed image files under the state dir."""
+
+    def __init__(self, daemon: Any) -> None:
+        self.daemon = daemon
+        self.images_dir: Path = daemon.paths.images_dir
+        self._lock = threading.Lock()
+
+    # -- lookup ----------------------------------------------------------------
+    def get(self, ref: str) -> Image:
+        """Find an image by name, id or unique id prefix."""
+        image = Image.get_or_none(Image.name == ref) or Image.get_or_none(Image.id == ref)
+        if image:
+            return image
+        matches = list(Image.select().where(Image.id.startswith(ref))) if ref else []
+        if len(matches) == 1:
+            return matches[0]
+        names = ", ".join(sorted(i.name for i in Image.select())) or "none"
+        raise NotFoundError(f"no image {ref!r} (images: {names}; build one with "
+                            f"`banger image build {ref or 'debian'}`)")
+
+    def default_name(self) -> str:
+        """The configured default image name."""
+        return self.daemon.settings.get("vm", "default_image")
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every image."""
+        return [image_dict(i) for i in Image.select().order_by(Image.name)]
+
+    # -- changes -----------------------------------------------------------------
+    def register(self, name: str, kernel: str, rootfs: str, initrd: str | None = None,
+                 work_seed: str | None = None) -> dict[str, Any]:
+        """Record an image made elsewhere; files are used where they are."""
+        check_vm_name(name)
+        paths = {"kernel": kernel, "rootfs": rootfs, "initrd": initrd, "work seed": work_seed}
+        for what, value in paths.items():
+            if value is None:
+                continue
+            if not Path(value).is_file():
+                raise ValidationError(f"{what} {value!r} is not a file")
+        with self._lock:
+            if Image.get_or_none(Image.name == name):
+                raise ConflictError(f"image {name!r} already exists")
+            image = Image.create(id=uuid.uuid4().hex[:12], name=name,
+                                 kernel=str(Path(kernel).absolute()),
+                                 rootfs=str(Path(rootfs).absolute()),
+                                 initrd=str(Path(initrd).absolute()) if initrd else None,
+                                 work_seed=str(Path(work_seed).absolute()) if work_seed else None,
+                                 managed=False)
+        logger.info("registered image {} ({})", name, image.id)
+        return image_dict(image)
+
+    def delete(self, ref: str) -> dict[str, Any]:
+        """Remove an image; refused while a VM uses it."""
+        image = self.get(ref)
+        users = [v.name for v in VMRecord.select().where(VMRecord.image == image.id)]
+        if users:
+            raise ConflictError(f"image {image.name!r} is used by VM(s): {', '.join(users)}; "
+                                "delete them first")
+        info = image_dict(image)
+        image.delete_instance()
+        if image.managed:
+            shutil.rmtree(self.images_dir / image.id, ignore_errors=True)
+        logger.info("deleted image {}", image.name)
+        return info
+
+    def providers(self) -> dict[str, GuestOS]:
+        """Guest OS providers by name: the core's Debian plus plugins'."""
+        found = {"debian": debian_guest_os()}
+        for provider in self.daemon.hooks.guest_os():
+            found[provider.name] = provider
+        return found
+
+    def build(self, op: Any, name: str, os_name: str) -> dict[str, Any]:
+        """Build an image (runs inside an operation) and register it."""
+        check_vm_name(name)
+        provider = self.providers().get(os_name)
+        if provider is None:
+            raise ValidationError(f"unknown guest OS {os_name!r} (known: "
+                                  f"{', '.join(sorted(self.providers()))})")
+        if Image.get_or_none(Image.name == name):
+            raise ConflictError(f"image {name!r} already exists")
+        image_id = uuid.uuid4().hex[:12]
+        out = self.images_dir / image_id
+        stages = StageTracker(op)
+        try:
+            built = provider.build(out, stages.enter, op.cancel_event)
+            stages.close()
+            with op.stage("register"), self._lock:
+                if Image.get_or_none(Image.name == name):
+                    raise ConflictError(f"image {name!r} already exists")
+                image = Image.create(id=image_id, name=name, kernel=str(built.kernel),
+                                     initrd=str(built.initrd) if built.initrd else None,
+                                     rootfs=str(built.rootfs), work_seed=str(built.work_seed),
+                                     managed=True, os=os_name, fingerprint=built.fingerprint)
+        except BaseException:
+            stages.fail()
+            shutil.rmtree(out, ignore_errors=True)
+            raise
+        return image_dict(image)
+
+
+class StageTracker:
+    """Turns a builder's ``on_stage(name)`` calls into operation stages."""
+
+    def __init__(self, op: Any) -> None:
+        self.op = op
+        self._current: Any = None
+
+    def enter(self, name: str) -> None:
+        """A new stage begins; the previous one is done."""
+        self.close()
+        self._current = self.op.stage(name)
+        self._current.__enter__()
+
+    def close(self) -> None:
+        """Mark the current stage done."""
+        if self._current is not None:
+            current, self._current = self._current, None
+            current.__exit__(None, None, None)
+
+    def fail(self) -> None:
+        """Mark the current stage failed."""
+        if self._current is not None:
+            current, self._current = self._current, None
+            err = RuntimeError("failed")
+            try:
+                current.__exit__(type(err), err, None)
+            except RuntimeError:
+                pass

@@ -1,0 +1,1 @@
+"""VM lifecycle: the objects hooks receive and the manager that drives them."""

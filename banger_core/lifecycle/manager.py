@@ -1,0 +1,537 @@
+"""The VM manager: create, start, stop, kill, delete, set, and reconcile.
+
+Operations on one VM are serialised by a per-VM lock; different VMs proceed
+in parallel. Every step of create and start registers an undo on a
+:class:`LifecycleContext`, so a failure (or a cancel) at any stage leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from banger_core import system
+from banger_core.disks import rootdisk
+from banger_core.doctor import run_checks
+from banger_core.errors import (
+    BangerError,
+    ConflictError,
+    NotFoundError,
+    ValidationError,
+)
+from banger_core.guestconfig import GuestConfig
+from banger_core.lifecycle import boot
+from banger_core.lifecycle.context import LifecycleContext
+from banger_core.lifecycle.hostnet import TAP_PREFIX, HostNetwork
+from banger_core.lifecycle.machine import MachineSpec
+from banger_core.lifecycle.validation import resolve_create, validate_set
+from banger_core.lifecycle.vm import VM, ImageInfo, VMSpec
+from banger_core.net import ipam
+from banger_core.plugins import raise_failures
+from banger_core.store.models import Image, VMRecord
+
+RUNNING_STATES = ("running", "starting", "stopping")
+
+
+class VMManager:
+    """Drives every VM's lifecycle for the daemon."""
+
+    def __init__(self, daemon: Any, images: Any, network: HostNetwork) -> None:
+        self.daemon = daemon
+        self.settings = daemon.settings
+        self.paths = daemon.paths
+        self.hooks = daemon.hooks
+        self.images = images
+        self.net = network
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._alloc_lock = threading.Lock()
+        self._procs: dict[str, Any] = {}
+
+    # -- records -------------------------------------------------------------
+    def _to_vm(self, rec: VMRecord) -> VM:
+        image = rec.image
+        return VM(
+            id=rec.id, name=rec.name,
+            image=ImageInfo(image.id, image.name, image.kernel, image.rootfs, image.initrd,
+                            image.work_seed),
+            cpus=rec.cpus, memory_mib=rec.memory_mib, disk_size=rec.disk_size, state=rec.state,
+            ip=rec.ip, mac=rec.mac, gateway=self.net.subnet.gateway,
+            prefixlen=self.net.subnet.prefixlen, dir=self.paths.vms_dir / rec.id,
+            run_dir=self.paths.vm_run_dir / rec.id, tap=rec.tap, pid=rec.pid,
+            root_disk=rec.root_disk, root_strategy=rec.root_strategy,
+            last_error=rec.last_error, created_at=rec.created_at, started_at=rec.started_at,
+            plugin_states=dict(rec.plugin_state or {}))
+
+    def _save(self, vm: VM, **fields: Any) -> None:
+        for key, value in fields.items():
+            setattr(vm, key, value)
+        VMRecord.update(
+            state=vm.state, tap=vm.tap, pid=vm.pid, root_disk=vm.root_disk,
+            root_strategy=vm.root_strategy, plugin_state=vm.plugin_states,
+            last_error=vm.last_error, started_at=vm.started_at, cpus=vm.cpus,
+            memory_mib=vm.memory_mib, disk_size=vm.disk_size, updated_at=time.time(),
+        ).where(VMRecord.id == vm.id).execute()
+
+    def resolve(self, ref: str) -> VM:
+        """Find a VM by name, id or unique id prefix."""
+        if not isinstance(ref, str) or not ref:
+            raise ValidationError("a VM name or id is required")
+        rec = VMRecord.get_or_none(VMRecord.name == ref) or VMRecord.get_or_none(
+            VMRecord.id == ref)
+        if rec is None:
+            matches = list(VMRecord.select().where(VMRecord.id.startswith(ref)))
+            if len(matches) > 1:
+                raise ConflictError(f"VM ref {ref!r} is ambiguous: matches "
+                                    f"{', '.join(m.name for m in matches)}")
+            if not matches:
+                raise NotFoundError(f"no VM {ref!r}")
+            rec = matches[0]
+        return self._to_vm(rec)
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every VM."""
+        return [self._to_vm(r).summary() for r in VMRecord.select().order_by(VMRecord.name)]
+
+    @contextmanager
+    def locked(self, vm_id: str) -> Iterator[None]:
+        """Serialise operations on one VM."""
+        with self._locks_guard:
+            lock = self._locks.setdefault(vm_id, threading.Lock())
+        with lock:
+            yield
+
+    def _locked_vm(self, ref: str) -> tuple[VM, Any]:
+        vm = self.resolve(ref)
+        return vm, self.locked(vm.id)
+
+    # -- keys ---------------------------------------------------------------------
+    def ssh_key(self) -> Path:
+        """banger's private key (created on first use); its public half goes into every VM."""
+        key = self.paths.ssh_dir / "id_ed25519"
+        if not key.exists():
+            self.paths.ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            system.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "banger",
+                        "-f", str(key)])
+        return key
+
+    # -- create -----------------------------------------------------------------------
+    def create(self, op: Any, params: dict[str, Any]) -> dict[str, Any]:
+        """``vm create`` (runs inside an operation): every stage rolls back on failure."""
+        ctx = LifecycleContext(self.settings)
+        vm: VM | None = None
+        try:
+            with op.stage("preflight"):
+                spec = resolve_create(params, self.settings, self.images)
+                self.hooks.vm_validate(spec)
+                self.preflight()
+                image = self.images.get(spec.image)
+                self._check_image_files(image)
+                key = self.ssh_key()
+            with op.stage("disks"):
+                vm = self._reserve(spec, image, ctx)
+                op.target = vm.name
+                self._make_root_disk(vm, ctx)
+                self.hooks.vm_create(vm, ctx)
+                self._save(vm)
+            with self.locked(vm.id):
+                self._boot(vm, ctx, op, key)
+            ctx.commit()
+            return self._to_vm(VMRecord.get_by_id(vm.id)).summary()
+        except BaseException as exc:
+            failures = ctx.rollback()
+            if vm is not None:
+                logger.warning("create of {} failed, rolled back: {}", vm.name, exc)
+            if failures and isinstance(exc, BangerError):
+                raise BangerError(f"{exc} (rollback also failed: {'; '.join(failures)})")
+            raise
+
+    def _reserve(self, spec: VMSpec, image: Image, ctx: LifecycleContext) -> VM:
+        with self._alloc_lock:
+            if VMRecord.get_or_none(VMRecord.name == spec.name):
+                raise ConflictError(f"a VM named {spec.name!r} already exists")
+            used = {r.ip for r in VMRecord.select(VMRecord.ip)}
+            ip = self.net.allocate_ip(used)
+            rec = VMRecord.create(
+                id=uuid.uuid4().hex[:12], name=spec.name, image=image.id, cpus=spec.cpus,
+                memory_mib=spec.memory_mib, disk_size=spec.disk_size, state="creating",
+                ip=ip, mac=ipam.mac_for_ip(ip), plugin_state={})
+        ctx.add_undo(lambda: VMRecord.delete_by_id(rec.id), "store row")
+        vm = self._to_vm(rec)
+        vm.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ctx.add_undo(lambda: shutil.rmtree(vm.dir, ignore_errors=True), "VM directory")
+        ctx.add_undo(lambda: shutil.rmtree(vm.run_dir, ignore_errors=True), "VM runtime dir")
+        return vm
+
+    def _make_root_disk(self, vm: VM, ctx: LifecycleContext) -> None:
+        strategy = self.settings.get("storage", "root_disk")
+        if strategy == "auto":
+            strategy = rootdisk.choose_strategy(self.paths.state_dir)
+        if strategy == "dm-snapshot":
+            cow = vm.dir / "root.cow"
+            rootdisk.prepare_cow(cow, Path(vm.image.rootfs).stat().st_size)
+            vm.root_disk = str(cow)
+        else:
+            dest = vm.dir / "root.ext4"
+            rootdisk.create_root_disk(Path(vm.image.rootfs), dest, strategy)
+            ctx.add_undo(lambda: rootdisk.remove_root_disk(dest), "root disk")
+            vm.root_disk = str(dest)
+        vm.root_strategy = strategy
+
+    # -- boot (create and start) ---------------------------------------------------
+    def _boot(self, vm: VM, ctx: LifecycleContext, op: Any, key: Path) -> None:
+        """Network, VMM, SSH. Registers undos that return the VM to 'stopped'."""
+        with op.stage("network"):
+            tap = self.net.acquire_tap()
+            ctx.add_undo(lambda: self.net.release_tap(tap), f"TAP {tap}")
+            self._save(vm, tap=tap, state="starting")
+        with op.stage("boot"):
+            root_path, snapshot = self._activate_root(vm, ctx)
+            machine, guest = self._describe(vm, root_path, key)
+            guest.write_drive(vm.guest_config_path)
+            proc = boot.boot_vmm(vm, machine, self._binary(),
+                                 start_timeout=self.settings.get("firecracker", "start_timeout"))
+            self._procs[vm.id] = proc
+            ctx.add_undo(lambda: boot.kill_vmm(vm, proc.pid), f"VMM {proc.pid}")
+            self._save(vm, pid=proc.pid, started_at=time.time())
+            if snapshot:
+                vm.plugin_state("core")["snapshot"] = snapshot
+        with op.stage("waiting for SSH", detail=vm.ip):
+            boot.wait_for_ssh(vm, proc.pid, self.settings.get("vm", "ssh_timeout_seconds"),
+                              cancelled=lambda: op.cancelled)
+        with op.stage("ready"):
+            ctx.add_undo(lambda: self._stopped_hooks(vm), "plugins' stopped hooks")
+            self.hooks.vm_started(vm)
+            self._save(vm, state="running", last_error="")
+
+    def _activate_root(self, vm: VM, ctx: LifecycleContext) -> tuple[str, dict | None]:
+        if vm.root_strategy != "dm-snapshot":
+            return vm.root_disk, None
+        handles = rootdisk.activate_snapshot(f"banger-{vm.id}", Path(vm.image.rootfs),
+                                             Path(vm.root_disk))
+        ctx.add_undo(lambda: rootdisk.deactivate_snapshot(handles), "dm snapshot")
+        return handles.device_path, handles.to_dict()
+
+    def _describe(self, vm: VM, root_path: str, key: Path) -> tuple[MachineSpec, GuestConfig]:
+        machine = MachineSpec(vcpus=vm.cpus, memory_mib=vm.memory_mib, kernel=vm.image.kernel,
+                              initrd=vm.image.initrd, boot_args=list(boot.BASE_BOOT_ARGS))
+        machine.add_drive("rootfs", root_path, is_root=True)
+        config_dev = machine.add_drive("guestcfg", str(vm.guest_config_path), read_only=True)
+        machine.boot_args.append(
+            ipam.kernel_ip_arg(vm.ip, vm.gateway, vm.prefixlen, vm.name))
+        machine.boot_args.append(f"banger.config={config_dev}")
+        assert vm.tap
+        machine.add_nic(vm.tap, vm.mac)
+        guest = GuestConfig(hostname=vm.name,
+                            authorized_keys=[key.with_suffix(".pub").read_text().strip()],
+                            nameservers=list(self.net.nameservers))
+        self.hooks.vm_configure(vm, machine, guest)
+        return machine, guest
+
+    def _binary(self) -> str:
+        return self.settings.get("firecracker", "binary")
+
+    def preflight(self) -> None:
+        """Fail early, with the fix, when the host is not ready."""
+        failing = [c for c in run_checks(self.settings, self.hooks) if c.required and not c.ok]
+        if failing:
+            first = failing[0]
+            more = (f" (and {len(failing) - 1} more; run `banger doctor`)"
+                    if len(failing) > 1 else "")
+            raise BangerError(f"host not ready: {first.name}: {first.detail}"
+                              f"{'; fix: ' + first.fix if first.fix else ''}{more}")
+
+    def _check_image_files(self, image: Image) -> None:
+        for what, path in (("kernel", image.kernel), ("rootfs", image.rootfs)):
+            if not Path(path).is_file():
+                raise BangerError(f"image {image.name!r}: {what} {path} is missing")
+
+    # -- start / stop ------------------------------------------------------------------
+    def start(self, ref: str, cancelled: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+        """Boot a stopped VM and wait for SSH."""
+        vm = self.resolve(ref)
+        with self.locked(vm.id):
+            vm = self.resolve(vm.id)
+            if vm.state == "running" and boot.live_pid(vm):
+                return vm.summary()
+            if vm.state not in ("stopped", "error", "running"):
+                raise ConflictError(f"VM {vm.name} is {vm.state}; wait for it to finish")
+            self.preflight()
+            self._check_image_files(Image.get_by_id(vm.image.id))
+            ctx = LifecycleContext(self.settings)
+            op = _InlineOp(cancelled)
+            try:
+                self._boot(vm, ctx, op, self.ssh_key())
+            except BaseException as exc:
+                ctx.rollback()
+                self._save(vm, state="stopped", pid=None, tap=None, last_error=str(exc))
+                raise
+            ctx.commit()
+            return self.resolve(vm.id).summary()
+
+    def stop(self, ref: str, *, force: bool = False) -> dict[str, Any]:
+        """Ctrl-Alt-Del, wait the grace period, then forced cleanup."""
+        vm = self.resolve(ref)
+        with self.locked(vm.id):
+            vm = self.resolve(vm.id)
+            return self._stop_locked(vm, force=force)
+
+    def _stop_locked(self, vm: VM, *, force: bool = False) -> dict[str, Any]:
+        pid = boot.live_pid(vm)
+        how = "already stopped"
+        if pid:
+            self._save(vm, state="stopping")
+            grace = float(self.settings.get("vm", "stop_grace_seconds"))
+            graceful = not force and boot.request_shutdown(vm) and self._wait_gone(pid, grace)
+            if graceful:
+                how = "shut down"
+            else:
+                boot.kill_vmm(vm, pid)
+                how = "killed after grace period" if not force else "killed"
+        self._release(vm)
+        return {**self.resolve(vm.id).summary(), "how": how}
+
+    def _wait_gone(self, pid: int, timeout: float) -> bool:
+        from banger_core.firecracker.launcher import wait_for_exit
+
+        self._reap()
+        return wait_for_exit(pid, timeout)
+
+    def kill(self, ref: str, sig: str | int = "SIGKILL") -> dict[str, Any]:
+        """Send a signal to the VMM, then clean up once it is gone."""
+        signum = _parse_signal(sig)
+        vm = self.resolve(ref)
+        with self.locked(vm.id):
+            vm = self.resolve(vm.id)
+            pid = boot.live_pid(vm)
+            if pid:
+                boot.kill_vmm(vm, pid, signum)
+            self._release(vm)
+            return self.resolve(vm.id).summary()
+
+    def restart(self, ref: str, cancelled: Callable[[], bool] = lambda: False) -> dict[str, Any]:
+        """Stop then start."""
+        self.stop(ref)
+        return self.start(ref, cancelled)
+
+    def _release(self, vm: VM) -> None:
+        """Return host runtime state of a VM whose VMM is gone; mark it stopped."""
+        self._reap()
+        boot.kill_vmm(vm, None)
+        snapshot = vm.plugin_state("core").pop("snapshot", None)
+        if snapshot:
+            try:
+                rootdisk.deactivate_snapshot(rootdisk.SnapshotHandles.from_dict(snapshot))
+            except BangerError as exc:
+                logger.error("removing dm snapshot of {} failed: {}", vm.name, exc)
+        self.net.release_tap(vm.tap)
+        failures = self._stopped_hooks(vm)
+        self._save(vm, state="stopped", pid=None, tap=None,
+                   last_error="; ".join(failures) if failures else vm.last_error)
+        self._procs.pop(vm.id, None)
+
+    def _stopped_hooks(self, vm: VM) -> list[str]:
+        failures = self.hooks.vm_stopped(vm)
+        for line in failures:
+            logger.error("{}", line)
+        return failures
+
+    def _reap(self) -> None:
+        for proc in list(self._procs.values()):
+            if proc.popen is not None:
+                proc.popen.poll()
+
+    # -- delete / set --------------------------------------------------------------------
+    def delete(self, ref: str, *, force: bool = False) -> dict[str, Any]:
+        """Remove a VM and everything it owns; a running VM needs ``force``."""
+        vm = self.resolve(ref)
+        with self.locked(vm.id):
+            vm = self.resolve(vm.id)
+            if boot.live_pid(vm):
+                if not force:
+                    raise ConflictError(f"VM {vm.name} is running; stop it first or use --force")
+                self._stop_locked(vm, force=True)
+                vm = self.resolve(vm.id)
+            failures = self.hooks.vm_deleted(vm)
+            shutil.rmtree(vm.dir, ignore_errors=True)
+            shutil.rmtree(vm.run_dir, ignore_errors=True)
+            VMRecord.delete_by_id(vm.id)
+            raise_failures(failures, f"VM {vm.name} deleted, but cleanup failed")
+            return {**vm.summary(), "state": "deleted"}
+
+    def set(self, ref: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Change cpus, memory or disk size of a stopped VM."""
+        vm = self.resolve(ref)
+        with self.locked(vm.id):
+            vm = self.resolve(vm.id)
+            if boot.live_pid(vm):
+                raise ConflictError(f"VM {vm.name} is running; stop it before changing it")
+            spec = validate_set(vm, params)
+            self.hooks.vm_validate(spec)
+            ctx = LifecycleContext(self.settings)
+            try:
+                self.hooks.vm_set(vm, spec.changes, ctx)
+                for key, value in spec.changes.items():
+                    setattr(vm, key, value)
+                self._save(vm)
+            except BaseException:
+                ctx.rollback()
+                raise
+            return {**vm.summary(), "changed": sorted(spec.changes)}
+
+    # -- inspection ------------------------------------------------------------------------
+    def stats(self, ref: str) -> dict[str, Any]:
+        """VMM CPU time and memory from /proc."""
+        vm = self.resolve(ref)
+        pid = boot.live_pid(vm)
+        out: dict[str, Any] = {"name": vm.name, "state": vm.state, "pid": pid}
+        if not pid:
+            return out
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks = os.sysconf("SC_CLK_TCK")
+            out["cpu_seconds"] = round((int(fields[11]) + int(fields[12])) / ticks, 2)
+            status = Path(f"/proc/{pid}/status").read_text().splitlines()
+            mem = {line.split(":")[0]: line.split()[1] for line in status if line.startswith("Vm")}
+            out["rss_bytes"] = int(mem.get("VmRSS", 0)) * 1024
+            out["vms_bytes"] = int(mem.get("VmSize", 0)) * 1024
+            out["threads"] = int(next((line.split()[1] for line in status
+                                       if line.startswith("Threads")), 0))
+            out["uptime"] = round(time.time() - (vm.started_at or time.time()), 1)
+        except (OSError, IndexError, ValueError):
+            out["pid"] = None
+        return out
+
+    def logs(self, ref: str, which: str, offset: int | None, limit: int) -> dict[str, Any]:
+        """A chunk of the console or VMM log from ``offset`` (the tail when None)."""
+        vm = self.resolve(ref)
+        path = {"console": vm.console_log, "vmm": vm.vmm_log}.get(which)
+        if path is None:
+            raise ValidationError(f"log {which!r} is not one of: console, vmm")
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return {"path": str(path), "data": "", "offset": 0, "running": vm.state == "running"}
+        start = max(0, size - limit) if offset is None else min(offset, size)
+        with path.open("rb") as fh:
+            fh.seek(start)
+            data = fh.read(limit)
+        return {"path": str(path), "data": data.decode(errors="replace"),
+                "offset": start + len(data), "running": bool(boot.live_pid(vm))}
+
+    def ssh_info(self, ref: str) -> dict[str, Any]:
+        """How the CLI reaches the VM over SSH."""
+        vm = self.resolve(ref)
+        if not boot.live_pid(vm):
+            raise ConflictError(f"VM {vm.name} is not running; start it with "
+                                f"`banger vm start {vm.name}`")
+        return {"name": vm.name, "ip": vm.ip, "user": "root", "key": str(self.ssh_key()),
+                "daemon_pid": os.getpid()}
+
+    # -- reconcile ---------------------------------------------------------------------------
+    def reconcile(self) -> dict[str, Any]:
+        """At daemon start: mark dead VMs stopped, finish interrupted creates, clear leftovers."""
+        report: dict[str, list[str]] = {"stopped": [], "removed": [], "leftovers": []}
+        for rec in list(VMRecord.select()):
+            vm = self._to_vm(rec)
+            if vm.state == "creating":
+                pid = boot.live_pid(vm)
+                if pid:
+                    boot.kill_vmm(vm, pid)
+                self._release_quietly(vm)
+                self.hooks.vm_deleted(vm)
+                shutil.rmtree(vm.dir, ignore_errors=True)
+                shutil.rmtree(vm.run_dir, ignore_errors=True)
+                VMRecord.delete_by_id(vm.id)
+                report["removed"].append(vm.name)
+            elif vm.state in RUNNING_STATES:
+                pid = boot.live_pid(vm)
+                if pid is None:
+                    self._release_quietly(vm)
+                    report["stopped"].append(vm.name)
+                elif pid != vm.pid:
+                    self._save(vm, pid=pid)
+            elif vm.tap:
+                self._release_quietly(vm)
+        known = {r.id for r in VMRecord.select(VMRecord.id)}
+        for parent in (self.paths.vms_dir, self.paths.vm_run_dir):
+            for child in parent.iterdir() if parent.exists() else []:
+                if child.name not in known:
+                    sock = self.paths.vm_run_dir / child.name / "fc.sock"
+                    from banger_core.firecracker.launcher import find_vmm_pid
+
+                    pid = find_vmm_pid(sock)
+                    if pid:
+                        os.kill(pid, signal.SIGKILL)
+                    shutil.rmtree(child, ignore_errors=True)
+                    report["leftovers"].append(str(child))
+        vms = [self._to_vm(r) for r in VMRecord.select()]
+        for line in self.hooks.reconcile(vms):
+            logger.error("{}", line)
+        for vm in vms:
+            if vm.state == "running":
+                try:
+                    self.hooks.vm_started(vm)
+                except Exception as exc:
+                    logger.error("re-publishing {} failed: {}", vm.name, exc)
+        logger.info("reconcile: {}", report)
+        return report
+
+    def _release_quietly(self, vm: VM) -> None:
+        try:
+            self._release(vm)
+        except Exception as exc:
+            logger.error("releasing {} failed: {}", vm.name, exc)
+
+    def taps_in_use(self) -> set[str]:
+        """TAPs held by VMs that run (for the pool's adoption at start)."""
+        return {r.tap for r in VMRecord.select() if r.tap and r.tap.startswith(TAP_PREFIX)
+                and r.state in RUNNING_STATES}
+
+
+class _InlineOp:
+    """Stage recorder for work that is not an operation (``vm start``)."""
+
+    def __init__(self, cancelled: Callable[[], bool]) -> None:
+        self._cancelled = cancelled
+        self.target = ""
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled()
+
+    @contextmanager
+    def stage(self, name: str, detail: str = "") -> Iterator[None]:
+        from banger_core.errors import CancelledError
+
+        if self._cancelled():
+            raise CancelledError(f"cancelled before {name}")
+        started = time.monotonic()
+        yield
+        logger.debug("stage {} took {:.3f}s", name, time.monotonic() - started)
+
+
+def _parse_signal(sig: str | int) -> int:
+    if isinstance(sig, int) and not isinstance(sig, bool):
+        valid = {s.value for s in signal.Signals}
+        if sig in valid:
+            return sig
+    elif isinstance(sig, str):
+        name = sig.upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        if name in signal.Signals.__members__:
+            return signal.Signals[name].value
+        if sig.isdigit():
+            return _parse_signal(int(sig))
+    raise ValidationError(f"signal {sig!r} is not a signal name or number (e.g. SIGTERM, 9)")

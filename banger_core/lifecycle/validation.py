@@ -1,0 +1,101 @@
+"""Checking create and set requests against what is allowed and what the host has."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from banger_core.errors import ValidationError
+from banger_core.lifecycle.vm import VM, VMSpec
+from banger_core.units import check_vm_name, format_size, parse_size
+
+CREATE_KEYS = {"name", "image", "cpus", "memory", "disk_size"}
+SET_KEYS = {"cpus", "memory", "disk_size"}
+MAX_VCPUS = 32  # Firecracker's limit
+MIN_MEMORY_MIB = 64
+MIN_DISK = 64 << 20
+
+
+def host_memory_mib() -> int:
+    """Total memory of the host in MiB."""
+    with open("/proc/meminfo") as fh:
+        for line in fh:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+def check_cpus(value: Any) -> int:
+    """vCPUs: a positive integer within the host's CPUs and Firecracker's limit."""
+    limit = min(os.cpu_count() or 1, MAX_VCPUS)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+        raise ValidationError(f"cpus {value!r} is not allowed: use an integer from 1 to {limit} "
+                              "(the host's CPUs)")
+    return value
+
+
+def check_memory(value: Any) -> int:
+    """Memory: MiB as an integer or a size string; within the host's memory."""
+    limit = host_memory_mib()
+    mib = parse_size(value, "memory", default_unit="M") // (1 << 20)
+    if not MIN_MEMORY_MIB <= mib <= limit:
+        raise ValidationError(f"memory {value!r} is not allowed: use {MIN_MEMORY_MIB}M to "
+                              f"{format_size(limit << 20)} (the host's memory)")
+    return mib
+
+
+def check_disk_size(value: Any, state_dir: Any) -> int:
+    """Disk size: bytes from a size string; within the state file system's size."""
+    size = parse_size(value, "disk size", default_unit="G")
+    st = os.statvfs(state_dir if os.path.exists(state_dir) else "/")
+    limit = st.f_blocks * st.f_frsize
+    if not MIN_DISK <= size <= limit:
+        raise ValidationError(f"disk size {value!r} is not allowed: use {format_size(MIN_DISK)} "
+                              f"to {format_size(limit)} (the size of {state_dir}'s file system)")
+    return size
+
+
+def _unknown(params: dict[str, Any], allowed: set[str], what: str) -> None:
+    extra = sorted(set(params) - allowed)
+    if extra:
+        raise ValidationError(f"unknown {what} parameter(s): {', '.join(extra)} "
+                              f"(allowed: {', '.join(sorted(allowed))})")
+
+
+def resolve_create(params: dict[str, Any], settings: Any, images: Any) -> VMSpec:
+    """Fill in the daemon's defaults for what the user left out, and check everything."""
+    _unknown(params, CREATE_KEYS, "vm.create")
+    name = check_vm_name(params.get("name"))
+    image = params.get("image") or images.default_name()
+    if not isinstance(image, str):
+        raise ValidationError(f"image {image!r} must be a name")
+    return VMSpec(
+        name=name, image=image,
+        cpus=check_cpus(params.get("cpus", settings.get("vm", "cpus"))),
+        memory_mib=check_memory(params.get("memory", settings.get("vm", "memory_mib"))),
+        disk_size=check_disk_size(params.get("disk_size", settings.get("vm", "disk_size")),
+                                  settings.paths.state_dir),
+    )
+
+
+def validate_set(vm: VM, params: dict[str, Any]) -> VMSpec:
+    """The changes of a ``vm set`` request, checked."""
+    _unknown(params, SET_KEYS, "vm.set")
+    changes: dict[str, Any] = {}
+    if "cpus" in params:
+        changes["cpus"] = check_cpus(params["cpus"])
+    if "memory" in params:
+        changes["memory_mib"] = check_memory(params["memory"])
+    if "disk_size" in params:
+        size = check_disk_size(params["disk_size"], vm.dir)
+        if size < vm.disk_size:
+            raise ValidationError(f"disk size {params['disk_size']!r} is smaller than the "
+                                  f"current {format_size(vm.disk_size)}; disks only grow")
+        changes["disk_size"] = size
+    changes = {k: v for k, v in changes.items() if getattr(vm, k) != v}
+    if not changes and not params:
+        raise ValidationError("nothing to change: give --cpus, --memory or --disk-size")
+    return VMSpec(name=vm.name, image=vm.image.name, cpus=changes.get("cpus", vm.cpus),
+                  memory_mib=changes.get("memory_mib", vm.memory_mib),
+                  disk_size=changes.get("disk_size", vm.disk_size), is_create=False, vm=vm,
+                  changes=changes)

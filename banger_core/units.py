@@ -1,0 +1,44 @@
+"""Parsing and checking sizes and names given by users (standard library only)."""
+
+from __future__ import annotations
+
+import re
+
+from banger_core.errors import ValidationError
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+_FACTORS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def parse_size(value: str | int, what: str = "size", default_unit: str = "") -> int:
+    """``"8G"`` -> bytes. A bare number is in ``default_unit`` (bytes if empty)."""
+    if isinstance(value, bool):
+        raise ValidationError(f"{what} {value!r} is not a size")
+    if isinstance(value, int):
+        return value * _FACTORS[default_unit.upper()]
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ValidationError(
+            f"{what} {value!r} is not a size; use a number with an optional K, M, G or T "
+            "suffix (e.g. 8G)")
+    number, unit = match.groups()
+    unit = unit.upper() or default_unit.upper()
+    return int(float(number) * _FACTORS[unit])
+
+
+def format_size(n: int) -> str:
+    """Bytes -> the shortest exact ``8G`` / ``1536M`` form."""
+    for unit in ("T", "G", "M", "K"):
+        if n and n % _FACTORS[unit] == 0:
+            return f"{n // _FACTORS[unit]}{unit}"
+    return str(n)
+
+
+def check_vm_name(name: object) -> str:
+    """A VM name must be a DNS label (it becomes ``<name>.vm``)."""
+    if not isinstance(name, str) or not _DNS_LABEL.match(name):
+        raise ValidationError(
+            f"VM name {name!r} is not valid: use 1-63 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit")
+    return name
