@@ -27,6 +27,8 @@ CORE_SCHEMA: dict[str, dict[str, Option]] = {
     "daemon": {
         "log_level": Option("info", "daemon log level", choices=LOG_LEVELS),
         "socket_group": Option("", "group allowed to use the socket (mode 0660); empty: 0600"),
+        "netns": Option("", "run the daemon and its VMs' network in this network namespace "
+                            "(created if missing); empty: the host's own network"),
     },
     "firecracker": {
         "binary": Option("firecracker", "the firecracker binary (name on PATH or a path)"),
@@ -106,33 +108,40 @@ def _apply(settings: Settings, schema: Mapping[str, Mapping[str, Option]],
     """Validate ``data`` against ``schema`` and layer it onto ``settings``."""
     for section, table in data.items():
         if section == "plugins" and isinstance(table, dict):
-            plugin_tables = {k: v for k, v in table.items() if isinstance(v, dict)}
             own = {k: v for k, v in table.items() if not isinstance(v, dict)}
-            _apply(settings, schema, {"plugins": own} if own else {}, origin)
-            for name, sub in plugin_tables.items():
+            _apply_table(settings, "plugins", schema["plugins"], own, origin)
+            for name, sub in table.items():
+                if not isinstance(sub, dict):
+                    continue
                 sub_schema = settings.plugin_schema.get(name)
                 if sub_schema is None:
                     # A section for a plugin that is not installed is kept
                     # out of the effective config but is not an error: the
                     # plugin may simply be disabled or uninstalled.
                     continue
-                _apply(settings, {f"plugins.{name}": sub_schema}, {f"plugins.{name}": sub}, origin)
+                _apply_table(settings, f"plugins.{name}", sub_schema, sub, origin)
             continue
         if section not in schema:
             allowed = ", ".join(sorted(schema))
             raise ConfigError(f"{origin}: unknown section [{section}] (known: {allowed})")
         if not isinstance(table, dict):
             raise ConfigError(f"{origin}: [{section}] must be a table")
-        for key, value in table.items():
-            option = schema[section].get(key)
-            if option is None:
-                allowed = ", ".join(sorted(schema[section]))
-                raise ConfigError(f"{origin}: unknown key {section}.{key} (known: {allowed})")
-            problem = option.check(value)
-            if problem:
-                raise ConfigError(f"{origin}: {section}.{key}: {problem}")
-            settings.values[section][key] = value
-            settings.origins[(section, key)] = origin
+        _apply_table(settings, section, schema[section], table, origin)
+
+
+def _apply_table(settings: Settings, section: str, keys: Mapping[str, Option],
+                 table: Mapping[str, Any], origin: str) -> None:
+    """Validate one table's keys and layer them onto ``settings``."""
+    for key, value in table.items():
+        option = keys.get(key)
+        if option is None:
+            allowed = ", ".join(sorted(keys))
+            raise ConfigError(f"{origin}: unknown key {section}.{key} (known: {allowed})")
+        problem = option.check(value)
+        if problem:
+            raise ConfigError(f"{origin}: {section}.{key}: {problem}")
+        settings.values[section][key] = value
+        settings.origins[(section, key)] = origin
 
 
 def load_settings(plugin_schema: Mapping[str, Mapping[str, Option]] | None = None,

@@ -5,7 +5,10 @@ Kept apart from the RPC server so the server stays a small, testable piece.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
+
+WATCH_INTERVAL = 2.0  # seconds between checks for VMMs that died
 
 
 class LifecycleService:
@@ -20,14 +23,27 @@ class LifecycleService:
         self.network = HostNetwork(daemon.settings)
         self.images = ImageService(daemon)
         self.vms = VMManager(daemon, self.images, self.network)
+        self._stop = threading.Event()
 
     def start(self) -> None:
-        """Bridge, TAP pool and reconcile."""
+        """Bridge, TAP pool, reconcile, then watch for VMMs that die."""
         self.network.start(self.vms.taps_in_use())
         self.vms.reconcile()
+        self._watcher = threading.Thread(target=self._watch, name="vm-watch", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        from loguru import logger
+
+        while not self._stop.wait(WATCH_INTERVAL):
+            try:
+                self.vms.check_crashed()
+            except Exception:
+                logger.exception("checking for crashed VMs failed")
 
     def stop(self) -> None:
         """Idle TAPs go; running VMs keep theirs."""
+        self._stop.set()
         self.network.stop()
 
     def describe(self) -> dict[str, Any]:

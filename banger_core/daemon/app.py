@@ -48,6 +48,7 @@ class Daemon:
             "log": str(self.paths.daemon_log),
             "state_dir": str(self.paths.state_dir),
             "uptime": round(time.time() - self.started_at, 1),
+            "ready": self.server.ready,
             "plugins": sorted(i.name for i in infos if i.status == "loaded"),
             "plugin_failures": failure_lines(self.pm),
             "operations": len(self.operations.running()),
@@ -78,6 +79,8 @@ class Daemon:
 
     def register_core_methods(self) -> None:
         """Register the methods every daemon has."""
+        # These answer while services still start (the CLI's autostart polls
+        # daemon.status); every other method waits until start-up is done.
         for name, handler in {
             "daemon.status": self.status,
             "daemon.stop": self.stop,
@@ -86,7 +89,7 @@ class Daemon:
             "operation.status": self.op_status,
             "operation.cancel": self.op_cancel,
         }.items():
-            self.server.register(name, handler)
+            self.server.register(name, handler, early=True)
 
     def register_plugin_methods(self) -> None:
         """Register the methods plugins add; a clash is logged and skipped."""
@@ -102,6 +105,7 @@ class Daemon:
         from banger_core.services import build_services
 
         self.paths.ensure()
+        self._lock_fd = self._take_lock()
         self._claim_socket()
         self.register_core_methods()
         build_services(self)
@@ -115,6 +119,7 @@ class Daemon:
             await asyncio.to_thread(self._after_listen)
         except Exception:
             logger.exception("start-up of services failed")
+        self.server.mark_ready()
         logger.info("bangerd {} listening on {}", banger_core.__version__, self.paths.socket)
         try:
             await self.server.wait_stopped()
@@ -145,6 +150,28 @@ class Daemon:
                     stop()
                 except Exception:
                     logger.exception("stopping a service failed")
+
+    def _take_lock(self) -> int:
+        """Hold ``bangerd.lock`` for the daemon's lifetime: one daemon per state dir.
+
+        The socket check alone is racy (two CLI commands may autostart the
+        daemon at once, and asyncio replaces an existing socket file); the
+        kernel drops the lock when the process exits, however it exits.
+        """
+        import fcntl
+
+        fd = os.open(self.paths.run_dir / "bangerd.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            try:
+                pid = self.paths.pid_file.read_text().strip() or "?"
+            except OSError:
+                pid = "?"
+            raise DaemonError(f"another bangerd (pid {pid}) is already running for "
+                              f"{self.paths.state_dir}") from None
+        return fd
 
     def _claim_socket(self) -> None:
         sock = self.paths.socket

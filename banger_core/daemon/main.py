@@ -13,6 +13,22 @@ import sys
 from banger_core.errors import BangerError
 
 
+def enter_netns(name: str, argv: list[str]) -> None:
+    """Re-run bangerd inside network namespace ``name`` (created if missing).
+
+    Used for the simulated host: the bridge, TAPs and VMs then live in a
+    namespace of their own and the machine's own network is never touched.
+    """
+    from banger_core import system
+    from banger_core.net.namespaces import ensure_netns, in_netns
+
+    if in_netns(name):
+        return
+    ensure_netns(name)
+    system.exec_replace(["ip", "netns", "exec", name, sys.executable, "-m",
+                         "banger_core.daemon.main", *argv])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bangerd`` console script."""
     parser = argparse.ArgumentParser(prog="bangerd", description=__doc__)
@@ -24,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         from banger_core.daemon.logging import setup_logging
 
         daemon = build_daemon()
+        netns = daemon.settings.get("daemon", "netns")
+        if netns:
+            enter_netns(netns, argv if argv is not None else sys.argv[1:])
         level = args.log_level or daemon.settings.get("daemon", "log_level")
         daemon.paths.ensure()
         setup_logging(daemon.paths.daemon_log, level, to_stderr=args.stderr)

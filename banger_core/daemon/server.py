@@ -48,6 +48,7 @@ class Method:
     name: str
     handler: Handler
     owner: str
+    early: bool = False  # served before start-up completes (status, stop)
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
@@ -68,18 +69,24 @@ class RPCServer:
         self._server: asyncio.base_events.Server | None = None
         self._stopped: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready: asyncio.Event | None = None
         self._group_gid = grp.getgrnam(group).gr_gid if group else None
 
     # -- registration ----------------------------------------------------------
-    def register(self, name: str, handler: Handler, owner: str = "core") -> None:
-        """Add a method; a name already taken is refused naming both owners."""
+    def register(self, name: str, handler: Handler, owner: str = "core", *,
+                 early: bool = False) -> None:
+        """Add a method; a name already taken is refused naming both owners.
+
+        Requests wait until :meth:`mark_ready` (services started) unless the
+        method is ``early``.
+        """
         if not name or "." not in name:
             raise ValidationError(f"RPC method name {name!r} must look like 'area.verb'")
         if name in self.methods:
             raise ConflictError(
                 f"RPC method {name!r} from {owner} clashes with the one from "
                 f"{self.methods[name].owner}")
-        self.methods[name] = Method(name, handler, owner)
+        self.methods[name] = Method(name, handler, owner, early)
 
     # -- access control ------------------------------------------------------
     def allowed(self, uid: int, gid: int) -> bool:
@@ -103,6 +110,8 @@ class RPCServer:
         """Bind the socket (private permissions) and start accepting."""
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
+        if self._ready is None:
+            self._ready = asyncio.Event()
         old_umask = os.umask(0o177 if self._group_gid is None else 0o117)
         try:
             self._server = await asyncio.start_unix_server(
@@ -119,6 +128,17 @@ class RPCServer:
         """Block until :meth:`stop` is called."""
         assert self._stopped is not None
         await self._stopped.wait()
+
+    def mark_ready(self) -> None:
+        """Let queued and future requests run (safe to call from any thread)."""
+        if self._loop is None or self._ready is None:
+            return
+        self._loop.call_soon_threadsafe(self._ready.set)
+
+    @property
+    def ready(self) -> bool:
+        """Whether :meth:`mark_ready` took effect."""
+        return self._ready is not None and self._ready.is_set()
 
     def stop(self) -> None:
         """Stop serving (safe to call from any thread)."""
@@ -186,6 +206,8 @@ class RPCServer:
             method = self.methods.get(method_name)
             if method is None:
                 raise NotFoundError(f"unknown method {method_name!r}")
+            if not method.early and self._ready is not None:
+                await self._ready.wait()
             call = RPCCall(method_name, pid, uid, gid)
             calls.add(call)
             try:

@@ -99,8 +99,8 @@ class ImageService:
             found[provider.name] = provider
         return found
 
-    def build(self, op: Any, name: str, os_name: str) -> dict[str, Any]:
-        """Build an image (runs inside an operation) and register it."""
+    def validate_build(self, name: str, os_name: str) -> GuestOS:
+        """Check a build request without changing anything; return the provider."""
         check_vm_name(name)
         provider = self.providers().get(os_name)
         if provider is None:
@@ -108,6 +108,11 @@ class ImageService:
                                   f"{', '.join(sorted(self.providers()))})")
         if Image.get_or_none(Image.name == name):
             raise ConflictError(f"image {name!r} already exists")
+        return provider
+
+    def build(self, op: Any, name: str, os_name: str) -> dict[str, Any]:
+        """Build an image (runs inside an operation) and register it."""
+        provider = self.validate_build(name, os_name)
         image_id = uuid.uuid4().hex[:12]
         out = self.images_dir / image_id
         stages = StageTracker(op)

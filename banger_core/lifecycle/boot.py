@@ -115,8 +115,12 @@ def request_shutdown(vm: VM) -> bool:
         return False
 
 
-def kill_vmm(vm: VM, pid: int | None, sig: int = signal.SIGKILL, timeout: float = 10.0) -> None:
-    """Signal the VMM and wait for it to go; remove its sockets."""
+def kill_vmm(vm: VM, pid: int | None, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    """Signal the VMM (SIGKILL if it outlives ``timeout``) and wait; remove its sockets.
+
+    Firecracker dies on SIGTERM at once; the simulator also removes its
+    namespaces and loop devices first, so SIGTERM is the default.
+    """
     if pid and pid_alive(pid):
         try:
             os.kill(pid, sig)

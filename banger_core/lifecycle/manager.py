@@ -31,7 +31,7 @@ from banger_core.errors import (
     ValidationError,
 )
 from banger_core.guestconfig import GuestConfig
-from banger_core.lifecycle import boot
+from banger_core.lifecycle import boot, failpoints
 from banger_core.lifecycle.context import LifecycleContext
 from banger_core.lifecycle.hostnet import TAP_PREFIX, HostNetwork
 from banger_core.lifecycle.machine import MachineSpec
@@ -127,24 +127,34 @@ class VMManager:
         return key
 
     # -- create -----------------------------------------------------------------------
+    def validate_create(self, params: dict[str, Any]) -> VMSpec:
+        """Check a create request completely, without changing anything."""
+        spec = resolve_create(params, self.settings, self.images)
+        self.hooks.vm_validate(spec)
+        if VMRecord.get_or_none(VMRecord.name == spec.name):
+            raise ConflictError(f"a VM named {spec.name!r} already exists")
+        self.images.get(spec.image)
+        return spec
+
     def create(self, op: Any, params: dict[str, Any]) -> dict[str, Any]:
         """``vm create`` (runs inside an operation): every stage rolls back on failure."""
         ctx = LifecycleContext(self.settings)
         vm: VM | None = None
         try:
             with op.stage("preflight"):
-                spec = resolve_create(params, self.settings, self.images)
-                self.hooks.vm_validate(spec)
+                spec = self.validate_create(params)
                 self.preflight()
                 image = self.images.get(spec.image)
                 self._check_image_files(image)
                 key = self.ssh_key()
+                failpoints.check("preflight")
             with op.stage("disks"):
                 vm = self._reserve(spec, image, ctx)
                 op.target = vm.name
                 self._make_root_disk(vm, ctx)
                 self.hooks.vm_create(vm, ctx)
                 self._save(vm)
+                failpoints.check("disks")
             with self.locked(vm.id):
                 self._boot(vm, ctx, op, key)
             ctx.commit()
@@ -196,6 +206,7 @@ class VMManager:
             tap = self.net.acquire_tap()
             ctx.add_undo(lambda: self.net.release_tap(tap), f"TAP {tap}")
             self._save(vm, tap=tap, state="starting")
+            failpoints.check("network")
         with op.stage("boot"):
             root_path, snapshot = self._activate_root(vm, ctx)
             machine, guest = self._describe(vm, root_path, key)
@@ -207,12 +218,15 @@ class VMManager:
             self._save(vm, pid=proc.pid, started_at=time.time())
             if snapshot:
                 vm.plugin_state("core")["snapshot"] = snapshot
+            failpoints.check("boot")
         with op.stage("waiting for SSH", detail=vm.ip):
             boot.wait_for_ssh(vm, proc.pid, self.settings.get("vm", "ssh_timeout_seconds"),
                               cancelled=lambda: op.cancelled)
+            failpoints.check("waiting for SSH")
         with op.stage("ready"):
             ctx.add_undo(lambda: self._stopped_hooks(vm), "plugins' stopped hooks")
             self.hooks.vm_started(vm)
+            failpoints.check("ready")
             self._save(vm, state="running", last_error="")
 
     def _activate_root(self, vm: VM, ctx: LifecycleContext) -> tuple[str, dict | None]:
@@ -487,6 +501,28 @@ class VMManager:
                     logger.error("re-publishing {} failed: {}", vm.name, exc)
         logger.info("reconcile: {}", report)
         return report
+
+    def check_crashed(self) -> list[str]:
+        """Release VMs marked running whose VMM died; return their names."""
+        gone = []
+        for rec in list(VMRecord.select().where(VMRecord.state == "running")):
+            with self._locks_guard:
+                lock = self._locks.setdefault(rec.id, threading.Lock())
+            if not lock.acquire(blocking=False):
+                continue  # an operation is working on it
+            try:
+                vm = self.resolve(rec.id)
+                if vm.state == "running" and boot.live_pid(vm) is None:
+                    logger.warning("VM {}: VMM {} is gone; releasing its host state",
+                                   vm.name, vm.pid)
+                    vm.last_error = f"VMM {vm.pid} exited"
+                    self._release_quietly(vm)
+                    gone.append(vm.name)
+            except NotFoundError:
+                pass
+            finally:
+                lock.release()
+        return gone
 
     def _release_quietly(self, vm: VM) -> None:
         try:

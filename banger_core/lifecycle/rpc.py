@@ -20,6 +20,8 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
     ops = daemon.operations
 
     def create(params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
+        # Bad input is refused before an operation exists, so it changes nothing.
+        vms.validate_create(dict(params))
         name = params.get("name")
         op = ops.begin("vm.create", str(name), lambda op: vms.create(op, dict(params)))
         return op.as_dict()
@@ -27,6 +29,7 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
     def build(params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
         name = str(params.get("name") or "")
         os_name = str(params.get("os") or "debian")
+        images.validate_build(name, os_name)
         op = ops.begin("image.build", name, lambda op: images.build(op, name, os_name))
         return op.as_dict()
 

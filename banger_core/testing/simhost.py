@@ -1,0 +1,151 @@
+"""A simulated host: bangerd in a network namespace of its own, VMs on the Firecracker simulator.
+
+Everything it makes (the namespace, the daemon, VMM processes, the state
+directory) is removed by :meth:`SimulatedHost.close`, also after a failure.
+Plugin authors use it through the ``sim_host`` fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from banger_core import system
+from banger_core.net.namespaces import delete_netns
+
+
+def _bin(name: str) -> str:
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else (system.which(name) or name)
+
+
+class SimulatedHost:
+    """One private banger installation running on the simulator."""
+
+    def __init__(self, *, subnet: str = "172.30.0.0/24", tap_pool_size: int = 2,
+                 extra_config: str = "", env: dict[str, str] | None = None) -> None:
+        token = secrets.token_hex(3)
+        # Short paths: AF_UNIX socket paths are limited to 108 bytes.
+        self.root = Path(tempfile.mkdtemp(prefix=f"bgr-{token}-", dir="/tmp"))
+        self.netns = f"bgr-test-{token}"
+        self.state_dir = self.root / "state"
+        self.config_path = self.root / "config.toml"
+        self.fcsim_run_dir = self.root / "fcsim"
+        self.config_path.write_text(
+            "[daemon]\n"
+            f'netns = "{self.netns}"\n'
+            'log_level = "debug"\n'
+            "[firecracker]\n"
+            f'binary = "{_bin("banger-fcsim")}"\n'
+            "[vm]\n"
+            "stop_grace_seconds = 5.0\n"
+            "ssh_timeout_seconds = 60.0\n"
+            "[network]\n"
+            'bridge = "bgbr0"\n'
+            f'subnet = "{subnet}"\n'
+            f"tap_pool_size = {tap_pool_size}\n" + extra_config)
+        self.env = {
+            **os.environ,
+            "BANGER_STATE_DIR": str(self.state_dir),
+            "BANGER_CONFIG": str(self.config_path),
+            "BANGER_FCSIM_RUN_DIR": str(self.fcsim_run_dir),
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+            **(env or {}),
+        }
+        for var in ("BANGER_PLUGINS", "BANGER_DISABLE_PLUGINS", "BANGER_FIRECRACKER_BIN",
+                    "BANGER_LOG_LEVEL"):
+            if env is None or var not in env:
+                self.env.pop(var, None)
+
+    # -- driving it ----------------------------------------------------------
+    def cli(self, *args: str, check: bool = True, timeout: float = 300.0,
+            env: dict[str, str] | None = None) -> system.Result:
+        """Run ``banger ARGS`` against this host; raises on failure when ``check``."""
+        return system.run([_bin("banger"), *args], check=check, timeout=timeout,
+                          env={**self.env, **(env or {})})
+
+    def json(self, *args: str) -> Any:
+        """Run a ``--json`` command and parse its output."""
+        return json.loads(self.cli(*args, "--json").stdout)
+
+    def start(self) -> SimulatedHost:
+        """Start the daemon (it enters the host's namespace itself)."""
+        self.cli("daemon", "start")
+        return self
+
+    def daemon_pid(self) -> int | None:
+        """The daemon's PID, if it runs."""
+        pid_file = self.state_dir / "run" / "bangerd.pid"
+        try:
+            return int(pid_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def netns_run(self, *argv: str, check: bool = True, timeout: float = 60.0) -> system.Result:
+        """Run a command inside the simulated host's network namespace."""
+        return system.run(["ip", "netns", "exec", self.netns, *argv], check=check,
+                          timeout=timeout, env=self.env)
+
+    def register_image(self, image: Any, name: str = "debian") -> None:
+        """Register a built image (``banger_core.images.build.BuiltImage``)."""
+        args = ["image", "register", name, "--kernel", str(image.kernel),
+                "--rootfs", str(image.rootfs), "--work-seed", str(image.work_seed)]
+        if image.initrd:
+            args += ["--initrd", str(image.initrd)]
+        self.cli(*args)
+
+    # -- cleaning up ---------------------------------------------------------
+    def vmm_pids(self) -> list[int]:
+        """PIDs of every VMM process started for this host."""
+        from banger_core.firecracker.launcher import find_vmm_pid
+
+        pids = []
+        vm_run = self.state_dir / "run" / "vms"
+        for child in vm_run.iterdir() if vm_run.exists() else []:
+            pid = find_vmm_pid(child / "fc.sock")
+            if pid:
+                pids.append(pid)
+        return pids
+
+    def close(self) -> None:
+        """Stop the daemon and every VMM, remove the namespace and files."""
+        from banger_core.firecracker.launcher import wait_for_exit
+
+        pid = self.daemon_pid()
+        if pid:
+            _signal(pid, signal.SIGTERM)
+            if not wait_for_exit(pid, 15):
+                _signal(pid, signal.SIGKILL)
+                wait_for_exit(pid, 5)
+        for vmm in self.vmm_pids():
+            _signal(vmm, signal.SIGTERM)  # the simulator cleans up on SIGTERM
+        deadline = time.monotonic() + 15
+        for vmm in self.vmm_pids():
+            if not wait_for_exit(vmm, max(0.1, deadline - time.monotonic())):
+                _signal(vmm, signal.SIGKILL)
+                wait_for_exit(vmm, 5)
+        system.run([_bin("banger-fcsim"), "--cleanup", "--all"], check=False, timeout=60,
+                   env=self.env)
+        delete_netns(self.netns, runner=lambda argv, **kw: system.run(argv, check=False))
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> SimulatedHost:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass

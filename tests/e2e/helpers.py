@@ -1,0 +1,38 @@
+"""Checks shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from banger_core import system
+from banger_core.testing.simhost import SimulatedHost
+
+
+def links(host: SimulatedHost, prefix: str) -> list[str]:
+    """Interface names starting with ``prefix`` in the host's namespace."""
+    out = host.netns_run("ip", "-o", "link", "show").stdout
+    names = [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
+    return [n for n in names if n.startswith(prefix)]
+
+
+def assert_nothing_left(host: SimulatedHost, *, vms_expected: int = 0) -> None:
+    """No VM rows, disks, VMM processes, veths or spare TAPs beyond the pool."""
+    listing = host.json("vm", "list")
+    assert len(listing) == vms_expected, listing
+    vm_dirs = list((Path(host.state_dir) / "vms").iterdir())
+    assert len(vm_dirs) == vms_expected, vm_dirs
+    if vms_expected == 0:
+        assert host.vmm_pids() == []
+        taps = links(host, "bgtap")
+        assert len(taps) <= 2, taps  # only the idle pool
+    if vms_expected == 0:
+        assert_no_loops_or_mounts(host)
+
+
+def assert_no_loops_or_mounts(host: SimulatedHost) -> None:
+    """No loop device or mount refers to the host's files."""
+    root = str(host.root)
+    loops = system.run(["losetup", "-a"], check=False).stdout
+    assert root not in loops, loops
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert root not in mounts

@@ -1,0 +1,156 @@
+"""Rollback, cancellation, crashes and concurrency on the simulated host."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from banger_core import system
+from banger_core.firecracker.launcher import wait_for_exit
+from banger_core.testing.simhost import SimulatedHost, _bin
+from tests.e2e.helpers import assert_nothing_left, links
+
+pytestmark = [pytest.mark.net, pytest.mark.slow]
+
+STAGES = ["preflight", "disks", "network", "boot", "waiting for SSH", "ready"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_failed_create_rolls_back_every_stage(debian_image, stage):
+    with SimulatedHost(env={"BANGER_FAILPOINTS": stage}) as host:
+        host.start()
+        host.register_image(debian_image)
+        result = host.cli("vm", "create", "doomed", check=False)
+        assert result.returncode == 1
+        assert f"injected failure at stage {stage!r}" in result.stderr
+        assert_nothing_left(host)
+        assert links(host, "veth") == []
+
+
+def test_failed_start_rolls_back(debian_image):
+    with SimulatedHost() as host:
+        host.start()
+        host.register_image(debian_image)
+        host.cli("vm", "create", "box", "--memory", "256")
+        host.cli("vm", "stop", "box")
+        pool_before = sorted(links(host, "bgtap"))
+        # Restart the daemon with a failpoint in the boot stage of start.
+        host.cli("daemon", "stop")
+        host.env["BANGER_FAILPOINTS"] = "waiting for SSH"
+        host.start()
+        failed = host.cli("vm", "start", "box", check=False)
+        assert failed.returncode == 1 and "injected failure" in failed.stderr
+        shown = host.json("vm", "show", "box")
+        assert shown["state"] == "stopped" and shown["pid"] is None and shown["tap"] is None
+        assert "injected failure" in shown["last_error"]
+        assert host.vmm_pids() == []
+        assert sorted(links(host, "bgtap")) == pool_before
+
+
+def test_ctrl_c_cancels_create_and_rolls_back(debian_image):
+    with SimulatedHost(env={"BANGER_FCSIM_BOOT_DELAY": "8"}) as host:
+        host.start()
+        host.register_image(debian_image)
+        proc = system.spawn([_bin("banger"), "vm", "create", "slow"], env=host.env,
+                            stdout=-1, stderr=-1, new_session=False)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not host.vmm_pids():
+            time.sleep(0.1)
+        assert host.vmm_pids(), "the VMM never started"
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+        assert proc.returncode != 0
+        assert "cancelled" in err.decode() and "rolled back" in err.decode()
+        assert_nothing_left(host)
+
+
+@pytest.mark.host_env({"BANGER_FCSIM_IGNORE_CTRL_ALT_DEL": "1"})
+def test_stop_falls_back_to_forced_cleanup(fresh_host):
+    fresh_host.cli("vm", "create", "stubborn", "--memory", "256")
+    pid = fresh_host.json("vm", "show", "stubborn")["pid"]
+    started = time.monotonic()
+    out = fresh_host.cli("vm", "stop", "stubborn").stdout
+    assert out.startswith("stubborn: stopped (killed after grace period)")
+    assert time.monotonic() - started >= 5  # the configured grace period
+    assert not Path(f"/proc/{pid}").exists()
+    assert fresh_host.vmm_pids() == []
+
+
+def test_daemon_sigkill_mid_create_then_restart_is_consistent(debian_image):
+    with SimulatedHost(env={"BANGER_FCSIM_BOOT_DELAY": "6"}) as host:
+        host.start()
+        host.register_image(debian_image)
+        proc = system.spawn([_bin("banger"), "vm", "create", "orphan"], env=host.env,
+                            stdout=-1, stderr=-1)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not host.vmm_pids():
+            time.sleep(0.1)
+        assert host.vmm_pids()
+        daemon = host.daemon_pid()
+        os.kill(daemon, signal.SIGKILL)
+        assert wait_for_exit(daemon, 10)
+        proc.communicate(timeout=30)
+        host.start()  # reconcile runs before the daemon answers
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and host.vmm_pids():
+            time.sleep(0.2)
+        assert_nothing_left(host)
+
+
+def test_crashed_vmm_is_noticed_and_released(fresh_host):
+    fresh_host.cli("vm", "create", "fragile", "--memory", "256")
+    info = fresh_host.json("vm", "show", "fragile")
+    os.kill(info["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if fresh_host.json("vm", "show", "fragile")["state"] == "stopped":
+            break
+        time.sleep(0.3)
+    shown = fresh_host.json("vm", "show", "fragile")
+    assert shown["state"] == "stopped" and shown["tap"] is None
+    assert info["tap"] not in links(fresh_host, "bgtap") or len(links(fresh_host, "bgtap")) <= 2
+    assert fresh_host.cli("vm", "start", "fragile").stdout.startswith("fragile: running")
+
+
+def test_reconcile_on_restart_marks_dead_vms_stopped(fresh_host):
+    fresh_host.cli("vm", "create", "sleeper", "--memory", "256")
+    fresh_host.cli("daemon", "stop")
+    pid = fresh_host.vmm_pids()[0]
+    os.kill(pid, signal.SIGTERM)
+    assert wait_for_exit(pid, 15)
+    fresh_host.start()
+    shown = fresh_host.json("vm", "show", "sleeper")
+    assert shown["state"] == "stopped" and shown["pid"] is None
+
+
+def test_eight_concurrent_creates_all_reach_ssh(debian_image):
+    with SimulatedHost(tap_pool_size=4) as host:
+        host.start()
+        host.register_image(debian_image)
+        names = [f"par{i}" for i in range(8)]
+        results: dict[str, system.Result] = {}
+
+        def create(name: str) -> None:
+            results[name] = host.cli("vm", "create", name, "--memory", "128", check=False,
+                                     timeout=400)
+
+        threads = [threading.Thread(target=create, args=(n,)) for n in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        failures = {n: r.stderr for n, r in results.items() if r.returncode != 0}
+        assert failures == {}
+        listing = host.json("vm", "list")
+        assert sorted(v["name"] for v in listing) == names
+        assert {v["state"] for v in listing} == {"running"}
+        assert len({v["ip"] for v in listing}) == 8
+        for name in names:
+            assert host.cli("vm", "ssh", name, "--", "hostname").stdout.strip() == name
+        host.cli("vm", "delete", "--force", *names)
+        assert_nothing_left(host)
