@@ -5,7 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*)
 
-.PHONY: dev test test-fast lint demo bench clean
+.PHONY: deps dev test test-fast lint demo bench clean
+
+deps:  ## Debian packages (root; installs only what is missing)
+	scripts/install-host-deps
 
 $(BIN)/banger: pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	$(PY) -m venv $(VENV)
@@ -15,7 +18,7 @@ $(BIN)/banger: pyproject.toml $(wildcard plugins/*/pyproject.toml)
 
 dev: $(BIN)/banger  ## create .venv with the core and every plugin installed editable
 
-test: dev  ## run the whole test suite (root: namespaces, TAPs, loop devices)
+test: deps dev  ## run the whole test suite (root: namespaces, TAPs, loop devices)
 	$(BIN)/python -m pytest -q
 
 test-fast: dev  ## tests that build no image
@@ -24,7 +27,7 @@ test-fast: dev  ## tests that build no image
 lint: dev
 	$(BIN)/ruff check .
 
-demo: dev  ## build the Debian image and boot a VM on the simulated host
+demo: deps dev  ## build the Debian image and boot a VM on the simulated host
 	$(BIN)/python -m banger_core.demo
 
 bench: dev

@@ -10,6 +10,6 @@ __version__ = "0.1.0"
 
 __all__ = ["BangerError", "__version__"]
 
-from banger_core.hookspecs import hookimpl  # noqa: E402  (re-exported for plugins)
+from banger_core.hookspecs import hookimpl
 
 __all__ += ["hookimpl"]

@@ -76,9 +76,10 @@ def banger_daemon_started(daemon: Any) -> None:
     """Start the plugin's long-running services (a DNS server, a watcher).
 
     Called once in ``bangerd`` after the store is open, reconcile has run and
-    the RPC socket listens, from the daemon's event-loop thread.
+    the RPC socket listens, in a worker thread (blocking is fine; the daemon
+    serves requests only after every implementation returned).
 
-    :param daemon: the :class:`banger_core.daemon.server.Daemon`; use
+    :param daemon: the :class:`banger_core.daemon.app.Daemon`; use
         ``daemon.settings``, ``daemon.plugin_config(name)`` and
         ``daemon.store``.
     """

@@ -40,13 +40,12 @@ def vm() -> None:
 
 @vm.command()
 @click.argument("name")
-@click.option("--image", default=None, show_default=DEFAULTS["image"], help="image to boot")
-@click.option("--cpus", type=int, default=None, show_default=str(DEFAULTS["cpus"]),
-              help="vCPUs")
-@click.option("--memory", default=None, show_default=DEFAULTS["memory"],
-              help="memory (MiB, or with a K/M/G suffix)")
-@click.option("--disk-size", default=None, show_default=DEFAULTS["disk_size"],
-              help="work disk size (/root), e.g. 20G")
+@click.option("--image", default=None, help=f"image to boot  [default: {DEFAULTS['image']}]")
+@click.option("--cpus", type=int, default=None, help=f"vCPUs  [default: {DEFAULTS['cpus']}]")
+@click.option("--memory", default=None,
+              help=f"memory (MiB, or with a K/M/G suffix)  [default: {DEFAULTS['memory']}]")
+@click.option("--disk-size", default=None,
+              help=f"work disk size (/root), e.g. 20G  [default: {DEFAULTS['disk_size']}]")
 @click.option("--json", "as_json", is_flag=True, help="print the VM as JSON when ready")
 def create(name: str, image: str | None, cpus: int | None, memory: str | None,
            disk_size: str | None, as_json: bool) -> None:

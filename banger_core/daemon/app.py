@@ -110,7 +110,7 @@ class Daemon:
         self.register_core_methods()
         build_services(self)
         self.register_plugin_methods()
-        await self.server.start()
+        await self.server.start(ready=False)
         self.paths.pid_file.write_text(f"{os.getpid()}\n")
         install_signal_handlers(self.server.stop)
         for line in failure_lines(self.pm):

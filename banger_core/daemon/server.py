@@ -106,12 +106,17 @@ class RPCServer:
         return user in grp.getgrgid(self._group_gid).gr_mem
 
     # -- serving -----------------------------------------------------------------
-    async def start(self) -> None:
-        """Bind the socket (private permissions) and start accepting."""
+    async def start(self, *, ready: bool = True) -> None:
+        """Bind the socket (private permissions) and start accepting.
+
+        :param ready: serve every method at once; with ``False`` only
+            ``early`` methods run until :meth:`mark_ready`.
+        """
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
-        if self._ready is None:
-            self._ready = asyncio.Event()
+        self._ready = asyncio.Event()
+        if ready:
+            self._ready.set()
         old_umask = os.umask(0o177 if self._group_gid is None else 0o117)
         try:
             self._server = await asyncio.start_unix_server(
@@ -206,7 +211,7 @@ class RPCServer:
             method = self.methods.get(method_name)
             if method is None:
                 raise NotFoundError(f"unknown method {method_name!r}")
-            if not method.early and self._ready is not None:
+            if not method.early and self._ready is not None and not self._ready.is_set():
                 await self._ready.wait()
             call = RPCCall(method_name, pid, uid, gid)
             calls.add(call)

@@ -19,11 +19,20 @@ from banger_core.units import check_vm_name
 def image_dict(image: Image) -> dict[str, Any]:
     """JSON-ready form of an image row."""
     files = [image.kernel, image.rootfs, image.initrd, image.work_seed]
-    return {"id": image.id, "name": image.name, "kernel": image.kernel, "initrd": image.initrd,
-            "rootfs": image.rootfs, "work_seed": image.work_seed, "managed": image.managed,
-            "os": image.os, "fingerprint": image.fingerprint, "created_at": image.created_at,
-            "size": sum(Path(f).stat().st_size for f in files if f and Path(f).exists()),
-            "vms": VMRecord.select().where(VMRecord.image == image.id).count()}
+    return {
+        "id": image.id,
+        "name": image.name,
+        "kernel": image.kernel,
+        "initrd": image.initrd,
+        "rootfs": image.rootfs,
+        "work_seed": image.work_seed,
+        "managed": image.managed,
+        "os": image.os,
+        "fingerprint": image.fingerprint,
+        "created_at": image.created_at,
+        "size": sum(Path(f).stat().st_size for f in files if f and Path(f).exists()),
+        "vms": VMRecord.select().where(VMRecord.image == image.id).count(),
+    }
 
 
 class ImageService:
@@ -44,8 +53,10 @@ class ImageService:
         if len(matches) == 1:
             return matches[0]
         names = ", ".join(sorted(i.name for i in Image.select())) or "none"
-        raise NotFoundError(f"no image {ref!r} (images: {names}; build one with "
-                            f"`banger image build {ref or 'debian'}`)")
+        raise NotFoundError(
+            f"no image {ref!r} (images: {names}; build one with "
+            f"`banger image build {ref or 'debian'}`)"
+        )
 
     def default_name(self) -> str:
         """The configured default image name."""
@@ -56,8 +67,14 @@ class ImageService:
         return [image_dict(i) for i in Image.select().order_by(Image.name)]
 
     # -- changes -----------------------------------------------------------------
-    def register(self, name: str, kernel: str, rootfs: str, initrd: str | None = None,
-                 work_seed: str | None = None) -> dict[str, Any]:
+    def register(
+        self,
+        name: str,
+        kernel: str,
+        rootfs: str,
+        initrd: str | None = None,
+        work_seed: str | None = None,
+    ) -> dict[str, Any]:
         """Record an image made elsewhere; files are used where they are."""
         check_vm_name(name)
         paths = {"kernel": kernel, "rootfs": rootfs, "initrd": initrd, "work seed": work_seed}
@@ -69,12 +86,15 @@ class ImageService:
         with self._lock:
             if Image.get_or_none(Image.name == name):
                 raise ConflictError(f"image {name!r} already exists")
-            image = Image.create(id=uuid.uuid4().hex[:12], name=name,
-                                 kernel=str(Path(kernel).absolute()),
-                                 rootfs=str(Path(rootfs).absolute()),
-                                 initrd=str(Path(initrd).absolute()) if initrd else None,
-                                 work_seed=str(Path(work_seed).absolute()) if work_seed else None,
-                                 managed=False)
+            image = Image.create(
+                id=uuid.uuid4().hex[:12],
+                name=name,
+                kernel=str(Path(kernel).absolute()),
+                rootfs=str(Path(rootfs).absolute()),
+                initrd=str(Path(initrd).absolute()) if initrd else None,
+                work_seed=str(Path(work_seed).absolute()) if work_seed else None,
+                managed=False,
+            )
         logger.info("registered image {} ({})", name, image.id)
         return image_dict(image)
 
@@ -83,8 +103,9 @@ class ImageService:
         image = self.get(ref)
         users = [v.name for v in VMRecord.select().where(VMRecord.image == image.id)]
         if users:
-            raise ConflictError(f"image {image.name!r} is used by VM(s): {', '.join(users)}; "
-                                "delete them first")
+            raise ConflictError(
+                f"image {image.name!r} is used by VM(s): {', '.join(users)}; delete them first"
+            )
         info = image_dict(image)
         image.delete_instance()
         if image.managed:
@@ -104,8 +125,9 @@ class ImageService:
         check_vm_name(name)
         provider = self.providers().get(os_name)
         if provider is None:
-            raise ValidationError(f"unknown guest OS {os_name!r} (known: "
-                                  f"{', '.join(sorted(self.providers()))})")
+            raise ValidationError(
+                f"unknown guest OS {os_name!r} (known: {', '.join(sorted(self.providers()))})"
+            )
         if Image.get_or_none(Image.name == name):
             raise ConflictError(f"image {name!r} already exists")
         return provider
@@ -122,10 +144,17 @@ class ImageService:
             with op.stage("register"), self._lock:
                 if Image.get_or_none(Image.name == name):
                     raise ConflictError(f"image {name!r} already exists")
-                image = Image.create(id=image_id, name=name, kernel=str(built.kernel),
-                                     initrd=str(built.initrd) if built.initrd else None,
-                                     rootfs=str(built.rootfs), work_seed=str(built.work_seed),
-                                     managed=True, os=os_name, fingerprint=built.fingerprint)
+                image = Image.create(
+                    id=image_id,
+                    name=name,
+                    kernel=str(built.kernel),
+                    initrd=str(built.initrd) if built.initrd else None,
+                    rootfs=str(built.rootfs),
+                    work_seed=str(built.work_seed),
+                    managed=True,
+                    os=os_name,
+                    fingerprint=built.fingerprint,
+                )
         except BaseException:
             stages.fail()
             shutil.rmtree(out, ignore_errors=True)

@@ -205,7 +205,9 @@ class VMManager:
         with op.stage("network"):
             tap = self.net.acquire_tap()
             ctx.add_undo(lambda: self.net.release_tap(tap), f"TAP {tap}")
-            self._save(vm, tap=tap, state="starting")
+            # A VM being created stays "creating" until ready, so a daemon that
+            # dies mid-create leaves a row that reconcile knows to undo.
+            self._save(vm, tap=tap, state="creating" if vm.state == "creating" else "starting")
             failpoints.check("network")
         with op.stage("boot"):
             root_path, snapshot = self._activate_root(vm, ctx)

@@ -33,6 +33,7 @@ class SimulatedHost:
     def __init__(self, *, subnet: str = "172.30.0.0/24", tap_pool_size: int = 2,
                  extra_config: str = "", env: dict[str, str] | None = None) -> None:
         token = secrets.token_hex(3)
+        self.tap_pool_size = tap_pool_size
         # Short paths: AF_UNIX socket paths are limited to 108 bytes.
         self.root = Path(tempfile.mkdtemp(prefix=f"bgr-{token}-", dir="/tmp"))
         self.netns = f"bgr-test-{token}"

@@ -24,7 +24,7 @@ def assert_nothing_left(host: SimulatedHost, *, vms_expected: int = 0) -> None:
     if vms_expected == 0:
         assert host.vmm_pids() == []
         taps = links(host, "bgtap")
-        assert len(taps) <= 2, taps  # only the idle pool
+        assert len(taps) <= host.tap_pool_size, taps  # only the idle pool
     if vms_expected == 0:
         assert_no_loops_or_mounts(host)
 

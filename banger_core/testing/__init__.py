@@ -1,0 +1,1 @@
+"""Test support for banger and its plugins (simulated host, cached images)."""

@@ -1,0 +1,113 @@
+"""A cached Debian guest image for tests.
+
+``cached_debian_image()`` builds the default recipe once per fingerprint and
+keeps it under ``$BANGER_TEST_IMAGE_CACHE/<fingerprint>/`` (default
+``/var/cache/banger-test/images``). A file lock makes parallel test processes
+build it only once; a complete cached build is reused in milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from banger_core.errors import BangerError, NotFoundError
+from banger_core.images.build import BuiltImage, build_image, read_image, remove_tree
+from banger_core.images.recipe import Recipe, default_recipe
+
+DEFAULT_CACHE = "/var/cache/banger-test/images"
+KEEP_BUILDS = 3
+"""How many fingerprints to keep in the cache (older ones are pruned)."""
+
+
+def cache_root() -> Path:
+    """The cache directory: ``$BANGER_TEST_IMAGE_CACHE`` or the default."""
+    return Path(os.environ.get("BANGER_TEST_IMAGE_CACHE") or DEFAULT_CACHE)
+
+
+@contextlib.contextmanager
+def _locked(path: Path, *, blocking: bool = True) -> Iterator[bool]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _complete(directory: Path, fingerprint: str) -> BuiltImage | None:
+    try:
+        image = read_image(directory)
+    except (NotFoundError, BangerError):
+        return None
+    return image if image.fingerprint == fingerprint else None
+
+
+def cached_image(recipe: Recipe, *, verbose: bool = True) -> BuiltImage:
+    """Return a built image for ``recipe``, building it at most once per fingerprint."""
+    fingerprint = recipe.fingerprint()
+    root = cache_root()
+    directory = root / fingerprint
+    image = _complete(directory, fingerprint)
+    if image is not None:
+        return image
+    root.mkdir(parents=True, exist_ok=True)
+    with _locked(root / f"{fingerprint}.lock"):
+        image = _complete(directory, fingerprint)
+        if image is not None:
+            return image
+        # A build killed outright (SIGKILL, power loss) leaves its staging dir behind.
+        if directory.is_dir():
+            for stale in directory.glob(".build-*"):
+                remove_tree(stale)
+        started = time.monotonic()
+
+        def on_stage(name: str) -> None:
+            if verbose:
+                elapsed = time.monotonic() - started
+                print(
+                    f"[banger test image {fingerprint[:12]}] {name} (+{elapsed:.1f}s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+        image = build_image(recipe, directory, on_stage=on_stage)
+        if verbose:
+            print(
+                f"[banger test image {fingerprint[:12]}] built in "
+                f"{time.monotonic() - started:.1f}s",
+                file=sys.stderr,
+                flush=True,
+            )
+    _prune(root, keep=fingerprint)
+    return image
+
+
+def cached_debian_image() -> BuiltImage:
+    """Build (once) and return the default Debian image, cached by fingerprint."""
+    return cached_image(default_recipe())
+
+
+def _prune(root: Path, *, keep: str) -> None:
+    """Remove cached builds beyond the newest KEEP_BUILDS (never one being built)."""
+    try:
+        dirs = [d for d in root.iterdir() if d.is_dir() and len(d.name) == 64 and d.name != keep]
+    except OSError:
+        return
+    dirs.sort(key=lambda d: d.stat().st_mtime, reverse=True)
+    for old in dirs[KEEP_BUILDS - 1 :]:
+        with _locked(root / f"{old.name}.lock", blocking=False) as got:
+            if not got:
+                continue
+            with contextlib.suppress(BangerError, OSError):
+                remove_tree(old)
+                (root / f"{old.name}.lock").unlink(missing_ok=True)

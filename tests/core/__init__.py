@@ -1,0 +1,1 @@
+"""Tests of banger's core: plugin framework, config, store, daemon and CLI."""

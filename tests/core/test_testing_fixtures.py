@@ -1,0 +1,57 @@
+"""The shipped pytest fixtures (banger_core.testing.plugin) clean up after failing tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+INNER = '''
+import os
+from pathlib import Path
+
+OUT = Path({out!r})
+
+
+def test_fixture_daemon_then_fail(daemon):
+    (OUT / "fixture.pid").write_text(str(daemon.pid))
+    (OUT / "fixture.netns").write_text(daemon.home.netns)
+    assert False, "deliberate failure"
+
+
+def test_cli_daemon_then_fail(banger_home):
+    result = banger_home.run("daemon", "start")
+    assert result.returncode == 0, result.stderr
+    (OUT / "cli.pid").write_text(banger_home.paths.pid_file.read_text().strip())
+    raise RuntimeError("deliberate error")
+'''
+
+
+def gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_daemons_stopped_by_pid_even_when_tests_fail(tmp_path: Path, banger_home) -> None:
+    inner_dir = tmp_path / "inner"
+    inner_dir.mkdir()
+    (inner_dir / "test_inner.py").write_text(textwrap.dedent(INNER.format(out=str(tmp_path))))
+    result = banger_home.run_argv(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir",
+         str(inner_dir), str(inner_dir / "test_inner.py")], timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "2 failed" in result.stdout, result.stdout
+    for name in ("fixture.pid", "cli.pid"):
+        pid = int((tmp_path / name).read_text())
+        assert gone(pid), f"daemon {pid} from {name} still runs"
+    netns = (tmp_path / "fixture.netns").read_text()
+    if netns:
+        assert not Path("/run/netns", netns).exists()

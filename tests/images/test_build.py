@@ -1,0 +1,176 @@
+"""Image build pipeline with a fake mmdebstrap (fast), and the real build (slow)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from banger_core import system
+from banger_core.errors import BangerError, CancelledError, CommandError, NotFoundError
+from banger_core.images.build import STAGES, BuiltImage, build_image, read_image
+from banger_core.images.recipe import default_recipe
+
+from .fakes import RECIPE, FakeRunner
+
+needs_e2fs = pytest.mark.skipif(
+    not (system.which("mkfs.ext4") and system.which("debugfs")), reason="needs e2fsprogs"
+)
+
+
+
+def debugfs(image: Path, request: str) -> str:
+    return system.run(["debugfs", "-R", request, str(image)]).stdout
+
+
+@needs_e2fs
+def test_build_pipeline(tmp_path: Path) -> None:
+    out = tmp_path / "img"
+    stages: list[str] = []
+    runner = FakeRunner()
+    image = build_image(RECIPE, out, on_stage=stages.append, runner=runner)
+    assert stages == list(STAGES)
+    mm = runner.calls[0]
+    assert mm[0] == "mmdebstrap"
+    assert "--variant=minbase" in mm and "--include=openssh-server,python3" in mm
+    assert mm[-2] == "bookworm"  # suite then target: no mirror argument
+    assert not any("://" in a for a in mm)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "image.json",
+        "initrd.img",
+        "rootfs.ext4",
+        "vmlinuz",
+        "work-seed.ext4",
+    ]
+    assert image.kernel.read_bytes() == b"new kernel"
+    assert image.initrd is not None and image.initrd.read_bytes() == b"new initrd"
+    assert image.kernel_version == "6.1.0-10-cloud-amd64"
+    assert image.fingerprint == RECIPE.fingerprint()
+    assert image.size_bytes == 64 * 1024 * 1024
+    assert read_image(out) == image
+    meta = json.loads((out / "image.json").read_text())
+    assert meta["rootfs"] == "rootfs.ext4" and meta["recipe_name"] == "fake"
+
+    assert "banger-boot" in debugfs(image.rootfs, "ls /usr/lib/banger")
+    etc_ssh = debugfs(image.rootfs, "ls /etc/ssh")
+    assert "ssh_host_" not in etc_ssh
+    assert "50-banger.conf" in debugfs(image.rootfs, "ls /etc/ssh/sshd_config.d")
+    assert "buildhost" not in debugfs(image.rootfs, "cat /etc/hostname")
+    assert "/run/banger/resolv.conf" in debugfs(image.rootfs, "stat /etc/resolv.conf")
+    wants = debugfs(image.rootfs, "ls /etc/systemd/system/multi-user.target.wants")
+    assert "banger-boot.service" in wants and "banger-agent.service" in wants
+    root_ls = debugfs(image.rootfs, "ls /root").split()
+    assert ".bashrc" not in root_ls
+    seed_ls = debugfs(image.work_seed, "ls /").split()
+    assert ".bashrc" in seed_ls and ".ssh" in seed_ls
+    assert "Mode:  0700" in debugfs(image.work_seed, "stat /")
+    label = system.run(["dumpe2fs", "-h", str(image.work_seed)]).stdout
+    assert "banger-work" in label
+
+
+@needs_e2fs
+@pytest.mark.parametrize("failing", ["mmdebstrap", "mkfs.ext4", "debugfs"])
+def test_failed_build_leaves_nothing(tmp_path: Path, failing: str) -> None:
+    out = tmp_path / "img"
+    with pytest.raises(CommandError):
+        build_image(RECIPE, out, runner=FakeRunner(fail=failing))
+    assert list(out.iterdir()) == []
+    with pytest.raises(NotFoundError):
+        read_image(out)
+
+
+@needs_e2fs
+def test_cancelled_build_leaves_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "img"
+    cancel = threading.Event()
+
+    def on_stage(name: str) -> None:
+        if name == "kernel":
+            cancel.set()
+
+    with pytest.raises(CancelledError, match="cancelled before rootfs"):
+        build_image(RECIPE, out, runner=FakeRunner(), cancel=cancel, on_stage=on_stage)
+    assert list(out.iterdir()) == []
+
+
+def test_build_without_kernel_fails_clearly(tmp_path: Path) -> None:
+    class NoKernel(FakeRunner):
+        def __call__(self, argv: Sequence[str], **kw: object) -> system.Result:
+            result = super().__call__(argv, **kw)  # type: ignore[arg-type]
+            if argv[0] == "mmdebstrap":
+                for k in Path(argv[-1], "boot").iterdir():
+                    k.unlink()
+            return result
+
+    with pytest.raises(BangerError, match="no kernel in the image"):
+        build_image(RECIPE, tmp_path / "img", runner=NoKernel())
+    assert list((tmp_path / "img").iterdir()) == []
+
+
+def test_read_image_incomplete(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError):
+        read_image(tmp_path)
+    (tmp_path / "image.json").write_text("{not json")
+    with pytest.raises(BangerError, match="unreadable image metadata"):
+        read_image(tmp_path)
+
+
+# --------------------------------------------------------------------------
+# the real image (mmdebstrap from the apt mirror; cached by fingerprint)
+
+
+@pytest.fixture(scope="module")
+def debian_image() -> BuiltImage:
+    if not (shutil.which("mmdebstrap") and system.which("mkfs.ext4")):
+        pytest.skip("needs mmdebstrap and e2fsprogs")
+    from banger_core.testing.images import cached_debian_image
+
+    return cached_debian_image()
+
+
+@pytest.mark.slow
+def test_debian_image_contents(debian_image: BuiltImage) -> None:
+    image = debian_image
+    assert image.fingerprint == default_recipe().fingerprint()
+    assert image.recipe_name == "debian-bookworm"
+    # A bzImage carries "HdrS" at offset 0x202.
+    with open(image.kernel, "rb") as f:
+        f.seek(0x202)
+        assert f.read(4) == b"HdrS"
+    assert image.initrd is not None and image.initrd.stat().st_size > 1_000_000
+    listing = debugfs(image.rootfs, "ls -l /usr/lib/banger")
+    assert "banger-boot" in listing and "banger-agent" in listing
+    assert "100755" in listing
+    boot_py = Path(__import__("banger_guest.boot").boot.__file__).read_text()
+    assert debugfs(image.rootfs, "cat /usr/lib/banger/banger-boot") == boot_py
+    for path in (
+        "/usr/sbin/sshd",
+        "/usr/bin/python3",
+        "/usr/bin/ssh-keygen",
+        "/sbin/ip",
+        "/usr/lib/systemd/systemd",
+        "/run/banger-vsock",
+    ):
+        assert "Inode:" in debugfs(image.rootfs, f"stat {path}"), path
+    assert "ssh_host_" not in debugfs(image.rootfs, "ls /etc/ssh")
+    root_ls = debugfs(image.rootfs, "ls /root")
+    assert ".bashrc" not in root_ls and ".ssh" not in root_ls  # moved to the work seed
+    seed = debugfs(image.work_seed, "ls /")
+    assert ".bashrc" in seed and ".ssh" in seed
+    for img, label in ((image.rootfs, "banger-root"), (image.work_seed, "banger-work")):
+        out = subprocess.run(["dumpe2fs", "-h", str(img)], capture_output=True, text=True)
+        assert f"Filesystem volume name:   {label}" in out.stdout
+
+
+@pytest.mark.slow
+def test_cached_image_is_reused(debian_image: BuiltImage) -> None:
+    from banger_core.testing.images import cached_debian_image
+
+    again = cached_debian_image()
+    assert again == debian_image
+    assert again.built_at == debian_image.built_at  # not rebuilt
