@@ -237,8 +237,12 @@ def banger_guest_os() -> list[Any]:
 def banger_image_provision(image: Any, steps: list[Any]) -> None:
     """Add provisioning steps to an image being built.
 
-    Called during ``banger image build`` after the guest OS is bootstrapped.
-    Append :class:`banger_core.images.providers.ProvisionStep` items to
-    ``steps`` (files to install into the root file system, commands to run in
-    it); they run in order.
+    Called once when ``banger image build`` starts, before the guest OS is
+    bootstrapped.
+
+    :param image: ``{"name": ..., "os": ...}`` of the image being built.
+    :param steps: append :class:`banger_core.images.providers.ProvisionStep`
+        items (files to install into the root file system, in order, after
+        banger's own guest files). Their content counts in the image's
+        fingerprint.
     """

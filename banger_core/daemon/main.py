@@ -7,10 +7,12 @@ the background; run it directly under a service manager or for debugging.
 from __future__ import annotations
 
 import argparse
+import os
 import asyncio
 import sys
 
 from banger_core.errors import BangerError
+from banger_core.net.namespaces import HOST_NETNS_FD_ENV
 
 
 def enter_netns(name: str, argv: list[str]) -> None:
@@ -25,6 +27,11 @@ def enter_netns(name: str, argv: list[str]) -> None:
     if in_netns(name):
         return
     ensure_netns(name)
+    # Keep a handle on the machine's own namespace: image builds fetch
+    # packages from the configured apt sources through it.
+    host_ns = os.open("/proc/self/ns/net", os.O_RDONLY)
+    os.set_inheritable(host_ns, True)
+    os.environ[HOST_NETNS_FD_ENV] = str(host_ns)
     system.exec_replace(["ip", "netns", "exec", name, sys.executable, "-m",
                          "banger_core.daemon.main", *argv])
 

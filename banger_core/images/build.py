@@ -138,6 +138,7 @@ def build_image(
     on_stage: Callable[[str], None] = lambda s: None,
     runner: system.Runner = system.run,
     cancel: threading.Event | None = None,
+    extra_files: list[InstalledFile] | None = None,
 ) -> BuiltImage:
     """Build ``recipe`` into ``out_dir`` and return the image.
 
@@ -145,14 +146,16 @@ def build_image(
     rootfs, work-seed. ``cancel`` is checked between stages (a running
     command finishes first); a cancelled or failed build raises
     (CancelledError / CommandError / BangerError) and leaves nothing behind
-    in ``out_dir`` except what was there before.
+    in ``out_dir`` except what was there before. ``extra_files`` (from
+    plugins' ``banger_image_provision`` steps) are installed after banger's
+    own guest files and count in the fingerprint.
     """
     out = Path(out_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".build-", dir=out))
     moved: list[Path] = []
     # Snapshot the guest files once: what is installed is what is fingerprinted.
-    files = recipe.installed_files()
+    files = recipe.installed_files() + list(extra_files or [])
     fingerprint = recipe.fingerprint(files)
 
     def stage(name: str) -> None:
@@ -219,17 +222,39 @@ def build_image(
             remove_tree(staging, runner=runner)
 
 
+def host_apt_sources(suite: str, etc: Path = Path("/etc")) -> list[str]:
+    """The machine's apt sources files, when the machine runs ``suite``."""
+    try:
+        release = dict(line.split("=", 1) for line in
+                       (etc / "os-release").read_text().splitlines() if "=" in line)
+    except OSError:
+        return []
+    if release.get("VERSION_CODENAME", "").strip('"') != suite:
+        return []
+    files = []
+    legacy = etc / "apt/sources.list"
+    if legacy.is_file() and any(line.strip() and not line.lstrip().startswith("#")
+                                for line in legacy.read_text().splitlines()):
+        files.append(str(legacy))
+    parts = etc / "apt/sources.list.d"
+    if parts.is_dir():
+        files += sorted(str(p) for p in parts.iterdir() if p.suffix in (".list", ".sources"))
+    return files
+
+
 def bootstrap(recipe: Recipe, root: Path, *, runner: system.Runner = system.run) -> None:
     """Run mmdebstrap for ``recipe`` into the directory ``root``.
 
-    No mirror argument is given: mmdebstrap then uses deb.debian.org (plus
-    updates and security for a stable suite), the same mirror as this host's
-    apt sources. Standard input is empty so it is never read as a sources list.
+    When the host runs the recipe's suite, the machine's own apt sources
+    files are passed as mirrors, so packages come only from where this
+    machine's apt is configured to fetch them. Otherwise no mirror is given
+    and mmdebstrap uses deb.debian.org. Standard input is empty so it is
+    never read as a sources list.
     """
     argv = ["mmdebstrap", "--mode=root", f"--variant={recipe.variant}", "--quiet"]
     if recipe.packages:
         argv.append("--include=" + ",".join(recipe.packages))
-    argv += [recipe.suite, str(root)]
+    argv += [recipe.suite, str(root), *host_apt_sources(recipe.suite)]
     try:
         runner(argv, timeout=BOOTSTRAP_TIMEOUT, input="")
     except CommandError as exc:

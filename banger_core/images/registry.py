@@ -139,7 +139,9 @@ class ImageService:
         out = self.images_dir / image_id
         stages = StageTracker(op)
         try:
-            built = provider.build(out, stages.enter, op.cancel_event)
+            steps: list[Any] = []
+            self.daemon.hooks.image_provision({"name": name, "os": os_name}, steps)
+            built = provider.build(out, stages.enter, op.cancel_event, steps)
             stages.close()
             with op.stage("register"), self._lock:
                 if Image.get_or_none(Image.name == name):

@@ -9,6 +9,7 @@ from banger_core import system
 from banger_core.errors import ValidationError
 
 NETNS_DIR = Path("/run/netns")
+HOST_NETNS_FD_ENV = "BANGER_HOST_NETNS_FD"
 
 
 def _check(name: str) -> None:
@@ -42,3 +43,23 @@ def delete_netns(name: str, runner: system.Runner = system.run) -> None:
     """Delete namespace ``name`` (missing is fine)."""
     if exists(name):
         runner(["ip", "netns", "delete", name])
+
+
+def host_network_runner(runner: system.Runner = system.run) -> system.Runner:
+    """A runner whose commands use the machine's own network namespace.
+
+    When bangerd runs in a namespace of its own (``[daemon] netns``), the
+    namespace has no uplink; image builds still need the machine's apt
+    sources. bangerd keeps a descriptor of the original namespace open
+    (``$BANGER_HOST_NETNS_FD``) and commands are run through ``nsenter``.
+    Without it, commands run as they are.
+    """
+    fd = os.environ.get(HOST_NETNS_FD_ENV)
+    if not fd or not fd.isdigit():
+        return runner
+    ns_path = f"/proc/{os.getpid()}/fd/{fd}"
+
+    def run_in_host_netns(argv, **kwargs):  # type: ignore[no-untyped-def]
+        return runner(["nsenter", f"--net={ns_path}", "--", *argv], **kwargs)
+
+    return run_in_host_netns
