@@ -61,7 +61,9 @@ class FakeRunner:
         if args[0] == self.fail:
             raise CommandError(args, 1, "injected failure")
         if args[0] == "mmdebstrap":
-            fake_tree(Path(args[-1]))
+            # mmdebstrap [OPTION...] SUITE TARGET [MIRROR...]
+            positional = [a for a in args[1:] if not a.startswith("-")]
+            fake_tree(Path(positional[1]))
             return system.Result(args, 0, "", "")
         return system.run(args, check=check, timeout=timeout, input=input, env=env)
 

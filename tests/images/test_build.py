@@ -13,7 +13,13 @@ import pytest
 
 from banger_core import system
 from banger_core.errors import BangerError, CancelledError, CommandError, NotFoundError
-from banger_core.images.build import STAGES, BuiltImage, build_image, read_image
+from banger_core.images.build import (
+    STAGES,
+    BuiltImage,
+    build_image,
+    host_apt_sources,
+    read_image,
+)
 from banger_core.images.recipe import default_recipe
 
 from .fakes import RECIPE, FakeRunner
@@ -38,7 +44,9 @@ def test_build_pipeline(tmp_path: Path) -> None:
     mm = runner.calls[0]
     assert mm[0] == "mmdebstrap"
     assert "--variant=minbase" in mm and "--include=openssh-server,python3" in mm
-    assert mm[-2] == "bookworm"  # suite then target: no mirror argument
+    positional = [a for a in mm[1:] if not a.startswith("-")]
+    assert positional[0] == "bookworm"  # suite, target, then only the host's sources files
+    assert positional[2:] == host_apt_sources("bookworm")
     assert not any("://" in a for a in mm)
     assert sorted(p.name for p in out.iterdir()) == [
         "image.json",
@@ -103,7 +111,8 @@ def test_build_without_kernel_fails_clearly(tmp_path: Path) -> None:
         def __call__(self, argv: Sequence[str], **kw: object) -> system.Result:
             result = super().__call__(argv, **kw)  # type: ignore[arg-type]
             if argv[0] == "mmdebstrap":
-                for k in Path(argv[-1], "boot").iterdir():
+                target = [a for a in argv[1:] if not a.startswith("-")][1]
+                for k in Path(target, "boot").iterdir():
                     k.unlink()
             return result
 
@@ -174,3 +183,14 @@ def test_cached_image_is_reused(debian_image: BuiltImage) -> None:
     again = cached_debian_image()
     assert again == debian_image
     assert again.built_at == debian_image.built_at  # not rebuilt
+
+
+def test_host_apt_sources_only_for_the_hosts_suite(tmp_path: Path) -> None:
+    etc = tmp_path / "etc"
+    (etc / "apt/sources.list.d").mkdir(parents=True)
+    (etc / "os-release").write_text('ID=debian\nVERSION_CODENAME=bookworm\n')
+    (etc / "apt/sources.list").write_text("# only comments\n")
+    (etc / "apt/sources.list.d/debian.sources").write_text("Types: deb\n")
+    (etc / "apt/sources.list.d/old.list.disabled").write_text("deb x y\n")
+    assert host_apt_sources("bookworm", etc) == [str(etc / "apt/sources.list.d/debian.sources")]
+    assert host_apt_sources("trixie", etc) == []
