@@ -84,7 +84,7 @@ def follow_operation(op: dict[str, Any], *, quiet: bool = False) -> Any:
                                err=True)
                 if status["state"] != "running":
                     break
-                time.sleep(0.1)
+                time.sleep(0.05)
             except KeyboardInterrupt:
                 if cancelled:
                     raise

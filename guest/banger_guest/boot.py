@@ -44,6 +44,7 @@ MAX_CONFIG_BYTES = 16 * 1024 * 1024
 DEFAULT_AGENT_PORT = 1024
 BANGER_LIB = "/usr/lib/banger"
 RUN_DIR = "/run/banger"
+HOST_KEY_KINDS = ("ed25519", "ecdsa")
 SSH_RUN_DIR = "/run/banger/ssh"
 AGENT_CONFIG = "/run/banger/agent.json"
 RESOLV_RUN = "/run/banger/resolv.conf"
@@ -367,25 +368,29 @@ class Applier:
             )
 
     def host_keys(self) -> None:
-        """Make sure sshd has host keys: /etc/ssh when writable, else /run/banger/ssh."""
+        """Give sshd Ed25519 and ECDSA host keys: /etc/ssh when writable, else /run.
+
+        Only these two kinds are made (each takes milliseconds; an RSA key
+        takes about half a second, which every boot would pay). Keys made in
+        /etc/ssh persist on the VM's root disk, so a VM keeps its host keys
+        across restarts. sshd is pointed at them by an included drop-in.
+        """
         etc_ssh = self.path("/etc/ssh")
-        if self.writable:
-            if self.system:
-                log("ssh host keys: ssh-keygen -A")
-                _run(["ssh-keygen", "-A"])
-            return
-        if glob.glob(os.path.join(etc_ssh, "ssh_host_*_key")):
-            log("ssh host keys: using the image's keys (read-only root)")
-            return
         run_dir = self.path(SSH_RUN_DIR)
         os.makedirs(run_dir, mode=0o755, exist_ok=True)
+        key_dir = "/etc/ssh" if self.writable else SSH_RUN_DIR
+        if not self.writable and glob.glob(os.path.join(etc_ssh, "ssh_host_*_key")):
+            log("ssh host keys: using the image's keys (read-only root)")
+            return
         lines = []
-        for kind in ("ed25519", "ecdsa"):
-            key = os.path.join(run_dir, f"ssh_host_{kind}_key")
-            if self.system and not os.path.exists(key):
-                _run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", "", "-f", key])
-            lines.append(f"HostKey {SSH_RUN_DIR}/ssh_host_{kind}_key\n")
-        log(f"ssh host keys: generated in {SSH_RUN_DIR} (read-only root)")
+        made = []
+        for kind in HOST_KEY_KINDS:
+            key = f"{key_dir}/ssh_host_{kind}_key"
+            if self.system and not os.path.exists(self.path(key)):
+                _run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", "", "-f", self.path(key)])
+                made.append(kind)
+            lines.append(f"HostKey {key}\n")
+        log(f"ssh host keys in {key_dir}: " + (f"made {', '.join(made)}" if made else "kept"))
         write_file(os.path.join(run_dir, "sshd_config.conf"), "".join(lines))
 
     def agent(self, cfg: dict[str, Any]) -> int:

@@ -262,7 +262,7 @@ def test_boot_as_pid1_in_simulated_guest(
     for expected in (
         "banger-boot: mounted tmpfs on /run",
         "kept /run/banger-vsock",
-        "ssh host keys: generated in /run/banger/ssh",
+        "ssh host keys in /run/banger/ssh: made ed25519, ecdsa",
         "received SIGINT",
         "unmounted /root",
         "unmounted /run",
