@@ -93,15 +93,25 @@ def core_checks(ctx: DoctorContext) -> list[Check]:
         checks.append(Check(f"program {program}", bool(path), path or "not found",
                             fix=f"apt install {package}  (needed for {purpose})",
                             required=required))
-    try:
-        from banger_core.disks.rootdisk import choose_strategy
+    checks += root_disk_checks(settings)
+    return checks
 
-        configured = settings.get("storage", "root_disk")
-        chosen = configured if configured != "auto" else choose_strategy(settings.paths.state_dir)
-        checks.append(Check("root disk strategy", True,
-                            f"{chosen} ({'configured' if configured != 'auto' else 'auto'})"))
-    except Exception as exc:
-        checks.append(Check("root disk strategy", False, str(exc), required=True))
+
+def root_disk_checks(settings: Any) -> list[Check]:
+    """Which per-VM root disk strategy is used, and why each is or is not usable."""
+    from banger_core.disks.rootdisk import describe_strategies
+
+    report = describe_strategies(settings.paths.state_dir)
+    configured = settings.get("storage", "root_disk")
+    chosen = report.chosen if configured == "auto" else configured
+    usable = report.available.get(chosen, False)
+    checks = [Check("root disk strategy", usable,
+                    f"{chosen} ({'auto' if configured == 'auto' else 'configured'}): "
+                    f"{report.reasons[chosen]}",
+                    fix="set [storage] root_disk = \"auto\"", required=True)]
+    for name, reason in report.reasons.items():
+        if name != chosen:
+            checks.append(Check(f"root disk {name}", report.available[name], reason))
     return checks
 
 

@@ -72,6 +72,8 @@ class Operation:
             st.status = "done"
         finally:
             st.ended = time.time()
+            logger.info("{} {}: stage {!r} {} in {:.3f}s", self.kind, self.target, name,
+                        st.status, st.ended - st.started)
 
     @property
     def cancelled(self) -> bool:

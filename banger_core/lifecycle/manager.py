@@ -58,6 +58,7 @@ class VMManager:
         self._locks_guard = threading.Lock()
         self._alloc_lock = threading.Lock()
         self._procs: dict[str, Any] = {}
+        self._root_strategy: str | None = None
 
     # -- records -------------------------------------------------------------
     def _to_vm(self, rec: VMRecord) -> VM:
@@ -184,10 +185,17 @@ class VMManager:
         ctx.add_undo(lambda: shutil.rmtree(vm.run_dir, ignore_errors=True), "VM runtime dir")
         return vm
 
+    def root_strategy(self) -> str:
+        """The per-VM root disk strategy (probed once: the file system does not change)."""
+        if self._root_strategy is None:
+            strategy = self.settings.get("storage", "root_disk")
+            if strategy == "auto":
+                strategy = rootdisk.choose_strategy(self.paths.state_dir)
+            self._root_strategy = strategy
+        return self._root_strategy
+
     def _make_root_disk(self, vm: VM, ctx: LifecycleContext) -> None:
-        strategy = self.settings.get("storage", "root_disk")
-        if strategy == "auto":
-            strategy = rootdisk.choose_strategy(self.paths.state_dir)
+        strategy = self.root_strategy()
         if strategy == "dm-snapshot":
             cow = vm.dir / "root.cow"
             rootdisk.prepare_cow(cow, Path(vm.image.rootfs).stat().st_size)
