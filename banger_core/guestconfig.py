@@ -77,7 +77,7 @@ class GuestConfig:
 
 
 def decode(data: bytes) -> dict[str, Any]:
-    """Parse a guest-config drive (for tests and ``vm show --guest-config``)."""
+    """Parse a guest-config drive (for tests and debugging)."""
     if not data.startswith(MAGIC):
         raise ValidationError("not a banger guest-config drive")
     return json.loads(data[len(MAGIC):].rstrip(b"\0"))

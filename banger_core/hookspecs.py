@@ -228,8 +228,8 @@ def banger_guest_os() -> list[Any]:
     """Offer guest operating systems that ``banger image build`` can build.
 
     :return: :class:`banger_core.images.providers.GuestOS` items (name,
-        recipe, builder). The core's own Debian provider is registered the
-        same way.
+        description, build function). The core's own Debian provider is
+        always available; a plugin's provider of the same name replaces it.
     """
 
 

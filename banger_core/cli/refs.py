@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -49,8 +50,16 @@ def run_on_vms(refs: list[str], action: Callable[[dict], str]) -> None:
         except BangerError as exc:
             return False, f"{vm['name']}: error: {exc}"
 
-    with ThreadPoolExecutor(max_workers=max(1, min(16, len(targets)))) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, min(16, len(targets))))
+    try:
         results = list(pool.map(one, targets))
+    except KeyboardInterrupt:
+        # Leaving closes every connection; the daemon cancels what they were
+        # waiting for (a start rolls back) when its client goes away.
+        click.echo("banger: interrupted; the daemon cancels what was still running",
+                   err=True)
+        os._exit(130)
+    pool.shutdown()
     failed = 0
     for ok, line in results:
         click.echo(line, err=not ok)

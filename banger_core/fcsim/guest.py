@@ -138,6 +138,7 @@ class Guest:
                 "BANGER_VSOCK_DIR": GUEST_VSOCK_DIR,
             },
             "boot_delay": self.boot_delay,
+            "vcpus": self.vmm.machine["vcpu_count"],
         }
         spec_path = self.base / "spec.json"
         spec_path.write_text(json.dumps(spec))

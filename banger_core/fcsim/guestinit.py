@@ -147,6 +147,12 @@ def child(spec: dict, status_fd: int, console_fd: int) -> None:
     mount("sysfs", os.path.join(root, "sys"), "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     hostname = (spec.get("hostname") or "(none)").encode()
     _check(libc.sethostname(hostname, len(hostname)), "sethostname")
+    vcpus = int(spec.get("vcpus") or 0)
+    if vcpus > 0:
+        # The guest sees as many CPUs as the machine config gives it (nproc,
+        # /proc/self/status): pin it to that many of the host's CPUs.
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, cpus[:vcpus])
     delay = float(spec.get("boot_delay") or 0)
     if delay > 0:
         time.sleep(delay)

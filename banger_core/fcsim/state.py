@@ -241,7 +241,9 @@ def cleanup_leftovers(vm_id: str | None = None, all_: bool = False) -> list[str]
         else:
             done.append(f"skipped {path.name}: simulator pid {st.data.get('pid')} is running")
     if all_:
-        # Namespaces named like ours but with no state file (e.g. a lost run directory).
+        # Namespaces named like ours with no state file here (a lost run
+        # directory). One with processes in it may belong to a simulator
+        # using another run directory, so only empty ones are removed.
         known = set()
         for path in list_states():
             st = StateFile.load(path)
@@ -250,18 +252,17 @@ def cleanup_leftovers(vm_id: str | None = None, all_: bool = False) -> list[str]
         with contextlib.suppress(OSError):
             for name in os.listdir("/run/netns"):
                 if name.startswith(NETNS_PREFIX) and name not in known:
-                    _kill_netns_pids(name)
+                    if _netns_pids(name):
+                        done.append(f"skipped namespace {name}: processes still run in it")
+                        continue
                     system.run(["ip", "netns", "del", name], check=False, timeout=10)
                     done.append(f"removed orphan namespace {name}")
     return done
 
 
-def _kill_netns_pids(name: str) -> None:
+def _netns_pids(name: str) -> list[int]:
     res = system.run(["ip", "netns", "pids", name], check=False, timeout=10)
-    for word in res.stdout.split():
-        if word.isdigit():
-            with contextlib.suppress(OSError):
-                os.kill(int(word), signal.SIGKILL)
+    return [int(word) for word in res.stdout.split() if word.isdigit()]
 
 
 def pid_is_gone_error(exc: OSError) -> bool:
