@@ -7,8 +7,8 @@ the background; run it directly under a service manager or for debugging.
 from __future__ import annotations
 
 import argparse
-import os
 import asyncio
+import os
 import sys
 
 from banger_core.errors import BangerError

@@ -47,7 +47,6 @@ def debian_guest_os() -> GuestOS:
               steps: list[ProvisionStep]) -> Any:
         from banger_core.images.build import build_image
         from banger_core.images.recipe import default_recipe
-
         from banger_core.net.namespaces import host_network_runner
 
         extra = [f for step in steps for f in step.installed_files()]

@@ -38,7 +38,7 @@ def test_failed_start_rolls_back(debian_image):
         host.register_image(debian_image)
         host.cli("vm", "create", "box", "--memory", "256")
         host.cli("vm", "stop", "box")
-        pool_before = sorted(links(host, "bgtap"))
+        pool_before = len(links(host, "bgtap"))
         # Restart the daemon with a failpoint in the boot stage of start.
         host.cli("daemon", "stop")
         host.env["BANGER_FAILPOINTS"] = "waiting for SSH"
@@ -49,7 +49,7 @@ def test_failed_start_rolls_back(debian_image):
         assert shown["state"] == "stopped" and shown["pid"] is None and shown["tap"] is None
         assert "injected failure" in shown["last_error"]
         assert host.vmm_pids() == []
-        assert sorted(links(host, "bgtap")) == pool_before
+        assert len(links(host, "bgtap")) == pool_before
 
 
 def test_ctrl_c_cancels_create_and_rolls_back(debian_image):
@@ -154,3 +154,29 @@ def test_eight_concurrent_creates_all_reach_ssh(debian_image):
             assert host.cli("vm", "ssh", name, "--", "hostname").stdout.strip() == name
         host.cli("vm", "delete", "--force", *names)
         assert_nothing_left(host)
+
+
+def test_ctrl_c_cancels_start_and_rolls_back(debian_image):
+    with SimulatedHost(env={"BANGER_FCSIM_BOOT_DELAY": "4"}) as host:
+        host.start()
+        host.register_image(debian_image)
+        host.cli("vm", "create", "later", "--memory", "256")
+        host.cli("vm", "stop", "later")
+        pool = len(links(host, "bgtap"))
+        proc = system.spawn([_bin("banger"), "vm", "start", "later"], env=host.env,
+                            stdout=-1, stderr=-1, new_session=False)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not host.vmm_pids():
+            time.sleep(0.1)
+        assert host.vmm_pids(), "the VMM never started"
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "interrupted" in err.decode()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (host.vmm_pids() or
+                                               host.json("vm", "show", "later")["tap"]):
+            time.sleep(0.2)
+        shown = host.json("vm", "show", "later")
+        assert shown["state"] == "stopped" and shown["pid"] is None and shown["tap"] is None
+        assert host.vmm_pids() == []
+        assert len(links(host, "bgtap")) == pool  # the TAP went back to the pool

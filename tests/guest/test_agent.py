@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from banger_guest import agent
 
 AGENT_PY = Path(agent.__file__)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from banger_guest import boot
 from banger_guest.guestconfig_format import encode_config, write_config_drive
 

@@ -22,9 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from banger_guest.guestconfig_format import write_config_drive
 
 from banger_core.images.build import BuiltImage
+from banger_guest.guestconfig_format import write_config_drive
 
 pytestmark = [pytest.mark.slow]
 
