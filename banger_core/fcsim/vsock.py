@@ -70,6 +70,10 @@ class VsockMuxer:
         self.accepting = threading.Event()
         self.stopped = threading.Event()
         self.stop_r, self.stop_w = os.pipe()
+        # Both accept loops select on stop_r and drain it when woken; it must
+        # not block, or the loop that loses the race hangs in read() forever.
+        os.set_blocking(self.stop_r, False)
+        os.set_blocking(self.stop_w, False)
         self.guest_listener: socket.socket | None = None
         self.threads: list[threading.Thread] = []
 
