@@ -96,18 +96,7 @@ class TapPool:
                     if self._closed or len(self._idle) >= self.size:
                         return created
                     name = self._reserve_name()
-                try:
-                    self._create(name)
-                except BaseException:
-                    with self._lock:
-                        self._creating.discard(name)
-                    raise
-                with self._lock:
-                    self._creating.discard(name)
-                    closed = self._closed
-                    if not closed:
-                        self._idle.add(name)
-                if closed:
+                if not self._create_reserved(name, self._idle, unless_closed=True):
                     self._delete_quietly(name)
                     return created
                 created.append(name)
@@ -129,17 +118,28 @@ class TapPool:
                 name = self._reserve_name()
                 fresh = True
         if fresh:
-            try:
-                self._create(name)
-            except BaseException:
-                with self._lock:
-                    self._creating.discard(name)
-                raise
-            with self._lock:
-                self._creating.discard(name)
-                self._in_use.add(name)
+            self._create_reserved(name, self._in_use)
         self._kick_refill()
         return name
+
+    def _create_reserved(self, name: str, into: set[str], *, unless_closed: bool = False) -> bool:
+        """Create the reserved TAP ``name`` and move it into ``into`` in one locked step.
+
+        The reservation ends either way. Returns False (TAP not added) when
+        ``unless_closed`` and the pool was closed meanwhile.
+        """
+        try:
+            self._create(name)
+        except BaseException:
+            with self._lock:
+                self._creating.discard(name)
+            raise
+        with self._lock:
+            self._creating.discard(name)
+            if unless_closed and self._closed:
+                return False
+            into.add(name)
+        return True
 
     def release(self, name: str) -> None:
         """Give back a TAP: keep it idle if the pool is short, else delete it.

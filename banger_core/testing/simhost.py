@@ -22,7 +22,8 @@ from banger_core import system
 from banger_core.net.namespaces import delete_netns
 
 
-def _bin(name: str) -> str:
+def console_script(name: str) -> str:
+    """The console script ``name`` next to this interpreter, else from PATH."""
     candidate = Path(sys.executable).parent / name
     return str(candidate) if candidate.exists() else (system.which(name) or name)
 
@@ -45,7 +46,7 @@ class SimulatedHost:
             f'netns = "{self.netns}"\n'
             'log_level = "debug"\n'
             "[firecracker]\n"
-            f'binary = "{_bin("banger-fcsim")}"\n'
+            f'binary = "{console_script("banger-fcsim")}"\n'
             "[vm]\n"
             "stop_grace_seconds = 5.0\n"
             "ssh_timeout_seconds = 60.0\n"
@@ -70,7 +71,7 @@ class SimulatedHost:
     def cli(self, *args: str, check: bool = True, timeout: float = 300.0,
             env: dict[str, str] | None = None) -> system.Result:
         """Run ``banger ARGS`` against this host; raises on failure when ``check``."""
-        return system.run([_bin("banger"), *args], check=check, timeout=timeout,
+        return system.run([console_script("banger"), *args], check=check, timeout=timeout,
                           env={**self.env, **(env or {})})
 
     def json(self, *args: str) -> Any:
@@ -133,7 +134,7 @@ class SimulatedHost:
             if not wait_for_exit(vmm, max(0.1, deadline - time.monotonic())):
                 _signal(vmm, signal.SIGKILL)
                 wait_for_exit(vmm, 5)
-        system.run([_bin("banger-fcsim"), "--cleanup", "--all"], check=False, timeout=60,
+        system.run([console_script("banger-fcsim"), "--cleanup", "--all"], check=False, timeout=60,
                    env=self.env)
         delete_netns(self.netns, runner=lambda argv, **kw: system.run(argv, check=False))
         shutil.rmtree(self.root, ignore_errors=True)

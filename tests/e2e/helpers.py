@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
 from banger_core import system
-from banger_core.testing.simhost import SimulatedHost
+from banger_core.testing.simhost import SimulatedHost, console_script
 
 
 def links(host: SimulatedHost, prefix: str) -> list[str]:
@@ -36,3 +38,18 @@ def assert_no_loops_or_mounts(host: SimulatedHost) -> None:
     assert root not in loops, loops
     mounts = Path("/proc/self/mountinfo").read_text()
     assert root not in mounts
+
+
+def cli_until_vmm_starts(host: SimulatedHost, *args: str) -> subprocess.Popen:
+    """Start ``banger ARGS`` in its own process; return once a VMM of the host runs.
+
+    The process shares our session, so a test can send it SIGINT like a
+    terminal's Ctrl-C.
+    """
+    proc = system.spawn([console_script("banger"), *args], env=host.env, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE, new_session=False)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not host.vmm_pids():
+        time.sleep(0.1)
+    assert host.vmm_pids(), f"no VMM started for `banger {' '.join(args)}`"
+    return proc

@@ -12,8 +12,8 @@ import pytest
 
 from banger_core import system
 from banger_core.firecracker.launcher import wait_for_exit
-from banger_core.testing.simhost import SimulatedHost, _bin
-from tests.e2e.helpers import assert_nothing_left, links
+from banger_core.testing.simhost import SimulatedHost
+from tests.e2e.helpers import assert_nothing_left, cli_until_vmm_starts, links
 
 pytestmark = [pytest.mark.net, pytest.mark.slow]
 
@@ -56,12 +56,7 @@ def test_ctrl_c_cancels_create_and_rolls_back(debian_image):
     with SimulatedHost(env={"BANGER_FCSIM_BOOT_DELAY": "8"}) as host:
         host.start()
         host.register_image(debian_image)
-        proc = system.spawn([_bin("banger"), "vm", "create", "slow"], env=host.env,
-                            stdout=-1, stderr=-1, new_session=False)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not host.vmm_pids():
-            time.sleep(0.1)
-        assert host.vmm_pids(), "the VMM never started"
+        proc = cli_until_vmm_starts(host, "vm", "create", "slow")
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=60)
         assert proc.returncode != 0
@@ -85,12 +80,7 @@ def test_daemon_sigkill_mid_create_then_restart_is_consistent(debian_image):
     with SimulatedHost(env={"BANGER_FCSIM_BOOT_DELAY": "6"}) as host:
         host.start()
         host.register_image(debian_image)
-        proc = system.spawn([_bin("banger"), "vm", "create", "orphan"], env=host.env,
-                            stdout=-1, stderr=-1)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not host.vmm_pids():
-            time.sleep(0.1)
-        assert host.vmm_pids()
+        proc = cli_until_vmm_starts(host, "vm", "create", "orphan")
         daemon = host.daemon_pid()
         os.kill(daemon, signal.SIGKILL)
         assert wait_for_exit(daemon, 10)
@@ -163,12 +153,7 @@ def test_ctrl_c_cancels_start_and_rolls_back(debian_image):
         host.cli("vm", "create", "later", "--memory", "256")
         host.cli("vm", "stop", "later")
         pool = len(links(host, "bgtap"))
-        proc = system.spawn([_bin("banger"), "vm", "start", "later"], env=host.env,
-                            stdout=-1, stderr=-1, new_session=False)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not host.vmm_pids():
-            time.sleep(0.1)
-        assert host.vmm_pids(), "the VMM never started"
+        proc = cli_until_vmm_starts(host, "vm", "start", "later")
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=60)
         assert proc.returncode == 130 and "interrupted" in err.decode()
