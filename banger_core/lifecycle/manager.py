@@ -149,14 +149,17 @@ class VMManager:
                 self._check_image_files(image)
                 key = self.ssh_key()
                 failpoints.check("preflight")
-            with op.stage("disks"):
-                vm = self._reserve(spec, image, ctx)
-                op.target = vm.name
-                self._make_root_disk(vm, ctx)
-                self.hooks.vm_create(vm, ctx)
-                self._save(vm)
-                failpoints.check("disks")
-            with self.locked(vm.id):
+            vm_id = uuid.uuid4().hex[:12]
+            # Held from the moment the row exists: other commands on this VM
+            # wait for the create to finish (or roll back) instead of racing it.
+            with self.locked(vm_id):
+                with op.stage("disks"):
+                    vm = self._reserve(vm_id, spec, image, ctx)
+                    op.target = vm.name
+                    self._make_root_disk(vm, ctx)
+                    self.hooks.vm_create(vm, ctx)
+                    self._save(vm)
+                    failpoints.check("disks")
                 self._boot(vm, ctx, op, key)
             ctx.commit()
             return self._to_vm(VMRecord.get_by_id(vm.id)).summary()
@@ -168,14 +171,14 @@ class VMManager:
                 raise BangerError(f"{exc} (rollback also failed: {'; '.join(failures)})")
             raise
 
-    def _reserve(self, spec: VMSpec, image: Image, ctx: LifecycleContext) -> VM:
+    def _reserve(self, vm_id: str, spec: VMSpec, image: Image, ctx: LifecycleContext) -> VM:
         with self._alloc_lock:
             if VMRecord.get_or_none(VMRecord.name == spec.name):
                 raise ConflictError(f"a VM named {spec.name!r} already exists")
             used = {r.ip for r in VMRecord.select(VMRecord.ip)}
             ip = self.net.allocate_ip(used)
             rec = VMRecord.create(
-                id=uuid.uuid4().hex[:12], name=spec.name, image=image.id, cpus=spec.cpus,
+                id=vm_id, name=spec.name, image=image.id, cpus=spec.cpus,
                 memory_mib=spec.memory_mib, disk_size=spec.disk_size, state="creating",
                 ip=ip, mac=ipam.mac_for_ip(ip), plugin_state={})
         ctx.add_undo(lambda: VMRecord.delete_by_id(rec.id), "store row")
@@ -224,7 +227,7 @@ class VMManager:
             proc = boot.boot_vmm(vm, machine, self._binary(),
                                  start_timeout=self.settings.get("firecracker", "start_timeout"))
             self._procs[vm.id] = proc
-            ctx.add_undo(lambda: boot.kill_vmm(vm, proc.pid), f"VMM {proc.pid}")
+            ctx.add_undo(lambda: self._kill_and_forget(vm, proc.pid), f"VMM {proc.pid}")
             self._save(vm, pid=proc.pid, started_at=time.time())
             if snapshot:
                 vm.plugin_state("core")["snapshot"] = snapshot
@@ -238,6 +241,11 @@ class VMManager:
             self.hooks.vm_started(vm)
             failpoints.check("ready")
             self._save(vm, state="running", last_error="")
+
+    def _kill_and_forget(self, vm: VM, pid: int) -> None:
+        boot.kill_vmm(vm, pid)
+        self._reap()
+        self._procs.pop(vm.id, None)
 
     def _activate_root(self, vm: VM, ctx: LifecycleContext) -> tuple[str, dict | None]:
         if vm.root_strategy != "dm-snapshot":

@@ -96,7 +96,7 @@ class TapPool:
                     if self._closed or len(self._idle) >= self.size:
                         return created
                     name = self._reserve_name()
-                if not self._create_reserved(name, self._idle, unless_closed=True):
+                if not self._create_reserved(name, self._idle, as_spare=True):
                     self._delete_quietly(name)
                     return created
                 created.append(name)
@@ -122,11 +122,13 @@ class TapPool:
         self._kick_refill()
         return name
 
-    def _create_reserved(self, name: str, into: set[str], *, unless_closed: bool = False) -> bool:
+    def _create_reserved(self, name: str, into: set[str], *, as_spare: bool = False) -> bool:
         """Create the reserved TAP ``name`` and move it into ``into`` in one locked step.
 
-        The reservation ends either way. Returns False (TAP not added) when
-        ``unless_closed`` and the pool was closed meanwhile.
+        The reservation ends either way. With ``as_spare`` (a refill) returns
+        False, adding nothing, when the pool was closed or is already full
+        meanwhile (a TAP released during the refill filled it); the caller
+        then deletes the new TAP.
         """
         try:
             self._create(name)
@@ -136,7 +138,7 @@ class TapPool:
             raise
         with self._lock:
             self._creating.discard(name)
-            if unless_closed and self._closed:
+            if as_spare and (self._closed or len(self._idle) >= self.size):
                 return False
             into.add(name)
         return True
