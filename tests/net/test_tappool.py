@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from pyroute2 import IPRoute
@@ -206,4 +207,34 @@ def test_release_of_unknown_or_twice_released_name_deletes(netns: str, bridge: s
         assert not host.link_exists("bgtap42", netns=netns)
         pool.release(b)
     finally:
+        pool.close()
+
+
+def test_release_during_refill_never_leaves_extra_spares(netns: str, bridge: str) -> None:
+    pool = TapPool(bridge, 1, netns=netns)
+    created = threading.Event()
+    proceed = threading.Event()
+    real_create = pool._create
+
+    def slow_create(name: str) -> None:
+        real_create(name)
+        created.set()
+        proceed.wait(10)
+
+    try:
+        pool.fill()
+        pool._create = slow_create  # type: ignore[method-assign]
+        taken = pool.acquire()  # starts a refill that blocks after creating its TAP
+        assert created.wait(10)
+        pool.release(taken)  # the pool is short while the refill is in flight: kept idle
+        proceed.set()
+        pool._create = real_create  # type: ignore[method-assign]
+        assert pool.wait_idle(10)
+        deadline = time.monotonic() + 5
+        while len(_taps(netns)) > 1 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the refill deletes its spare after wait_idle saw a full pool
+        assert pool.idle() == [taken]
+        assert _taps(netns) == [taken]  # the refill's spare was deleted, not kept
+    finally:
+        proceed.set()
         pool.close()
