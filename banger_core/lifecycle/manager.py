@@ -57,6 +57,7 @@ class VMManager:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._alloc_lock = threading.Lock()
+        self._key_lock = threading.Lock()
         self._procs: dict[str, Any] = {}
         self._root_strategy: str | None = None
 
@@ -121,10 +122,16 @@ class VMManager:
     def ssh_key(self) -> Path:
         """banger's private key (created on first use); its public half goes into every VM."""
         key = self.paths.ssh_dir / "id_ed25519"
-        if not key.exists():
-            self.paths.ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            system.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "banger",
-                        "-f", str(key)])
+        with self._key_lock:  # concurrent first creates must not race ssh-keygen
+            if not key.exists():
+                self.paths.ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                tmp = key.with_name(key.name + ".new")
+                for stale in (tmp, tmp.with_suffix(".new.pub")):
+                    stale.unlink(missing_ok=True)
+                system.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "banger",
+                            "-f", str(tmp)])
+                tmp.with_suffix(".new.pub").replace(key.with_suffix(".pub"))
+                tmp.replace(key)  # last: the private key's presence means both exist
         return key
 
     # -- create -----------------------------------------------------------------------
