@@ -6,6 +6,7 @@ from typing import Any
 
 from banger_core.daemon.server import RPCCall
 from banger_core.errors import ValidationError
+from banger_core.images.registry import image_dict
 
 
 def _ref(params: dict[str, Any]) -> str:
@@ -57,9 +58,7 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
             str(p.get("name", "")), p.get("kernel", ""), p.get("rootfs", ""), p.get("initrd"),
             p.get("work_seed")),
         "image.list": lambda p, c: images.list(),
-        "image.show": lambda p, c: __import__(
-            "banger_core.images.registry", fromlist=["image_dict"]).image_dict(
-                images.get(str(p.get("ref", "")))),
+        "image.show": lambda p, c: image_dict(images.get(str(p.get("ref", "")))),
         "image.delete": lambda p, c: images.delete(str(p.get("ref", ""))),
         "doctor.run": doctor,
     }
