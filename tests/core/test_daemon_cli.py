@@ -8,20 +8,9 @@ import os
 import signal
 import socket
 import stat
-import time
 
+from banger_core.firecracker.launcher import wait_for_exit
 from banger_core.testing.plugin import start_daemon
-
-
-def wait_gone(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def raw_exchange(sock_path, payload: bytes) -> dict:
@@ -69,7 +58,7 @@ def test_start_status_stop(banger_home) -> None:
     stopped = banger_home.run("daemon", "stop")
     assert stopped.returncode == 0, stopped.stderr
     assert f"bangerd stopped (pid {pid}" in stopped.stdout
-    assert wait_gone(pid)
+    assert wait_for_exit(pid, 10.0)
     assert not paths.socket.exists()
     assert not paths.pid_file.exists()
     assert "not running" in banger_home.run("daemon", "stop").stdout

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import textwrap
-import time
 from pathlib import Path
+
+from banger_core.firecracker.launcher import wait_for_exit
 
 INNER = '''
 import os
@@ -29,17 +29,6 @@ def test_cli_daemon_then_fail(banger_home):
 '''
 
 
-def gone(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_daemons_stopped_by_pid_even_when_tests_fail(tmp_path: Path, banger_home) -> None:
     inner_dir = tmp_path / "inner"
     inner_dir.mkdir()
@@ -51,7 +40,7 @@ def test_daemons_stopped_by_pid_even_when_tests_fail(tmp_path: Path, banger_home
     assert "2 failed" in result.stdout, result.stdout
     for name in ("fixture.pid", "cli.pid"):
         pid = int((tmp_path / name).read_text())
-        assert gone(pid), f"daemon {pid} from {name} still runs"
+        assert wait_for_exit(pid, 5.0), f"daemon {pid} from {name} still runs"
     netns = (tmp_path / "fixture.netns").read_text()
     if netns:
         assert not Path("/run/netns", netns).exists()
