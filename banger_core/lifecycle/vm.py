@@ -31,6 +31,16 @@ class ImageInfo:
     rootfs: str
     initrd: str | None = None
     work_seed: str | None = None
+    """Deprecated: use ``artifact("work-seed")``."""
+    artifacts: dict[str, str] = field(default_factory=dict)
+    """Files plugins added to the image at build time (``banger_image_artifacts``),
+    ``{name: path}``."""
+
+    def artifact(self, name: str) -> str | None:
+        """The path of the image artifact ``name``, or None when the image has none."""
+        if name in self.artifacts:
+            return self.artifacts[name]
+        return self.work_seed if name == "work-seed" else None
 
 
 @dataclass
