@@ -60,6 +60,8 @@ _LAZY: dict[str, str] = {
     # images
     "GuestOS": "banger_core.images.providers",
     "ProvisionStep": "banger_core.images.providers",
+    "ImageArtifact": "banger_core.images.artifacts",
+    "ImageBuildContext": "banger_core.images.artifacts",
     # the CLI's helpers for plugin commands
     "rpc": "banger_core.cli.context",
     "emit_json": "banger_core.cli.output",
@@ -83,6 +85,8 @@ __all__ = [
     "Drive",
     "GuestConfig",
     "GuestOS",
+    "ImageArtifact",
+    "ImageBuildContext",
     "ImageInfo",
     "LifecycleContext",
     "MachineSpec",
@@ -133,6 +137,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from banger_core.doctor import Check, DoctorContext
     from banger_core.guestconfig import GuestConfig
     from banger_core.hookspecs import hookimpl
+    from banger_core.images.artifacts import ImageArtifact, ImageBuildContext
     from banger_core.images.providers import GuestOS, ProvisionStep
     from banger_core.lifecycle.context import LifecycleContext
     from banger_core.lifecycle.machine import Drive, MachineSpec, NetworkInterface, Vsock

@@ -10,6 +10,7 @@ Plugins import the marker as ``from banger_core import hookimpl``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from banger_core.api import DaemonAPI
     from banger_core.doctor import Check, DoctorContext
     from banger_core.guestconfig import GuestConfig
+    from banger_core.images.artifacts import ImageArtifact, ImageBuildContext
     from banger_core.lifecycle.context import LifecycleContext
     from banger_core.lifecycle.machine import MachineSpec
     from banger_core.lifecycle.vm import VM, VMSpec
@@ -313,3 +315,26 @@ def banger_image_provision(image: Any, steps: list[Any]) -> None:
         banger's own guest files). Their content counts in the image's
         fingerprint.
     """
+
+
+@hookspec
+def banger_image_artifacts(image: dict[str, Any], root: Path,
+                           ctx: ImageBuildContext) -> list[ImageArtifact]:
+    """Add files of the plugin's own to an image being built.
+
+    Called once per ``banger image build`` (and by the test image cache),
+    after the guest OS is bootstrapped and provisioned and before ``root``
+    becomes the read-only ``rootfs.ext4``. A plugin may move content out of
+    the tree (the workdisk plugin moves ``/root`` into its work seed) and
+    write files into ``ctx.out_dir``; ``ctx.make_ext4(source, dest, label=...)``
+    turns a directory into an ext4 image, ``ctx.runner`` runs programs. Which
+    plugins implement this hook is part of the image's fingerprint. When the
+    plugin is disabled, images are built without its artifacts.
+
+    :param image: ``{"name": ..., "os": ...}`` of the image being built.
+    :param root: the image's root file system tree (a directory).
+    :return: :class:`banger_core.ImageArtifact` items (a name such as
+        ``"work-seed"`` and a file directly in ``ctx.out_dir``); hooks find
+        them as ``vm.image.artifact(name)``.
+    """
+

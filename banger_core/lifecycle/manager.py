@@ -31,6 +31,7 @@ from banger_core.errors import (
     ValidationError,
 )
 from banger_core.guestconfig import GuestConfig
+from banger_core.images.registry import image_artifacts
 from banger_core.lifecycle import boot, failpoints
 from banger_core.lifecycle import options as vm_options
 from banger_core.lifecycle.context import LifecycleContext
@@ -73,7 +74,7 @@ class VMManager:
         return VM(
             id=rec.id, name=rec.name,
             image=ImageInfo(image.id, image.name, image.kernel, image.rootfs, image.initrd,
-                            image.work_seed),
+                            artifacts=image_artifacts(image)),
             cpus=rec.cpus, memory_mib=rec.memory_mib, disk_size=rec.disk_size, state=rec.state,
             ip=rec.ip, mac=rec.mac, gateway=self.net.subnet.gateway,
             prefixlen=self.net.subnet.prefixlen, dir=self.paths.vms_dir / rec.id,

@@ -57,6 +57,8 @@ class VM:
     cpus: int
     memory_mib: int
     disk_size: int
+    """Deprecated: the workdisk plugin's ``plugin_options("workdisk")["disk_size"]``;
+    0 for VMs created since the work disk became a plugin option."""
     state: str
     ip: str
     mac: str

@@ -99,7 +99,9 @@ class SimulatedHost:
     def register_image(self, image: Any, name: str = "debian") -> None:
         """Register a built image (``banger_core.images.build.BuiltImage``)."""
         args = ["image", "register", name, "--kernel", str(image.kernel),
-                "--rootfs", str(image.rootfs), "--work-seed", str(image.work_seed)]
+                "--rootfs", str(image.rootfs)]
+        for artifact, path in sorted(getattr(image, "artifacts", {}).items()):
+            args += ["--artifact", f"{artifact}={path}"]
         if image.initrd:
             args += ["--initrd", str(image.initrd)]
         self.cli(*args)

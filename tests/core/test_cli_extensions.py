@@ -70,7 +70,7 @@ def test_options_show_in_help(plugin_manager, banger_cli) -> None:
     assert "--scratch-size SIZE" in create
     assert "--nat / --no-nat" in create
     assert "--egress-allow VALUE" in create and "(repeatable)" in create
-    assert "[default: [plugins.scratch] default, else False]" in " ".join(create.split())
+    assert "[default: False, or [plugins.scratch] default]" in " ".join(create.split())
     set_help = banger_cli(["vm", "set", "--help"], pm=pm).stdout
     assert "--scratch-size" in set_help
     assert "--scratch-count" not in set_help  # on_set=False

@@ -48,10 +48,10 @@ def test_layering_later_file_wins_and_origins(tmp_path) -> None:
     settings = load_settings(files=[system, user])
     assert settings.get("vm", "cpus") == 8
     assert settings.get("vm", "memory_mib") == 2048
-    assert settings.get("vm", "disk_size") == "8G"
+    assert settings.get("vm", "default_image") == "debian"
     assert settings.origins[("vm", "cpus")] == str(user)
     assert settings.origins[("vm", "memory_mib")] == str(system)
-    assert ("vm", "disk_size") not in settings.origins
+    assert ("vm", "default_image") not in settings.origins
 
 
 def test_missing_file_is_fine(tmp_path) -> None:
