@@ -122,7 +122,7 @@ class VsockMuxer:
     def _wait(self, sock: socket.socket) -> bool:
         while not self.stopped.is_set():
             try:
-                ready, _, _ = select.select([sock, self.stop_r], [], [], 1.0)
+                ready, _, _ = select.select([sock.fileno(), self.stop_r], [], [], 1.0)
             except (OSError, ValueError):
                 return False
             if self.stopped.is_set():

@@ -48,7 +48,7 @@ class ImageBuildContext:
     runner: system.Runner = system.run
 
     @property
-    def log(self) -> logging.LoggerAdapter:  # type: ignore[type-arg]
+    def log(self) -> logging.LoggerAdapter:
         """A logger bound to the plugin."""
         from banger_core.lifecycle.context import plugin_logger
 

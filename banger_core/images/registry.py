@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import shutil
 import threading
 import uuid
@@ -186,7 +187,7 @@ class ImageService:
 
 
     def _build_with_artifacts(self, provider: GuestOS, info: dict[str, Any], out: Path,
-                              stages: StageTracker, op: Any, steps: list[Any]) -> Any:
+                              stages: StageTracker, op: Any, steps: builtins.list[Any]) -> Any:
         import inspect
 
         from banger_core.images.artifacts import ArtifactCollector

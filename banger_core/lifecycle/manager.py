@@ -8,6 +8,7 @@ nothing behind.
 
 from __future__ import annotations
 
+import builtins
 import os
 import shutil
 import signal
@@ -277,13 +278,13 @@ class VMManager:
         self._reap()
         self._procs.pop(vm.id, None)
 
-    def _activate_root(self, vm: VM, ctx: LifecycleContext) -> tuple[str, dict | None]:
+    def _activate_root(self, vm: VM, ctx: LifecycleContext) -> tuple[str, dict[str, Any] | None]:
         if vm.root_strategy != "dm-snapshot":
             return vm.root_disk, None
         handles = rootdisk.activate_snapshot(f"banger-{vm.id}", Path(vm.image.rootfs),
                                              Path(vm.root_disk))
         ctx.add_undo(lambda: rootdisk.deactivate_snapshot(handles), "dm snapshot")
-        return handles.device_path, handles.to_dict()
+        return str(handles.device_path), handles.to_dict()
 
     def _describe(self, vm: VM, root_path: str, key: Path,
                   ctx: LifecycleContext | None = None) -> tuple[MachineSpec, GuestConfig]:
@@ -406,7 +407,7 @@ class VMManager:
                    last_error="; ".join(failures) if failures else vm.last_error)
         self._procs.pop(vm.id, None)
 
-    def _stopped_hooks(self, vm: VM) -> list[str]:
+    def _stopped_hooks(self, vm: VM) -> builtins.list[str]:
         failures = self.hooks.vm_stopped(vm)
         for line in failures:
             logger.error("{}", line)
@@ -564,7 +565,7 @@ class VMManager:
         logger.info("reconcile: {}", report)
         return report
 
-    def check_crashed(self) -> list[str]:
+    def check_crashed(self) -> builtins.list[str]:
         """Release VMs marked running whose VMM died; return their names."""
         gone = []
         for rec in list(VMRecord.select().where(VMRecord.state == "running")):
@@ -592,7 +593,7 @@ class VMManager:
         except Exception as exc:
             logger.error("releasing {} failed: {}", vm.name, exc)
 
-    def taps_in_use(self) -> set[str]:
+    def taps_in_use(self) -> builtins.set[str]:
         """TAPs held by VMs that run (for the pool's adoption at start)."""
         return {r.tap for r in VMRecord.select() if r.tap and r.tap.startswith(TAP_PREFIX)
                 and r.state in RUNNING_STATES}

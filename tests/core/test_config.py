@@ -117,9 +117,9 @@ def test_env_overrides_log_level(monkeypatch, tmp_path) -> None:
         load_settings(files=[cfg])
 
 
-def test_config_show_cli(banger_home, plugin_site) -> None:
-    plugin_site.add("tcfg", "banger_tcfg", PLUGIN)
-    banger_home.pythonpath.append(plugin_site.path)
+def test_config_show_cli(banger_home, banger_plugin_site) -> None:
+    banger_plugin_site.add("tcfg", "banger_tcfg", PLUGIN)
+    banger_home.pythonpath.append(banger_plugin_site.path)
     banger_home.write_config('[vm]\ncpus = 6\n[plugins.tcfg]\nport = 53\n')
     rows = banger_home.run("config", "show", "--json", env={"BANGER_LOG_LEVEL": "debug"}).json()
     by_key = {(r["section"], r["key"]): r for r in rows}

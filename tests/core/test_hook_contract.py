@@ -131,7 +131,7 @@ def test_setup_order_is_registration_order_and_teardown_its_reverse() -> None:
     assert log == ["a:started", "b:started", "c:started", "c:stopped", "b:stopped", "a:stopped"]
 
 
-def test_entry_points_register_in_name_order(plugin_site: Any,
+def test_entry_points_register_in_name_order(banger_plugin_site: Any,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BANGER_PLUGINS", "zeta,alpha,mid")
     source = '''
@@ -143,7 +143,7 @@ def banger_vm_validate(spec):
     spec.append(__name__)
 '''
     for name in ("zeta", "alpha", "mid"):
-        plugin_site.add(name, f"banger_order_{name}", source)
+        banger_plugin_site.add(name, f"banger_order_{name}", source)
     pm = get_plugin_manager()
     assert pm.order == ["alpha", "mid", "zeta"]
     seen: list[str] = []
