@@ -132,7 +132,7 @@ class VsockMuxer:
                 with contextlib.suppress(OSError):
                     os.read(self.stop_r, 64)
                 continue
-            if sock in ready:
+            if sock.fileno() in ready:
                 return True
         return False
 
