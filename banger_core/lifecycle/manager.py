@@ -30,7 +30,9 @@ from banger_core.errors import (
     NotFoundError,
     ValidationError,
 )
+from banger_core.firecracker.transport import choose_transport, vmm_version
 from banger_core.guestconfig import GuestConfig
+from banger_core.images.kernelcaps import KernelCaps
 from banger_core.lifecycle import boot, failpoints
 from banger_core.lifecycle.context import LifecycleContext
 from banger_core.lifecycle.hostnet import TAP_PREFIX, HostNetwork
@@ -267,6 +269,7 @@ class VMManager:
     def _describe(self, vm: VM, root_path: str, key: Path) -> tuple[MachineSpec, GuestConfig]:
         machine = MachineSpec(vcpus=vm.cpus, memory_mib=vm.memory_mib, kernel=vm.image.kernel,
                               initrd=vm.image.initrd, boot_args=list(boot.BASE_BOOT_ARGS))
+        machine.use_transport(self.transport_for(vm))
         machine.add_drive("rootfs", root_path, is_root=True)
         config_dev = machine.add_drive("guestcfg", str(vm.guest_config_path), read_only=True)
         machine.boot_args.append(
@@ -281,6 +284,13 @@ class VMManager:
                             mtu=GUEST_MTU)
         self.hooks.vm_configure(vm, machine, guest)
         return machine, guest
+
+    def transport_for(self, vm: VM) -> str:
+        """``mmio`` or ``pci`` for this VM's kernel, ``[firecracker] transport`` and VMM."""
+        row = Image.get_or_none(Image.id == vm.image.id)
+        caps = KernelCaps.from_dict(row.kernel_caps if row is not None else None)
+        return choose_transport(caps, self.settings.get("firecracker", "transport"),
+                                vmm_version(self._binary()), image=vm.image.name)
 
     def _binary(self) -> str:
         return self.settings.get("firecracker", "binary")
