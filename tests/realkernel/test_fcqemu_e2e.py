@@ -1,14 +1,17 @@
 """The default Debian image, unchanged, boots its own kernel through banger-fcqemu (slow).
 
-Driven like a user would: the CLI against a daemon on the simulated host
-whose ``[firecracker] binary`` is ``banger-fcqemu``. Under TCG (no usable
-KVM here) one boot takes tens of seconds, so the checks share one VM.
+Driven like a user would: ``BANGER_VMM=qemu make demo`` (``python -m
+banger_core.demo``) on a simulated host running the simulator switches the
+daemon to ``banger-fcqemu`` and creates VM ``demo-qemu``; then the CLI
+checks it. Under TCG (no usable KVM here) one boot takes tens of seconds,
+so the checks share one VM.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,7 +24,7 @@ from banger_core.testing.simhost import SimulatedHost
 
 pytestmark = [pytest.mark.net, pytest.mark.slow, pytest.mark.realkernel]
 
-VM = "web"
+VM = "demo-qemu"
 AGENT_PORT = 1024
 # A plugin giving every VM a hybrid vsock device (what banger-vsock does), so the
 # test reaches the agent through banger-fcqemu's bridge.
@@ -62,8 +65,8 @@ def qhost(plugin_dir: Path) -> Iterator[SimulatedHost]:
 
     image = cached_debian_image()
     pythonpath = os.pathsep.join(p for p in (str(plugin_dir), os.environ.get("PYTHONPATH")) if p)
-    with SimulatedHost(vmm="banger-fcqemu", ssh_timeout=420.0, stop_grace=180.0,
-                       subnet="172.30.7.0/24", env={"PYTHONPATH": pythonpath}) as h:
+    with SimulatedHost(ssh_timeout=420.0, stop_grace=180.0, subnet="172.30.7.0/24",
+                       env={"PYTHONPATH": pythonpath}) as h:
         h.start()
         h.register_image(image)
         yield h
@@ -103,11 +106,18 @@ def _poll(fn, timeout: float, what: str):
 
 
 def test_real_kernel_end_to_end(qhost: SimulatedHost) -> None:
+    # `BANGER_VMM=qemu make demo`: the daemon moves from the simulator to banger-fcqemu.
+    assert "the Firecracker simulator" in qhost.cli("doctor").stdout
     started = time.monotonic()
-    created = qhost.cli("vm", "create", VM, "--cpus", "2", "--memory", "1024", timeout=600)
+    demo = system.run([sys.executable, "-m", "banger_core.demo"], timeout=900,
+                      env={**qhost.env, "BANGER_VMM": "qemu"})
     boot_seconds = time.monotonic() - started
-    assert f"VM {VM} is ready at 172.30.7." in created.stdout, created.stderr
-    print(f"\nvm create to SSH under banger-fcqemu: {boot_seconds:.1f}s")
+    assert "restarting the daemon on banger-fcqemu" in demo.stdout, demo.stdout
+    assert f"VM {VM} is ready at 172.30.7." in demo.stdout, demo.stdout + demo.stderr
+    assert demo.stdout.splitlines()[-2] == VM  # `banger vm ssh demo-qemu -- hostname`
+    print(f"\nBANGER_VMM=qemu demo (daemon restart + vm create to SSH): {boot_seconds:.1f}s")
+    doctor = qhost.cli("doctor").stdout
+    assert "banger-fcqemu: the guest's own kernel under QEMU" in doctor
 
     # The guest's own kernel, its own hostname, configured by banger-boot.
     assert qhost.cli("vm", "ssh", VM, "--", "hostname").stdout.strip() == VM
