@@ -55,6 +55,9 @@ class DoctorContext:
 
     settings: Any
     which: Any = field(default=system.which)
+    #: True in the preflight of ``vm create``/``vm start``: skip slow probes
+    #: (name resolution, network round trips) that only ``banger doctor`` needs.
+    preflight: bool = False
 
     def plugin_config(self, name: str) -> dict[str, Any]:
         """The effective ``[plugins.<name>]`` section."""
@@ -115,9 +118,9 @@ def root_disk_checks(settings: Any) -> list[Check]:
     return checks
 
 
-def run_checks(settings: Any, hooks: Any) -> list[Check]:
-    """Core checks followed by every plugin's."""
-    ctx = DoctorContext(settings)
+def run_checks(settings: Any, hooks: Any, *, preflight: bool = False) -> list[Check]:
+    """Core checks followed by every plugin's (``preflight``: the quick ones only)."""
+    ctx = DoctorContext(settings, preflight=preflight)
     checks = core_checks(ctx)
     for plugin, check in hooks.doctor_checks(ctx):
         check.source = plugin

@@ -95,6 +95,21 @@ def banger_daemon_stopping(daemon: Any) -> None:
 
 
 @hookspec
+def banger_daemon_status(daemon: Any) -> dict[str, Any]:
+    """Describe the plugin's running services for ``banger daemon status``.
+
+    Called by every ``daemon.status`` request (also while the daemon still
+    starts), so it must be quick and must not raise for services that have
+    not started yet.
+
+    :param daemon: the :class:`banger_core.daemon.app.Daemon`.
+    :return: a JSON-able mapping (``{"listeners": ["udp 127.0.0.1:42069"]}``)
+        shown under the plugin's name; an empty mapping or ``None`` shows
+        nothing.
+    """
+
+
+@hookspec
 def banger_rpc_methods() -> dict[str, Any]:
     """Add JSON-RPC methods to the daemon.
 
@@ -215,6 +230,22 @@ def banger_reconcile(vms: list[VM]) -> None:
     Called at daemon start after the core marked dead VMs stopped. Remove
     host leftovers that belong to no VM in ``vms`` and restore state for
     running VMs. Must be idempotent.
+    """
+
+
+@hookspec
+def banger_vm_dns_names(vm: VM) -> list[str]:
+    """Name the DNS names under which a VM can be reached.
+
+    Called by ``vm show`` and by any plugin that wants to show or use a VM's
+    names (through the core's ``Hooks.vm_dns_names`` facade), in the daemon.
+    Must be quick: answer from memory, never from the network.
+
+    :param vm: the VM.
+    :return: fully qualified names without the trailing dot
+        (``["web.vm"]``); every plugin's names are collected, in plugin
+        order, without duplicates. Return an empty list for a VM you do
+        not publish (a stopped one).
     """
 
 

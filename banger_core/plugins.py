@@ -194,6 +194,22 @@ class Hooks:
         """Tell every plugin the daemon stops; return failures (never raise)."""
         return self.teardown("banger_daemon_stopping", daemon=daemon)
 
+    def daemon_status(self, daemon: Any) -> dict[str, Any]:
+        """``{plugin name: status mapping}`` from ``banger_daemon_status``.
+
+        A plugin that raises shows ``{"error": ...}`` instead: status must
+        always answer.
+        """
+        out: dict[str, Any] = {}
+        for impl in self._impls("banger_daemon_status"):
+            try:
+                result = self._invoke(impl, {"daemon": daemon})
+            except Exception as exc:
+                result = {"error": f"{type(exc).__name__}: {exc}"}
+            if result:
+                out[impl.plugin_name] = result
+        return out
+
     def doctor_checks(self, ctx: Any) -> list[tuple[str, Any]]:
         """``(plugin name, Check)`` pairs."""
         out = []
@@ -222,6 +238,15 @@ class Hooks:
     def vm_started(self, vm: Any) -> None:
         """Let plugins publish a running VM."""
         self.pm.hook.banger_vm_started(vm=vm)
+
+    def vm_dns_names(self, vm: Any) -> list[str]:
+        """Every DNS name plugins publish for ``vm`` (plugin order, no duplicates)."""
+        names: list[str] = []
+        for _, result in self._call_each("banger_vm_dns_names", vm=vm):
+            for name in result or []:
+                if name not in names:
+                    names.append(name)
+        return names
 
     def vm_stopped(self, vm: Any) -> list[str]:
         """Release runtime state in every plugin; return failures as lines."""

@@ -283,7 +283,8 @@ class VMManager:
 
     def preflight(self) -> None:
         """Fail early, with the fix, when the host is not ready."""
-        failing = [c for c in run_checks(self.settings, self.hooks) if c.required and not c.ok]
+        failing = [c for c in run_checks(self.settings, self.hooks, preflight=True)
+                   if c.required and not c.ok]
         if failing:
             first = failing[0]
             more = (f" (and {len(failing) - 1} more; run `banger doctor`)"
