@@ -112,7 +112,7 @@ def list_records(params: dict[str, Any], call: Any) -> dict[str, Any]:
     """``dns.list``: every record, and where the server listens."""
     records = [{"name": f"{name}.{DOMAIN}", "type": "A", "address": address, "ttl": ZONE.ttl}
                for name, address in sorted(ZONE.records().items())]
-    return {"records": records, **describe()}
+    return {**describe(), "records": records}
 
 
 def info(params: dict[str, Any], call: Any) -> dict[str, Any]:
