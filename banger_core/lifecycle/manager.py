@@ -571,6 +571,7 @@ class VMManager:
                 # One plugin failing to re-publish does not stop the others.
                 for line in self.hooks.vm_republish(vm, LifecycleContext(self.settings)):
                     logger.error("re-publishing {} failed: {}", vm.name, line)
+                self._save(vm)  # plugin state the hooks updated (NAT status, ...)
         logger.info("reconcile: {}", report)
         return report
 

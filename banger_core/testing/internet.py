@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import http.server
+import os
 import secrets
 import signal
 import socket
@@ -76,14 +77,17 @@ class FakeInternet:
         self._in(self.netns, "link", "set", "eth0", "up")
         self.resolv_conf.write_text(f"nameserver {DNS_ADDRESS}\n")
         self.log.write_text("")
-        import subprocess
-
         argv = ["ip", "netns", "exec", self.netns, sys.executable, "-m",
                 "banger_core.testing.internet", "--log", str(self.log)]
         for name, address in self.records.items():
             argv += ["--record", f"{name}={address}"]
-        self._proc = system.spawn(argv, stdout=subprocess.PIPE)
-        line = self._proc.stdout.readline().decode() if self._proc.stdout else ""
+        read_end, write_end = os.pipe()
+        try:
+            self._proc = system.spawn(argv, stdout=write_end)
+        finally:
+            os.close(write_end)
+        with os.fdopen(read_end, "rb") as ready:
+            line = ready.readline().decode()  # "ready", or EOF when it died
         if not line.startswith("ready"):
             self.close()
             raise RuntimeError(f"fake internet did not start: {line!r}")

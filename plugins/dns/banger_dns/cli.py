@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from banger_core.cli.context import rpc
-from banger_core.cli.output import emit_json, table
+from banger_core import emit_json, table
+from banger_core.cli.context import rpc  # `banger_core.rpc` is also a subpackage: the name clashes
 
 
 @click.group()
@@ -34,7 +34,7 @@ def list_(as_json: bool) -> None:
 def setup(undo: bool) -> None:
     """Make the host resolve <name>.vm: configures systemd-resolved when it runs,
     otherwise prints the lines for dnsmasq or resolv.conf."""
-    from banger_core import system
+    from banger_core import run
     from banger_dns.hostsetup import manual_lines, resolved_commands, resolved_running, target
 
     info = rpc("dns.info")
@@ -46,7 +46,7 @@ def setup(undo: bool) -> None:
         click.echo(manual_lines(info))
         return
     for argv in resolved_commands(info, info["resolvectl"], undo=undo):
-        system.run(argv)
+        run(argv)
         click.echo("ran: " + " ".join(argv))
     if undo:
         click.echo(f"systemd-resolved no longer sends .{info['domain']} to banger")

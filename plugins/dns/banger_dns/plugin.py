@@ -14,7 +14,7 @@ NAME = "dns"
 
 @hookimpl
 def banger_config_defaults() -> dict[str, Any]:
-    from banger_core.pluginconfig import Option
+    from banger_core import Option
 
     return {
         "listen": Option("127.0.0.1:42069", "host-facing listener (ADDRESS:PORT, UDP and TCP) "
@@ -70,7 +70,7 @@ def banger_daemon_status(daemon: Any) -> dict[str, Any]:
 
 @hookimpl
 def banger_doctor_checks(ctx: Any) -> list[Any]:
-    from banger_core.doctor import Check
+    from banger_core import Check
     from banger_dns import service
 
     status = service.describe()

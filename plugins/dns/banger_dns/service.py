@@ -11,7 +11,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
-from banger_core.errors import ValidationError
+from banger_core import ValidationError
 from banger_dns.server import DNSServer, Listener
 from banger_dns.upstreams import host_upstreams, parse_server
 from banger_dns.zone import DOMAIN, Zone
@@ -133,13 +133,12 @@ def resolves_from_host(timeout: float = 4.0) -> tuple[bool, str]:
     """
     import secrets
 
-    from banger_core import system
-    from banger_core.errors import CommandError
+    from banger_core import CommandError, run
 
     probe = f"doctor-{secrets.token_hex(4)}"
     ZONE.set(probe, "127.0.0.1")
     try:
-        result = system.run(["getent", "ahostsv4", f"{probe}.{DOMAIN}"], check=False,
+        result = run(["getent", "ahostsv4", f"{probe}.{DOMAIN}"], check=False,
                             timeout=timeout)
     except CommandError as exc:
         return False, f"{probe}.{DOMAIN}: {exc}"

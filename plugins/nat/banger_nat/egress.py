@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from banger_core.errors import ValidationError
+from banger_core import ValidationError
 
 
 @dataclass(frozen=True)

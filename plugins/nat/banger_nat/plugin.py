@@ -14,7 +14,7 @@ NAME = "nat"
 
 @hookimpl
 def banger_config_defaults() -> dict[str, Any]:
-    from banger_core.pluginconfig import Option
+    from banger_core import Option
 
     return {
         "default": Option(True, "NAT for VMs that do not choose (vm create --nat/--no-nat)"),
@@ -25,30 +25,40 @@ def banger_config_defaults() -> dict[str, Any]:
 
 
 @hookimpl
+def banger_vm_options() -> list[Any]:
+    from banger_core import VMOption
+
+    def check_allow(value: Any) -> Any:
+        from banger_nat.egress import parse_all
+
+        return [str(e) for e in parse_all(list(value), "--egress-allow")]
+
+    return [
+        VMOption("nat", "bool", default=True, config_key="default",
+                 help="reach the outside world through NAT on the host's uplink"),
+        VMOption("egress-allow", "list", default=[], validator=check_allow,
+                 metavar="CIDR[:PORT]",
+                 help="allow only these destinations out (repeat; with [plugins.nat] allow)"),
+    ]
+
+
+@hookimpl
 def banger_daemon_started(daemon: Any) -> None:
-    from loguru import logger
-
     from banger_nat import service
-    from banger_nat.egress import parse_all
 
-    config = daemon.plugin_config(NAME)
-    try:
-        parse_all([str(e) for e in config.get("allow") or []], "[plugins.nat] allow")
-    except Exception as exc:
-        logger.error("plugin nat: {}", exc)
-    service.configure(config, daemon.settings.get("network", "bridge"))
+    service.check_config(daemon.plugin_config(NAME))
 
 
 @hookimpl
 def banger_daemon_status(daemon: Any) -> dict[str, Any]:
     from banger_nat import service
 
-    return service.describe()
+    return service.describe(daemon.plugin_config(NAME), daemon.runner)
 
 
 @hookimpl
 def banger_doctor_checks(ctx: Any) -> list[Any]:
-    from banger_core.doctor import Check
+    from banger_core import Check
     from banger_nat import service
     from banger_nat.egress import parse_all
 
@@ -71,28 +81,28 @@ def banger_doctor_checks(ctx: Any) -> list[Any]:
 
 
 @hookimpl
-def banger_vm_started(vm: Any) -> None:
+def banger_vm_started(vm: Any, ctx: Any) -> None:
     from banger_nat import service
 
-    service.publish(vm)
+    service.publish(vm, ctx.config, ctx.settings.get("network", "bridge"), ctx.runner)
 
 
 @hookimpl
-def banger_vm_stopped(vm: Any) -> None:
+def banger_vm_stopped(vm: Any, ctx: Any) -> None:
     from banger_nat import service
 
-    service.withdraw(vm)
+    service.withdraw(vm, ctx.runner)
 
 
 @hookimpl
-def banger_vm_deleted(vm: Any) -> None:
+def banger_vm_deleted(vm: Any, ctx: Any) -> None:
     from banger_nat import service
 
-    service.withdraw(vm)
+    service.withdraw(vm, ctx.runner)
 
 
 @hookimpl
-def banger_reconcile(vms: list[Any]) -> None:
+def banger_reconcile(vms: list[Any], ctx: Any) -> None:
     from banger_nat import service
 
-    service.reconcile(vms)
+    service.reconcile(vms, ctx.runner)

@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from banger_core import system
+from banger_core import Runner, run
 from banger_nat.egress import Egress
 
 COMMENT_PREFIX = "banger:"
@@ -67,7 +67,7 @@ def vm_rules(vm_id: str, ip: str, bridge: str, uplink: str,
     return rules
 
 
-def add(rules: list[Rule], runner: system.Runner = system.run) -> None:
+def add(rules: list[Rule], runner: Runner = run) -> None:
     """Insert ``rules`` at the top of their chains, keeping their order.
 
     Inserting at the top (not appending) is what makes them work under a
@@ -81,7 +81,7 @@ def add(rules: list[Rule], runner: system.Runner = system.run) -> None:
                 *rule.spec])
 
 
-def listed(runner: system.Runner = system.run) -> list[tuple[str, str, list[str]]]:
+def listed(runner: Runner = run) -> list[tuple[str, str, list[str]]]:
     """Every banger rule now in place: ``(table, comment, rule args as printed by -S)``."""
     found = []
     for table in TABLES:
@@ -101,17 +101,17 @@ def listed(runner: system.Runner = system.run) -> list[tuple[str, str, list[str]
     return found
 
 
-def remove(vm_id: str, runner: system.Runner = system.run) -> int:
+def remove(vm_id: str, runner: Runner = run) -> int:
     """Delete every rule of VM ``vm_id``; return how many (0 when none: not an error)."""
     return remove_where(lambda tag: tag == comment(vm_id), runner)
 
 
-def owners(runner: system.Runner = system.run) -> set[str]:
+def owners(runner: Runner = run) -> set[str]:
     """The VM ids that have rules in place."""
     return {tag[len(COMMENT_PREFIX):] for _, tag, _ in listed(runner)}
 
 
-def remove_where(match, runner: system.Runner = system.run) -> int:  # type: ignore[no-untyped-def]
+def remove_where(match, runner: Runner = run) -> int:  # type: ignore[no-untyped-def]
     """Delete every banger rule whose comment satisfies ``match(comment)``."""
     count = 0
     for table, tag, args in listed(runner):
@@ -124,6 +124,6 @@ def remove_where(match, runner: system.Runner = system.run) -> int:  # type: ign
     return count
 
 
-def count(vm_id: str, runner: system.Runner = system.run) -> int:
+def count(vm_id: str, runner: Runner = run) -> int:
     """How many rules of VM ``vm_id`` are in place."""
     return sum(1 for _, tag, _ in listed(runner) if tag == comment(vm_id))

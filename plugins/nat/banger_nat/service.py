@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from banger_core import system
+from banger_core import Runner, run
 from banger_nat import rules
 from banger_nat.egress import Egress, parse_all
 from banger_nat.uplink import Uplink, find_uplink
@@ -21,48 +21,37 @@ NAME = "nat"
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 
 _lock = threading.Lock()  # rule positions: one VM's rules are inserted as one block
-_state: dict[str, Any] = {"config": None, "bridge": None, "pending": {}}
 
 
-def configure(config: dict[str, Any], bridge: str) -> None:
-    """Remember ``[plugins.nat]`` and the bridge; publish VMs that started before."""
-    _state.update(config=dict(config), bridge=bridge)
-    pending = _state["pending"]
-    _state["pending"] = {}
-    for vm in pending.values():
-        try:
-            publish(vm)
-        except Exception as exc:
-            from loguru import logger
+def check_config(config: dict[str, Any]) -> None:
+    """Log a bad ``[plugins.nat] allow`` at daemon start (VM starts then refuse it)."""
+    try:
+        parse_all([str(e) for e in config.get("allow") or []], "[plugins.nat] allow")
+    except Exception as exc:
+        from loguru import logger
 
-            logger.error("plugin nat: putting {} online failed: {}", vm.name, exc)
-
-
-def configured() -> bool:
-    """Whether the daemon has started the plugin."""
-    return _state["config"] is not None
+        logger.error("plugin nat: {}", exc)
 
 
 def options(vm: Any) -> dict[str, Any]:
-    """The VM's own ``nat`` options (``--nat/--no-nat``, ``--egress-allow``), if any."""
-    getter = getattr(vm, "plugin_options", None)
-    return dict(getter(NAME) or {}) if callable(getter) else {}
+    """The VM's own ``nat`` options (``--nat/--no-nat``, ``--egress-allow``)."""
+    return dict(vm.plugin_options(NAME) or {})
 
 
-def enabled(vm: Any, config: dict[str, Any]) -> bool:
-    """NAT for this VM: its own choice, else ``[plugins.nat] default``."""
+def enabled(vm: Any, config: Any) -> bool:
+    """NAT for this VM: its own choice (stored at create), else ``[plugins.nat] default``."""
     choice = options(vm).get("nat")
     return bool(config["default"]) if choice is None else bool(choice)
 
 
-def allow_list(vm: Any, config: dict[str, Any]) -> list[Egress]:
+def allow_list(vm: Any, config: Any) -> list[Egress]:
     """``[plugins.nat] allow`` plus the VM's ``--egress-allow`` entries."""
     entries = list(config.get("allow") or [])
     entries += list(options(vm).get("egress_allow") or [])
     return parse_all([str(e) for e in entries], "egress allow")
 
 
-def uplink(config: dict[str, Any]) -> Uplink:
+def uplink(config: Any) -> Uplink:
     """The uplink now (looked up each time: routes change)."""
     return find_uplink(str(config.get("uplink") or ""))
 
@@ -73,12 +62,8 @@ def enable_forwarding() -> None:
         IP_FORWARD.write_text("1\n")
 
 
-def publish(vm: Any, runner: system.Runner = system.run) -> None:
+def publish(vm: Any, config: Any, bridge: str, runner: Runner = run) -> None:
     """Put a running VM online (idempotent); record what was done in its state."""
-    config = _state["config"]
-    if config is None:  # the daemon reconciles before plugins start: do it then
-        _state["pending"][vm.id] = vm
-        return
     state = vm.plugin_state(NAME)
     if not enabled(vm, config):
         with _lock:
@@ -94,7 +79,7 @@ def publish(vm: Any, runner: system.Runner = system.run) -> None:
         state["status"] = f"off: {link.reason}"
         return
     allow = allow_list(vm, config)
-    wanted = rules.vm_rules(vm.id, vm.ip, _state["bridge"], link.name, allow)
+    wanted = rules.vm_rules(vm.id, vm.ip, bridge, link.name, allow)
     fingerprint = hashlib.sha256(json.dumps(
         [[r.table, r.chain, *r.spec] for r in wanted]).encode()).hexdigest()[:16]
     with _lock:
@@ -112,9 +97,8 @@ def publish(vm: Any, runner: system.Runner = system.run) -> None:
         state["egress_allow"] = [str(e) for e in allow]
 
 
-def withdraw(vm: Any, runner: system.Runner = system.run) -> None:
+def withdraw(vm: Any, runner: Runner = run) -> None:
     """Take a VM offline: remove its rules (none left is fine)."""
-    _state["pending"].pop(vm.id, None)
     with _lock:
         rules.remove(vm.id, runner)
     state = vm.plugin_state(NAME)
@@ -123,7 +107,7 @@ def withdraw(vm: Any, runner: system.Runner = system.run) -> None:
         state["status"] = "off (VM not running)"
 
 
-def reconcile(vms: list[Any], runner: system.Runner = system.run) -> int:
+def reconcile(vms: list[Any], runner: Runner = run) -> int:
     """Remove the rules of every VM that is not running; return how many went."""
     running = {vm.id for vm in vms if vm.state == "running"}
     with _lock:
@@ -131,14 +115,11 @@ def reconcile(vms: list[Any], runner: system.Runner = system.run) -> int:
             lambda tag: tag[len(rules.COMMENT_PREFIX):] not in running, runner)
 
 
-def describe() -> dict[str, Any]:
+def describe(config: Any, runner: Runner = run) -> dict[str, Any]:
     """For ``banger daemon status``."""
-    config = _state["config"]
-    if config is None:
-        return {}
     link = uplink(config)
     try:
-        online = sorted(rules.owners())
+        online = sorted(rules.owners(runner))
     except Exception as exc:
         return {"uplink": link.name or f"none ({link.reason})", "error": str(exc)}
     return {"uplink": link.name or f"none ({link.reason})", "vms online": len(online)}

@@ -48,6 +48,8 @@ def host() -> Iterator[SimulatedHost]:
 
     image = cached_debian_image()
     with SimulatedHost(tap_pool_size=2, internet=True) as h:
+        # ignored when banger-dns is not installed
+        h.add_config(f'[plugins.dns]\nresolv_conf = "{h.internet.resolv_conf}"')
         h.start()
         h.netns_run("iptables", "-P", "FORWARD", "DROP")
         h.register_image(image)
@@ -97,6 +99,44 @@ def test_daemon_start_removes_rules_of_vms_that_do_not_run(host):
     assert not any("deadbeef0000" in r for r in rules), rules
     assert not any(n2 in r for r in rules), rules
     assert fetch(host, "n1", f"http://{HTTP_ADDRESS}/").returncode == 0
+
+
+def test_no_nat_vm_is_offline_and_vm_set_turns_it_on(host):
+    host.cli("vm", "create", "n3", "--no-nat", "--cpus", "1", "--memory", "256M")
+    offline = fetch(host, "n3", f"http://{HTTP_ADDRESS}/")
+    assert offline.returncode != 0 and "failed" in offline.stdout
+    show = host.cli("vm", "show", "n3").stdout
+    assert "off (disabled for this VM)" in show
+    n3 = host.json("vm", "show", "n3")["id"]
+    assert not any(n3 in r for r in banger_rules(host))
+    # others stay online
+    assert fetch(host, "n1", f"http://{HTTP_ADDRESS}/").returncode == 0
+    refused = host.cli("vm", "set", "n3", "--nat", check=False)
+    assert refused.returncode != 0 and "stop" in refused.stderr
+    host.cli("vm", "stop", "n3")
+    host.cli("vm", "set", "n3", "--nat")
+    host.cli("vm", "start", "n3")
+    assert fetch(host, "n3", f"http://{HTTP_ADDRESS}/").stdout.strip() == f"client {HOST_ADDRESS}"
+    host.cli("vm", "delete", "--force", "n3")
+
+
+def test_per_vm_egress_allow(host):
+    bad = host.cli("vm", "create", "n5", "--egress-allow", "nope", check=False)
+    assert bad.returncode != 0 and "'nope'" in bad.stderr and "CIDR" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    assert "n5" not in [v["name"] for v in host.json("vm", "list")]
+    host.cli("vm", "create", "n4", "--egress-allow", f"{HTTP_ADDRESS}/32:80",
+             "--cpus", "1", "--memory", "256M")
+    assert fetch(host, "n4", f"http://{HTTP_ADDRESS}:80/").returncode == 0
+    refused = fetch(host, "n4", f"http://{HTTP_ADDRESS}:8080/")
+    assert refused.returncode != 0 and "failed" in refused.stdout
+    # n1 has no allow-list: both ports
+    assert fetch(host, "n1", f"http://{HTTP_ADDRESS}:8080/").returncode == 0
+    # the DNS forwarder (the gateway, not forwarded traffic) is always reachable
+    if "dns" in host.json("daemon", "status")["plugins"]:
+        out = host.cli("vm", "ssh", "n4", "--", "getent", "hosts", "www.example.test").stdout
+        assert out.split()[0] == HTTP_ADDRESS
+    host.cli("vm", "delete", "--force", "n4")
 
 
 def test_egress_allow_list(host):
