@@ -39,10 +39,14 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
 
         return [c.as_dict() for c in run_checks(daemon.settings, daemon.hooks)]
 
+    def show(params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
+        vm = vms.resolve(_ref(params))
+        return {**vm.summary(), "dns_names": daemon.hooks.vm_dns_names(vm)}
+
     methods = {
         "vm.create": create,
         "vm.list": lambda p, c: vms.list(),
-        "vm.show": lambda p, c: vms.resolve(_ref(p)).summary(),
+        "vm.show": show,
         "vm.start": lambda p, c: vms.start(_ref(p), c.cancelled.is_set),
         "vm.stop": lambda p, c: vms.stop(_ref(p), force=bool(p.get("force"))),
         "vm.restart": lambda p, c: vms.restart(_ref(p), c.cancelled.is_set),

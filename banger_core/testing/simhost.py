@@ -35,8 +35,8 @@ class SimulatedHost:
 
     def __init__(self, *, subnet: str = "172.30.0.0/24", tap_pool_size: int = 2,
                  extra_config: str = "", env: dict[str, str] | None = None,
-                 vmm: str = "banger-fcsim", ssh_timeout: float = 60.0,
-                 stop_grace: float = 5.0) -> None:
+                 internet: bool = False, vmm: str = "banger-fcsim",
+                 ssh_timeout: float = 60.0, stop_grace: float = 5.0) -> None:
         token = secrets.token_hex(3)
         self.vmm = console_script(vmm) if "/" not in vmm else vmm
         self.tap_pool_size = tap_pool_size
@@ -67,6 +67,14 @@ class SimulatedHost:
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
             **(env or {}),
         }
+        #: With ``internet=True``: a :class:`~banger_core.testing.internet.FakeInternet`
+        #: behind the host's uplink (``bgup0``, default route), made by :meth:`start`.
+        self.internet = None
+        self._internet_started = False
+        if internet:
+            from banger_core.testing.internet import FakeInternet
+
+            self.internet = FakeInternet(self.netns, self.root)
         for var in ("BANGER_PLUGINS", "BANGER_DISABLE_PLUGINS", "BANGER_FIRECRACKER_BIN",
                     "BANGER_LOG_LEVEL"):
             if env is None or var not in env:
@@ -83,8 +91,19 @@ class SimulatedHost:
         """Run a ``--json`` command and parse its output."""
         return json.loads(self.cli(*args, "--json").stdout)
 
+    def add_config(self, text: str) -> None:
+        """Append TOML to the host's config file (takes effect at the next daemon start)."""
+        with self.config_path.open("a") as fh:
+            fh.write("\n" + text + "\n")
+
     def start(self) -> SimulatedHost:
-        """Start the daemon (it enters the host's namespace itself)."""
+        """Start the daemon (it enters the host's namespace itself).
+
+        With a fake internet, its namespace and uplink are made first (once).
+        """
+        if self.internet is not None and not self._internet_started:
+            self.internet.start()
+            self._internet_started = True
         self.cli("daemon", "start")
         return self
 
@@ -141,6 +160,8 @@ class SimulatedHost:
                 wait_for_exit(vmm, 5)
         system.run([console_script("banger-fcsim"), "--cleanup", "--all"], check=False, timeout=60,
                    env=self.env)
+        if self.internet is not None:
+            self.internet.close()
         delete_netns(self.netns, runner=lambda argv, **kw: system.run(argv, check=False))
         shutil.rmtree(self.root, ignore_errors=True)
 
