@@ -125,7 +125,11 @@ class Daemon:
             await self.server.wait_stopped()
         finally:
             logger.info("bangerd stopping")
-            await self.server.close()
+            # Creates and starts in progress roll back, stops and deletes finish;
+            # their clients are told which before the socket goes away.
+            await self.server.close(
+                before_wait=lambda: self.operations.cancel_all("the daemon is stopping"),
+                busy=lambda: bool(self.operations.running()))
             await asyncio.to_thread(self._shutdown)
             try:
                 self.paths.pid_file.unlink()

@@ -53,6 +53,7 @@ class Operation:
     result: Any = None
     error: dict[str, str] | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    cancel_reason: str = ""
 
     @contextmanager
     def stage(self, name: str, detail: str = "") -> Iterator[Stage]:
@@ -117,7 +118,9 @@ class OperationManager:
             op.result = work(op)
             op.state = "succeeded"
         except CancelledError as exc:
-            op.state, op.error = "cancelled", {"code": exc.code, "message": str(exc)}
+            message = (f"{op.kind} {op.target} cancelled because {op.cancel_reason}"
+                       if op.cancel_reason else str(exc))
+            op.state, op.error = "cancelled", {"code": exc.code, "message": message}
         except BangerError as exc:
             op.state, op.error = "failed", {"code": exc.code, "message": str(exc)}
         except Exception as exc:
@@ -141,6 +144,12 @@ class OperationManager:
         op = self.get(op_id)
         op.cancel_event.set()
         return op
+
+    def cancel_all(self, reason: str) -> None:
+        """Ask every running operation to stop and roll back, saying why."""
+        for op in self.running():
+            op.cancel_reason = reason
+            op.cancel_event.set()
 
     def running(self) -> list[Operation]:
         """Operations still in progress."""

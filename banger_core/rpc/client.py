@@ -56,17 +56,37 @@ class RPCClient:
         assert self._sock is not None
         req_id = next(self._ids)
         try:
-            self._sock.sendall(request(req_id, method, params))
-            line = self._readline()
+            try:
+                self._sock.sendall(request(req_id, method, params))
+            except (BrokenPipeError, ConnectionResetError):
+                # The daemon may have answered before we wrote (a refusal does):
+                # read what it said before it hung up.
+                line = self._waiting_reply()
+            else:
+                line = self._readline()
         except (BrokenPipeError, ConnectionResetError):
             raise DaemonError("bangerd closed the connection")
         except TimeoutError:
             raise DaemonError(f"bangerd did not answer {method} in time")
-        msg = json.loads(line)
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            raise DaemonError("bangerd sent a reply that is not JSON")
         if "error" in msg:
             err = msg["error"]
             raise error_from_code(err.get("code", "error"), err.get("message", "unknown error"))
         return msg.get("result")
+
+    def _waiting_reply(self) -> bytes:
+        """A reply already in our receive buffer after the daemon hung up, if any."""
+        assert self._sock is not None
+        self._sock.settimeout(1.0)
+        try:
+            return self._readline()
+        except (DaemonError, OSError):
+            raise DaemonError("bangerd closed the connection") from None
+        finally:
+            self._sock.settimeout(self.timeout)
 
     def _readline(self) -> bytes:
         assert self._sock is not None
