@@ -17,6 +17,7 @@ from banger_core.daemon.server import RPCCall, RPCServer, install_signal_handler
 from banger_core.errors import DaemonError
 from banger_core.plugins import BangerPluginManager, Hooks, failure_lines, get_plugin_manager
 from banger_core.rpc.client import RPCClient
+from banger_core.rpc.schema import Field, with_params
 
 
 class Daemon:
@@ -71,25 +72,26 @@ class Daemon:
 
     def op_status(self, params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
         """``operation.status``."""
-        return self.operations.get(str(params.get("id", ""))).as_dict()
+        return self.operations.get(params["id"]).as_dict()
 
     def op_cancel(self, params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
         """``operation.cancel``."""
-        return self.operations.cancel(str(params.get("id", ""))).as_dict()
+        return self.operations.cancel(params["id"]).as_dict()
 
     def register_core_methods(self) -> None:
         """Register the methods every daemon has."""
         # These answer while services still start (the CLI's autostart polls
         # daemon.status); every other method waits until start-up is done.
+        op_id = Field.str(required=True, max=64)
         for name, handler in {
-            "daemon.status": self.status,
-            "daemon.stop": self.stop,
-            "plugins.list": self.plugins_list,
-            "config.show": self.config_show,
-            "operation.status": self.op_status,
-            "operation.cancel": self.op_cancel,
+            "daemon.status": with_params(self.status),
+            "daemon.stop": with_params(self.stop),
+            "plugins.list": with_params(self.plugins_list),
+            "config.show": with_params(self.config_show),
+            "operation.status": with_params(self.op_status, id=op_id),
+            "operation.cancel": with_params(self.op_cancel, id=op_id),
         }.items():
-            self.server.register(name, handler, early=True)
+            self.server.register(name, handler, early=True, read=name != "daemon.stop")
 
     def register_plugin_methods(self) -> None:
         """Register the methods plugins add; a clash is logged and skipped."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import grp
 import inspect
-import json
 import os
 import signal
 import socket
@@ -288,7 +287,7 @@ class RPCServer:
                 chunk = await asyncio.wait_for(reader.read(65536), left)
                 if not chunk:
                     break
-        except (ConnectionError, TimeoutError, asyncio.TimeoutError, ValueError):
+        except (ConnectionError, TimeoutError, ValueError):
             pass
         finally:
             writer.close()

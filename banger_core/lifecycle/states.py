@@ -7,12 +7,12 @@ becomes with :func:`settle`, from one fact: whether its VMM still runs.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from banger_core.errors import ConflictError
 
 
-class VMState(str, Enum):
+class VMState(StrEnum):
     """Where a VM is in its life (stored as the enum's value)."""
 
     CREATING = "creating"

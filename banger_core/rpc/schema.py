@@ -16,6 +16,8 @@ not ``None``).
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -131,7 +133,7 @@ class Field:
         if kind in ("str", "size"):
             if not isinstance(value, builtins_str):
                 return False
-            hi = self.max if kind == "str" else 64
+            hi = self.max if kind == "str" else 512
             return (self.min or 0) <= len(value) <= (hi if hi is not None else MAX_STR)
         if kind == "bool":
             return isinstance(value, bool)
@@ -191,8 +193,18 @@ def schema_of(handler: Any) -> Schema | None:
 
 
 def with_params(handler: Callable[..., Any], **fields: Field) -> Callable[..., Any]:
-    """Attach a schema to a handler that cannot be decorated (a lambda)."""
-    return rpc_params(**fields)(handler)
+    """Attach a schema to a handler that cannot be decorated (a lambda, a bound method)."""
+    try:
+        return rpc_params(**fields)(handler)
+    except AttributeError:  # bound methods take no attributes: wrap them
+        if inspect.iscoroutinefunction(handler):
+            async def async_wrapper(params: Any, call: Any) -> Any:
+                return await handler(params, call)
+            return rpc_params(**fields)(functools.update_wrapper(async_wrapper, handler))
+
+        def wrapper(params: Any, call: Any) -> Any:
+            return handler(params, call)
+        return rpc_params(**fields)(functools.update_wrapper(wrapper, handler))
 
 
 def names(fields: Sequence[str], field: Field) -> dict[str, Field]:

@@ -194,9 +194,9 @@ def test_refusal_reaches_a_client_that_writes_after_the_server_finished(
         assert json.loads(data)["error"]["code"] == "denied"
         sock.sendall(protocol.request(1, "t.x", {}))  # EPIPE before the fix
         sock.close()
-        with pytest.raises(DeniedError, match="may not use bangerd"):
-            with RPCClient(sock_path, timeout=10) as client:
-                client.call("t.x")
+        with pytest.raises(DeniedError, match="may not use bangerd"), \
+                RPCClient(sock_path, timeout=10) as client:
+            client.call("t.x")
 
 
 def test_client_reads_the_refusal_after_a_broken_pipe(tmp_path: Path) -> None:
