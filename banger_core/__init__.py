@@ -13,3 +13,7 @@ __all__ = ["BangerError", "__version__"]
 from banger_core.hookspecs import hookimpl
 
 __all__ += ["hookimpl"]
+
+from banger_core.rpc.schema import Field, rpc_params
+
+__all__ += ["Field", "rpc_params"]
