@@ -42,6 +42,8 @@ from banger_core.plugins import raise_failures
 from banger_core.store.models import Image, VMRecord
 
 RUNNING_STATES = tuple(s.value for s in states.LIVE_STATES)
+GUEST_MTU = 1500
+"""The guest NIC's MTU (the bridge's and TAPs' default)."""
 
 
 class VMManager:
@@ -276,7 +278,9 @@ class VMManager:
         machine.add_nic(vm.tap, vm.mac)
         guest = GuestConfig(hostname=vm.name,
                             authorized_keys=[key.with_suffix(".pub").read_text().strip()],
-                            nameservers=list(self.net.nameservers))
+                            nameservers=list(self.net.nameservers), address=vm.ip,
+                            prefixlen=vm.prefixlen, gateway=vm.gateway, mac=vm.mac,
+                            mtu=GUEST_MTU)
         self.hooks.vm_configure(vm, machine, guest)
         return machine, guest
 
