@@ -5,15 +5,12 @@ error types.
 """
 
 from banger_core.errors import BangerError
+from banger_core.rpc.schema import Field, rpc_params
 
 __version__ = "0.1.0"
 
-__all__ = ["BangerError", "__version__"]
+__all__ = ["BangerError", "Field", "__version__", "rpc_params"]
 
 from banger_core.hookspecs import hookimpl
 
 __all__ += ["hookimpl"]
-
-from banger_core.rpc.schema import Field, rpc_params
-
-__all__ += ["Field", "rpc_params"]
