@@ -77,6 +77,12 @@ class DeniedError(DaemonError):
     code = "denied"
 
 
+class ForbiddenError(BangerError):
+    """The caller may not do this (e.g. name a host path outside the allowed directories)."""
+
+    code = "forbidden"
+
+
 class InternalError(BangerError):
     """A bug: something failed that should have been a clear error."""
 
@@ -103,6 +109,7 @@ ERRORS_BY_CODE: dict[str, type[BangerError]] = {
         DeniedError,
         InternalError,
         CancelledError,
+        ForbiddenError,
     )
 }
 

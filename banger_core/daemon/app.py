@@ -107,6 +107,7 @@ class Daemon:
         from banger_core.services import build_services
 
         self.paths.ensure()
+        self._share_with_group()
         self._lock_fd = self._take_lock()
         self._claim_socket()
         self.register_core_methods()
@@ -156,6 +157,26 @@ class Daemon:
                     stop()
                 except Exception:
                     logger.exception("stopping a service failed")
+
+    def _share_with_group(self) -> None:
+        """With ``[daemon] socket_group``, let its members reach the socket.
+
+        The run directory becomes 0750 and the state directory above it (when
+        it holds the run directory) 0710, both owned by the group: members can
+        reach the socket but read nothing else.
+        """
+        import grp
+
+        group = self.settings.get("daemon", "socket_group")
+        if not group:
+            return
+        gid = grp.getgrnam(group).gr_gid
+        run, state = self.paths.run_dir, self.paths.state_dir
+        os.chown(run, -1, gid)
+        os.chmod(run, 0o750)
+        if state in run.parents:
+            os.chown(state, -1, gid)
+            os.chmod(state, 0o710)
 
     def _take_lock(self) -> int:
         """Hold ``bangerd.lock`` for the daemon's lifetime: one daemon per state dir.

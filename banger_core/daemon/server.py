@@ -73,6 +73,18 @@ class Method:
     schema: Schema | None = None
 
 
+@dataclass
+class PassFd:
+    """A handler's result that comes with a file descriptor (sent with ``SCM_RIGHTS``).
+
+    The server sends ``result`` as the reply line with ``fd`` attached, then
+    closes its copy of ``fd``.
+    """
+
+    result: Any
+    fd: int
+
+
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     """Return ``(pid, uid, gid)`` of the process on the other end of ``sock``."""
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
@@ -331,6 +343,10 @@ class RPCServer:
             finally:
                 calls.discard(call)
                 self._calls.discard(call)
+            if isinstance(result, PassFd):
+                await self._write_fd(writer, write_lock, protocol.ok(req_id, result.result),
+                                     result.fd)
+                return
             reply = protocol.ok(req_id, result)
         except CancelledError as exc:
             message = str(exc)
@@ -345,6 +361,37 @@ class RPCServer:
         except Exception as exc:
             reply = self._unexpected(req_id, method_name, exc)
         await self._write(writer, write_lock, reply)
+
+    async def _write_fd(self, writer: asyncio.StreamWriter, write_lock: asyncio.Lock,
+                        reply: bytes, fd: int) -> None:
+        """Send ``reply`` with ``fd`` attached, after everything queued before it."""
+        async with write_lock:
+            try:
+                transport = writer.transport
+                while transport.get_write_buffer_size():
+                    await writer.drain()
+                    await asyncio.sleep(0.01)
+                raw = writer.get_extra_info("socket")
+                out = socket.socket(fileno=os.dup(raw.fileno()))
+                try:
+                    sent = 0
+                    deadline = asyncio.get_running_loop().time() + 10
+                    while sent < len(reply):
+                        try:
+                            if sent == 0:
+                                sent = socket.send_fds(out, [reply], [fd])
+                            else:
+                                sent += out.send(reply[sent:])
+                        except BlockingIOError:
+                            if asyncio.get_running_loop().time() > deadline:
+                                raise
+                            await asyncio.sleep(0.01)
+                finally:
+                    out.close()
+            except (OSError, RuntimeError) as exc:
+                logger.warning("passing a descriptor failed: {}", exc)
+            finally:
+                os.close(fd)
 
     def _unexpected(self, req_id: Any, method_name: str, exc: Exception) -> bytes:
         """A reply for an exception that is not a :class:`BangerError`."""

@@ -492,14 +492,36 @@ class VMManager:
         return {"path": str(path), "data": data.decode(errors="replace"),
                 "offset": start + len(data), "running": bool(boot.live_pid(vm))}
 
-    def ssh_info(self, ref: str) -> dict[str, Any]:
-        """How the CLI reaches the VM over SSH."""
+    def ssh_info(self, ref: str, uid: int = 0) -> dict[str, Any]:
+        """How the CLI reaches the VM over SSH (with the key itself for other users,
+        who cannot read the daemon's files)."""
         vm = self.resolve(ref)
         if not boot.live_pid(vm):
             raise ConflictError(f"VM {vm.name} is not running; start it with "
                                 f"`banger vm start {vm.name}`")
-        return {"name": vm.name, "ip": vm.ip, "user": "root", "key": str(self.ssh_key()),
+        key = self.ssh_key()
+        info = {"name": vm.name, "ip": vm.ip, "user": "root", "key": str(key),
                 "daemon_pid": os.getpid()}
+        if uid not in (0, os.geteuid()):
+            info["key_text"] = key.read_text()
+        return info
+
+    def connect(self, ref: str, port: int) -> tuple[dict[str, Any], int]:
+        """A TCP connection to the VM's ``port`` made from the daemon's network
+        namespace; returns its description and the connected socket's fd."""
+        import socket
+
+        vm = self.resolve(ref)
+        if not boot.live_pid(vm):
+            raise ConflictError(f"VM {vm.name} is not running; start it with "
+                                f"`banger vm start {vm.name}`")
+        try:
+            sock = socket.create_connection((vm.ip, port), timeout=10)
+        except OSError as exc:
+            raise BangerError(f"cannot connect to {vm.name} ({vm.ip}) port {port}: "
+                              f"{exc.strerror or exc}") from None
+        sock.settimeout(None)
+        return {"name": vm.name, "ip": vm.ip, "port": port}, sock.detach()
 
     # -- reconcile ---------------------------------------------------------------------------
     def reconcile(self) -> dict[str, Any]:

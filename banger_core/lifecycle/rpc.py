@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from banger_core.daemon.server import RPCCall
+from banger_core.access import check_host_paths
+from banger_core.daemon.server import PassFd, RPCCall
 from banger_core.images.registry import image_dict
 from banger_core.rpc.schema import Field, with_params
 
@@ -31,13 +32,20 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
         op = ops.begin("image.build", name, lambda op: images.build(op, name, os_name))
         return op.as_dict()
 
+    def register_image(params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
+        files = {k: params.get(k) for k in ("kernel", "rootfs", "initrd", "work_seed")}
+        check_host_paths(call.peer_uid, files,
+                         daemon.settings.get("daemon", "allowed_image_dirs"))
+        return images.register(params["name"], params["kernel"], params["rootfs"],
+                               params.get("initrd"), params.get("work_seed"))
+
     def doctor(params: dict[str, Any], call: RPCCall) -> list[dict[str, Any]]:
         from banger_core.doctor import run_checks
 
         return [c.as_dict() for c in run_checks(daemon.settings, daemon.hooks)]
 
     ref = Field.str(required=True, max=255)
-    path = Field.str(max=4096)
+    path = Field.str(max=4096, nullable=True)
     size = Field.size()
     methods = {
         "vm.create": with_params(create, name=Field.any(required=True), image=Field.str(max=255),
@@ -63,12 +71,13 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
                                ref=ref, log=Field.enum("console", "vmm", default="console"),
                                offset=Field.int(min=0, nullable=True),
                                limit=Field.int(min=1, max=MAX_LOG_CHUNK, default=65536)),
-        "vm.ssh_info": with_params(lambda p, c: vms.ssh_info(p["ref"]), ref=ref),
+        "vm.ssh_info": with_params(lambda p, c: vms.ssh_info(p["ref"], c.peer_uid), ref=ref),
+        "vm.connect": with_params(lambda p, c: PassFd(*vms.connect(p["ref"], p["port"])),
+                                  ref=ref, port=Field.int(min=1, max=65535, default=22)),
         "image.build": with_params(build, name=Field.str(required=True, max=255),
                                    os=Field.str(max=64)),
         "image.register": with_params(
-            lambda p, c: images.register(p["name"], p["kernel"], p["rootfs"], p.get("initrd"),
-                                         p.get("work_seed")),
+            register_image,
             name=Field.str(required=True, max=255), kernel=Field.str(required=True, max=4096),
             rootfs=Field.str(required=True, max=4096), initrd=path, work_seed=path),
         "image.list": with_params(lambda p, c: images.list()),
