@@ -56,11 +56,17 @@ def create(name: str, image: str | None, cpus: int | None, memory: str | None,
         if value is not None:
             params[key] = value
     result = follow_operation(rpc("vm.create", params), quiet=as_json)
+    _warn(result)
     if as_json:
         emit_json(result)
         return
     click.echo(f"VM {result['name']} is ready at {result['ip']}")
     click.echo(f"  connect:  banger vm ssh {result['name']}")
+
+
+def _warn(result: dict[str, Any]) -> None:
+    for line in result.get("warnings") or []:
+        click.echo(f"banger: warning: {line}", err=True)
 
 
 def follow_operation(op: dict[str, Any], *, quiet: bool = False) -> Any:
@@ -216,6 +222,7 @@ def set_(refs: tuple[str, ...], cpus: int | None, memory: str | None,
 
     def action(vm: dict) -> str:
         result = rpc("vm.set", {"ref": vm["id"], **params})
+        _warn(result)
         changed = ", ".join(result["changed"]) or "nothing changed"
         return f"updated ({changed})"
     run_on_vms(list(refs), action)

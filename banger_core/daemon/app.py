@@ -14,7 +14,7 @@ import banger_core
 from banger_core.config import Settings, load_settings
 from banger_core.daemon.operations import OperationManager
 from banger_core.daemon.server import RPCCall, RPCServer, install_signal_handlers
-from banger_core.errors import DaemonError
+from banger_core.errors import BangerError, DaemonError
 from banger_core.plugins import BangerPluginManager, Hooks, failure_lines, get_plugin_manager
 from banger_core.rpc.client import RPCClient
 from banger_core.rpc.schema import Field, with_params
@@ -30,9 +30,19 @@ class Daemon:
         self.hooks = Hooks(pm)
         self.operations = OperationManager()
         self.server = RPCServer(self.paths.socket, group=settings.get("daemon", "socket_group"))
+        self.server.error_translators.append(self._translate)
+        self.operations.error_translators.append(self._translate)
         self.started_at = time.time()
         self.store: Any = None
         self.services: dict[str, Any] = {}
+
+    def _translate(self, exc: BaseException) -> BangerError | None:
+        """A clear error for failures with a known cause (a full state file system)."""
+        from banger_core.disks import space
+
+        if space.is_disk_full(exc):
+            return space.full_error(self.paths.state_dir)
+        return None
 
     def plugin_config(self, name: str) -> dict[str, Any]:
         """The effective ``[plugins.<name>]`` section."""

@@ -101,6 +101,7 @@ class OperationManager:
     def __init__(self) -> None:
         self._ops: dict[str, Operation] = {}
         self._lock = threading.Lock()
+        self.error_translators: list[Callable[[BaseException], BangerError | None]] = []
 
     def begin(self, kind: str, target: str, work: Callable[[Operation], Any]) -> Operation:
         """Start ``work(op)`` in a thread and return the operation at once."""
@@ -124,6 +125,11 @@ class OperationManager:
         except BangerError as exc:
             op.state, op.error = "failed", {"code": exc.code, "message": str(exc)}
         except Exception as exc:
+            known = next((e for e in (t(exc) for t in self.error_translators) if e), None)
+            if known is not None:
+                logger.error("operation {} {} failed: {}", op.kind, op.id, known)
+                op.state, op.error = "failed", {"code": known.code, "message": str(known)}
+                return
             logger.exception("operation {} {} crashed", op.kind, op.id)
             op.state = "failed"
             op.error = {"code": "error", "message": f"internal error: {type(exc).__name__}: {exc}"}

@@ -19,10 +19,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import peewee
 from loguru import logger
 
 from banger_core import system
-from banger_core.disks import rootdisk
+from banger_core.disks import rootdisk, space
 from banger_core.doctor import run_checks
 from banger_core.errors import (
     BangerError,
@@ -62,6 +63,7 @@ class VMManager:
         self._key_lock = threading.Lock()
         self._procs: dict[str, Any] = {}
         self._root_strategy: str | None = None
+        self.reserve = space.Reserve(self.paths.state_dir / ".reserve")
 
     # -- records -------------------------------------------------------------
     def _to_vm(self, rec: VMRecord) -> VM:
@@ -83,6 +85,17 @@ class VMManager:
             states.check_transition(vm.name, vm.state, fields["state"])
         for key, value in fields.items():
             setattr(vm, key, value)
+        try:
+            self._write(vm)
+        except peewee.OperationalError as exc:
+            # A full state file system must not leave a dead VM listed running:
+            # give up the reserve to let this write through.
+            if not space.is_disk_full(exc) or not self.reserve.release():
+                raise
+            logger.error("state file system full: used the reserve to save VM {}", vm.name)
+            self._write(vm)
+
+    def _write(self, vm: VM) -> None:
         VMRecord.update(
             state=vm.state, tap=vm.tap, pid=vm.pid, root_disk=vm.root_disk,
             root_strategy=vm.root_strategy, plugin_state=vm.plugin_states,
@@ -158,6 +171,7 @@ class VMManager:
                 self.preflight()
                 image = self.images.get(spec.image)
                 self._check_image_files(image)
+                self._check_room(spec.name, image)
                 key = self.ssh_key()
                 failpoints.check("preflight", lambda: op.cancelled)
             vm_id = uuid.uuid4().hex[:12]
@@ -173,7 +187,7 @@ class VMManager:
                     failpoints.check("disks", lambda: op.cancelled)
                 self._boot(vm, ctx, op, key)
             ctx.commit()
-            return self._to_vm(VMRecord.get_by_id(vm.id)).summary()
+            return self._with_warnings(self._to_vm(VMRecord.get_by_id(vm.id)).summary())
         except BaseException as exc:
             failures = ctx.rollback()
             if vm is not None:
@@ -181,6 +195,20 @@ class VMManager:
             if failures and isinstance(exc, BangerError):
                 raise BangerError(f"{exc} (rollback also failed: {'; '.join(failures)})")
             raise
+
+    def _check_room(self, name: str, image: Image) -> None:
+        """Refuse a create that cannot fit on the state file system (one clear line)."""
+        root = (64 << 20 if self.root_strategy() in ("dm-snapshot", "reflink")
+                else space.allocated(Path(image.rootfs)))
+        seed = space.allocated(Path(image.work_seed)) if image.work_seed else 0
+        space.check_room(self.paths.vms_dir, root + seed + space.RESERVE_BYTES, f"VM {name}")
+
+    def _with_warnings(self, summary: dict[str, Any]) -> dict[str, Any]:
+        warning = space.overcommit_warning(self.paths.vms_dir)
+        if warning:
+            logger.warning("{}", warning)
+            summary["warnings"] = [warning]
+        return summary
 
     def _reserve(self, vm_id: str, spec: VMSpec, image: Image, ctx: LifecycleContext) -> VM:
         with self._alloc_lock:
@@ -450,7 +478,8 @@ class VMManager:
             except BaseException:
                 ctx.rollback()
                 raise
-            return {**vm.summary(), "changed": sorted(spec.changes)}
+            result = {**vm.summary(), "changed": sorted(spec.changes)}
+            return self._with_warnings(result) if "disk_size" in spec.changes else result
 
     # -- inspection ------------------------------------------------------------------------
     def stats(self, ref: str) -> dict[str, Any]:
@@ -527,6 +556,7 @@ class VMManager:
     def reconcile(self) -> dict[str, Any]:
         """At daemon start: mark dead VMs stopped, finish interrupted creates, clear leftovers."""
         report: dict[str, list[str]] = {"stopped": [], "removed": [], "leftovers": []}
+        self.reserve.ensure()
         for rec in list(VMRecord.select()):
             vm = self._to_vm(rec)
             action = self._settle(vm)
@@ -563,6 +593,7 @@ class VMManager:
     def check_crashed(self) -> list[str]:
         """Settle VMs no operation works on whose VMM died; return their names."""
         gone = []
+        self.reserve.ensure()  # given up on a full file system: back once there is room
         live = [st.value for st in states.LIVE_STATES]
         for rec in list(VMRecord.select().where(VMRecord.state.in_(live))):
             with self._locks_guard:
