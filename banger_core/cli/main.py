@@ -65,6 +65,11 @@ def build_cli(pm: Any = None) -> tuple[click.Group, dict]:
             continue
         owners[command.name] = f"plugin {plugin!r}"
         group.add_command(command)
+    from banger_core.cli.extend import add_subcommands, add_vm_options
+
+    add_subcommands(group, hooks.cli_subcommands(), problems)
+    add_vm_options(group, hooks.vm_options(), problems)
+    problems.extend(hooks.problems)
     return group, {"pm": pm, "hooks": hooks, "problems": problems}
 
 

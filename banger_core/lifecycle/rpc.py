@@ -33,11 +33,13 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
         return op.as_dict()
 
     def register_image(params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
-        files = {k: params.get(k) for k in ("kernel", "rootfs", "initrd", "work_seed")}
+        files = {k: params.get(k)
+                 for k in ("kernel", "rootfs", "initrd", "work_seed", "kernel_config")}
         check_host_paths(call.peer_uid, files,
                          daemon.settings.get("daemon", "allowed_image_dirs"))
         return images.register(params["name"], params["kernel"], params["rootfs"],
-                               params.get("initrd"), params.get("work_seed"))
+                               params.get("initrd"), params.get("work_seed"),
+                               params.get("kernel_config"))
 
     def doctor(params: dict[str, Any], call: RPCCall) -> list[dict[str, Any]]:
         from banger_core.doctor import run_checks
@@ -49,7 +51,8 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
     size = Field.size()
     methods = {
         "vm.create": with_params(create, name=Field.any(required=True), image=Field.str(max=255),
-                                 cpus=Field.int(), memory=size, disk_size=size),
+                                 cpus=Field.int(), memory=size, disk_size=size,
+                                 options=Field.any()),
         "vm.list": with_params(lambda p, c: vms.list()),
         "vm.show": with_params(lambda p, c: vms.resolve(p["ref"]).summary(), ref=ref),
         "vm.start": with_params(lambda p, c: vms.start(p["ref"], c.cancelled.is_set), ref=ref),
@@ -64,7 +67,7 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
         "vm.set": with_params(lambda p, c: vms.set(p["ref"], {k: v for k, v in p.items()
                                                               if k != "ref"}),
                               ref=ref, cpus=Field.int(), memory=size,
-                              disk_size=size),
+                              disk_size=size, options=Field.any()),
         "vm.stats": with_params(lambda p, c: vms.stats(p["ref"]), ref=ref),
         "vm.logs": with_params(lambda p, c: vms.logs(p["ref"], p["log"], p.get("offset"),
                                                      p["limit"]),
@@ -79,7 +82,8 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
         "image.register": with_params(
             register_image,
             name=Field.str(required=True, max=255), kernel=Field.str(required=True, max=4096),
-            rootfs=Field.str(required=True, max=4096), initrd=path, work_seed=path),
+            rootfs=Field.str(required=True, max=4096), initrd=path, work_seed=path,
+            kernel_config=path),
         "image.list": with_params(lambda p, c: images.list()),
         "image.show": with_params(lambda p, c: image_dict(images.get(p["ref"])), ref=ref),
         "image.delete": with_params(lambda p, c: images.delete(p["ref"]), ref=ref),

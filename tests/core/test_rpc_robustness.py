@@ -223,3 +223,16 @@ def test_client_reads_the_refusal_after_a_broken_pipe(tmp_path: Path) -> None:
             client.call("t.x", {"pad": "x" * 300000})
     client.close()
     listener.close()
+
+
+def test_plugin_handler_keeps_its_declared_schema() -> None:
+    """The daemon wraps plugin handlers (PluginCall); the schema must survive the wrapping."""
+    from banger_core.daemon.app import Daemon
+    from banger_core.rpc.schema import schema_of
+
+    @rpc_params(ref=Field.str(required=True))
+    def handler(params, call):
+        return params
+
+    wrapped = Daemon._plugin_handler(object.__new__(Daemon), "demo", handler)
+    assert schema_of(wrapped) is schema_of(handler) is not None
