@@ -288,6 +288,10 @@ class RPCServer:
                       uid: int) -> None:
         """Send the refusal, shut our sending side, and read briefly so a client that
         wrote first still gets the refusal instead of a broken pipe."""
+        task = asyncio.current_task()
+        if task is not None:  # close() waits for it like for a request
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         try:
             writer.write(protocol.error(None, "denied", f"uid {uid} may not use bangerd"))
             await writer.drain()

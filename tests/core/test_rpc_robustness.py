@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
+import banger_core.api  # noqa: F401  (imported by Daemon._plugin_handler)
+from banger_core.daemon.app import Daemon
 from banger_core.daemon.server import MAX_IN_FLIGHT, RPCServer
 from banger_core.errors import DeniedError, ValidationError
 from banger_core.rpc import protocol
 from banger_core.rpc.client import RPCClient
-from banger_core.rpc.schema import Field, rpc_params
+from banger_core.rpc.schema import Field, rpc_params, schema_of
 from tests.core.test_rpc_server import serving
 
 
@@ -227,9 +229,6 @@ def test_client_reads_the_refusal_after_a_broken_pipe(tmp_path: Path) -> None:
 
 def test_plugin_handler_keeps_its_declared_schema() -> None:
     """The daemon wraps plugin handlers (PluginCall); the schema must survive the wrapping."""
-    from banger_core.daemon.app import Daemon
-    from banger_core.rpc.schema import schema_of
-
     @rpc_params(ref=Field.str(required=True))
     def handler(params, call):
         return params
