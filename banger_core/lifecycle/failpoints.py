@@ -23,7 +23,7 @@ from banger_core.errors import BangerError, CancelledError
 
 def _listed(var: str, stage: str) -> bool:
     points = os.environ.get(var)
-    return bool(points) and stage in {p.strip() for p in points.split(",")}
+    return points is not None and stage in {p.strip() for p in points.split(",")}
 
 
 def check(stage: str, cancelled: Callable[[], bool] | None = None) -> None:

@@ -27,65 +27,66 @@ from banger_core.errors import ValidationError
 MAX_STR = 4096
 MAX_INT = (1 << 63) - 1
 F = TypeVar("F", bound=Callable[..., Any])
-builtins_str = str  # Field's constructors shadow these names inside the class
-builtins_int = int
-builtins_list = list
+_str = str  # Field's constructors shadow these names inside the class
+_int = int
+_list = list
+_bool = bool
 
 
 @dataclass(frozen=True)
 class Field:
     """One parameter: its kind, bounds, and whether it must be given."""
 
-    kind: str  # int | str | bool | list | enum | size | any
-    required: bool = False
+    kind: _str  # int | str | bool | list | enum | size | any
+    required: _bool = False
     default: Any = None
-    min: int | None = None
-    max: int | None = None
+    min: _int | None = None
+    max: _int | None = None
     choices: tuple[Any, ...] = ()
     item: Field | None = None  # list items
-    nullable: bool = False
+    nullable: _bool = False
 
     # -- constructors ------------------------------------------------------
     @classmethod
-    def int(cls, *, required: bool = False, default: Any = None, min: int | None = None,
-            max: int | None = None, nullable: bool = False) -> Field:
+    def int(cls, *, required: _bool = False, default: Any = None, min: _int | None = None,
+            max: _int | None = None, nullable: _bool = False) -> Field:
         """An integer (booleans are not integers here) within ``[min, max]``."""
         return cls("int", required, default, min, max, nullable=nullable)
 
     @classmethod
-    def str(cls, *, required: bool = False, default: Any = None, min: int = 0,
-            max: int = MAX_STR, nullable: bool = False) -> Field:
+    def str(cls, *, required: _bool = False, default: Any = None, min: _int = 0,
+            max: _int = MAX_STR, nullable: _bool = False) -> Field:
         """A string of ``min``..``max`` characters (``required`` implies non-empty)."""
         lo = 1 if required and min < 1 else min
         return cls("str", required, default, lo, max, nullable=nullable)
 
     @classmethod
-    def bool(cls, *, required: bool = False, default: Any = None) -> Field:
+    def bool(cls, *, required: _bool = False, default: Any = None) -> Field:
         """``true`` or ``false``."""
         return cls("bool", required, default)
 
     @classmethod
-    def enum(cls, *choices: Any, required: bool = False, default: Any = None) -> Field:
+    def enum(cls, *choices: Any, required: _bool = False, default: Any = None) -> Field:
         """One of ``choices``."""
         return cls("enum", required, default, choices=tuple(choices))
 
     @classmethod
-    def list(cls, item: Field, *, required: bool = False, max: int = 1024) -> Field:
+    def list(cls, item: Field, *, required: _bool = False, max: _int = 1024) -> Field:
         """A list of at most ``max`` items, each checked against ``item``."""
         return cls("list", required, None, 0, max, item=item)
 
     @classmethod
-    def size(cls, *, required: bool = False, default: Any = None) -> Field:
+    def size(cls, *, required: _bool = False, default: Any = None) -> Field:
         """A size: a non-negative integer or a short string such as ``"8G"`` (checked later)."""
         return cls("size", required, default, 0, MAX_INT)
 
     @classmethod
-    def any(cls, *, required: bool = False) -> Field:
+    def any(cls, *, required: _bool = False) -> Field:
         """Anything JSON can carry (the handler checks it)."""
         return cls("any", required)
 
     # -- checking ----------------------------------------------------------
-    def describe(self) -> str:
+    def describe(self) -> _str:
         """What is allowed, in words."""
         if self.kind == "int":
             lo = "" if self.min is None else f" >= {self.min}"
@@ -105,7 +106,7 @@ class Field:
             return "a size: a non-negative integer or a string like '8G'"
         return "any value"
 
-    def check(self, name: builtins_str, value: Any) -> Any:
+    def check(self, name: _str, value: Any) -> Any:
         """Return ``value`` when it fits; raise :class:`ValidationError` otherwise."""
         if value is None and self.nullable:
             return None
@@ -120,27 +121,27 @@ class Field:
             return [self.item.check(f"{name}[{i}]", v) for i, v in enumerate(value)]
         return value
 
-    def _fits(self, value: Any) -> bool:
+    def _fits(self, value: Any) -> _bool:
         kind = self.kind
         if kind == "any":
             return True
-        if kind == "int" or (kind == "size" and not isinstance(value, builtins_str)):
-            if isinstance(value, bool) or not isinstance(value, builtins_int):
+        if kind == "int" or (kind == "size" and not isinstance(value, _str)):
+            if isinstance(value, bool) or not isinstance(value, _int):
                 return False
             lo = self.min if self.min is not None else -MAX_INT
             hi = self.max if self.max is not None else MAX_INT
             return lo <= value <= hi
         if kind in ("str", "size"):
-            if not isinstance(value, builtins_str):
+            if not isinstance(value, _str):
                 return False
-            hi = self.max if kind == "str" else 512
-            return (self.min or 0) <= len(value) <= (hi if hi is not None else MAX_STR)
+            limit = (self.max if self.max is not None else MAX_STR) if kind == "str" else 512
+            return (self.min or 0) <= len(value) <= limit
         if kind == "bool":
             return isinstance(value, bool)
         if kind == "enum":
-            return isinstance(value, (builtins_str, builtins_int)) and value in self.choices
+            return isinstance(value, (_str, _int)) and value in self.choices
         if kind == "list":
-            return isinstance(value, builtins_list) and len(value) <= (self.max or 0)
+            return isinstance(value, _list) and len(value) <= (self.max or 0)
         return False
 
 

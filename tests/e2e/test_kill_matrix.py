@@ -106,6 +106,9 @@ def _check_usable_then_clean(host: SimulatedHost, name: str) -> None:
     _wait_for(lambda: not host.vmm_pids(), 20, "VMMs to exit")
     assert_nothing_left(host)
     assert not list((host.state_dir / "run" / "vms").iterdir())
+    # No simulator records (each names the guest's network namespace) are left.
+    _wait_for(lambda: not list(host.fcsim_run_dir.glob("*.json")), 20,
+              "simulator state (namespaces, loops) to be removed")
 
 
 @pytest.mark.parametrize(("op", "stage"), _cases())
