@@ -117,6 +117,12 @@ class Daemon:
         """``operation.cancel``."""
         return self.operations.cancel(params["id"]).as_dict()
 
+    def methods(self, params: dict[str, Any], call: RPCCall) -> list[dict[str, Any]]:
+        """``daemon.methods``: every RPC method, who provides it, and its declared params."""
+        return [{"name": m.name, "owner": m.owner,
+                 "params": sorted(m.schema.fields) if m.schema else None}
+                for m in sorted(self.server.methods.values(), key=lambda m: m.name)]
+
     def register_core_methods(self) -> None:
         """Register the methods every daemon has."""
         # These answer while services still start (the CLI's autostart polls
@@ -129,6 +135,7 @@ class Daemon:
             "config.show": with_params(self.config_show),
             "operation.status": with_params(self.op_status, id=op_id),
             "operation.cancel": with_params(self.op_cancel, id=op_id),
+            "daemon.methods": with_params(self.methods),
         }.items():
             self.server.register(name, handler, early=True, read=name != "daemon.stop")
 
