@@ -106,7 +106,8 @@ def test_socket_group_members_use_vms_strangers_are_told_why(debian_image, users
         assert "ForbiddenError" in raw.stdout and "/etc/shadow" in raw.stdout, raw
         assert "evil" not in _as(host, member, "image", "list").stdout
         ok = _as(host, member, "image", "register", "mine", "--kernel", str(debian_image.kernel),
-                 "--rootfs", str(debian_image.rootfs))
+                 "--rootfs", str(debian_image.rootfs), "--initrd", str(debian_image.initrd),
+                 "--work-seed", str(debian_image.work_seed))
         assert ok.returncode == 0, ok.stderr
 
         # A stranger: told "permission denied" (not "not running"), no daemon of its own.
