@@ -46,6 +46,10 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
 
         return [c.as_dict() for c in run_checks(daemon.settings, daemon.hooks)]
 
+    def show(params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
+        vm = vms.resolve(params["ref"])
+        return {**vm.summary(), "dns_names": daemon.hooks.vm_dns_names(vm)}
+
     ref = Field.str(required=True, max=255)
     path = Field.str(max=4096, nullable=True)
     size = Field.size()
@@ -54,7 +58,7 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
                                  cpus=Field.int(), memory=size, disk_size=size,
                                  options=Field.any()),
         "vm.list": with_params(lambda p, c: vms.list()),
-        "vm.show": with_params(lambda p, c: vms.resolve(p["ref"]).summary(), ref=ref),
+        "vm.show": with_params(show, ref=ref),
         "vm.start": with_params(lambda p, c: vms.start(p["ref"], c.cancelled.is_set), ref=ref),
         "vm.stop": with_params(lambda p, c: vms.stop(p["ref"], force=p.get("force", False)),
                                ref=ref, force=Field.bool()),
