@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -51,6 +52,15 @@ for line in f:
 """
 
 
+def _answers(sock: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(str(sock))
+        except OSError:
+            return False
+    return True
+
+
 class FcQemu:
     """Starts banger-fcqemu processes against the stand-in and always kills them."""
 
@@ -83,8 +93,8 @@ class FcQemu:
         )
         self.procs.append(proc)
         deadline = time.monotonic() + 15
-        while not sock.exists():
-            assert proc.poll() is None, (self.tmp / "out0.log").read_text()
+        while not _answers(sock):  # the socket file exists at bind(), it answers at listen()
+            assert proc.poll() is None, self.output(len(self.procs) - 1)
             assert time.monotonic() < deadline, "no API socket"
             time.sleep(0.01)
         return proc, sock
