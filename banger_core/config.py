@@ -27,12 +27,18 @@ CORE_SCHEMA: dict[str, dict[str, Option]] = {
     "daemon": {
         "log_level": Option("info", "daemon log level", choices=LOG_LEVELS),
         "socket_group": Option("", "group allowed to use the socket (mode 0660); empty: 0600"),
+        "allowed_image_dirs": Option([], "directories under which socket_group members may "
+                                         "register image files (root may use any path)",
+                                     type=list),
         "netns": Option("", "run the daemon and its VMs' network in this network namespace "
                             "(created if missing); empty: the host's own network"),
     },
     "firecracker": {
         "binary": Option("firecracker", "the firecracker binary (name on PATH or a path)"),
         "start_timeout": Option(5.0, "seconds to wait for the VMM's API socket"),
+        "transport": Option("auto", "virtio transport: auto (MMIO when the kernel can use it, "
+                                    "else PCI), mmio, or pci (--enable-pci)",
+                            choices=("auto", "mmio", "pci")),
     },
     "vm": {
         "default_image": Option("debian", "image used when vm create has no --image"),

@@ -118,6 +118,23 @@ def banger_daemon_stopping(daemon: DaemonAPI) -> None:
 
 
 @hookspec
+def banger_daemon_status(daemon: DaemonAPI) -> dict[str, Any]:
+    """Describe the plugin's running services for ``banger daemon status``.
+
+    Called by every ``daemon.status`` request (also while the daemon still
+    starts), so it must be quick and must not raise for services that have
+    not started yet.
+
+    :param daemon: :class:`banger_core.DaemonAPI`, as in
+        :func:`banger_daemon_started`.
+    :return: a JSON-able mapping (``{"listeners": ["udp 127.0.0.1:42069"]}``)
+        shown under the plugin's name in ``banger daemon status`` and in its
+        ``--json`` output (``plugin_services.<name>``); an empty mapping or
+        ``None`` shows nothing. A plugin that raises shows ``{"error": ...}``.
+    """
+
+
+@hookspec
 def banger_rpc_methods() -> dict[str, Any]:
     """Add JSON-RPC methods to the daemon.
 
@@ -284,6 +301,22 @@ def banger_reconcile(vms: list[VM], ctx: LifecycleContext) -> None:
     plugin at a time in reverse setup order. Remove host leftovers that
     belong to no VM in ``vms`` and restore state for running VMs. Must be
     idempotent.
+    """
+
+
+@hookspec
+def banger_vm_dns_names(vm: VM) -> list[str]:
+    """Name the DNS names under which a VM can be reached.
+
+    Called by ``vm show`` and by any plugin that wants to show or use a VM's
+    names (through the core's ``Hooks.vm_dns_names`` facade), in the daemon.
+    Must be quick: answer from memory, never from the network.
+
+    :param vm: the VM.
+    :return: fully qualified names without the trailing dot
+        (``["web.vm"]``); every plugin's names are collected, in plugin
+        order, without duplicates. Return an empty list for a VM you do
+        not publish (a stopped one).
     """
 
 

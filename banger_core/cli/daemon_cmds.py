@@ -9,7 +9,7 @@ import click
 
 from banger_core.cli.context import daemon_running, rpc, start_daemon
 from banger_core.cli.output import emit_json
-from banger_core.errors import DaemonError
+from banger_core.errors import DaemonError, DeniedError
 from banger_core.paths import Paths
 
 
@@ -63,6 +63,8 @@ def _stop(paths: Paths, timeout: float) -> int | None:
     """Ask the daemon to stop and wait for its process to exit; None when none ran."""
     try:
         result = rpc("daemon.stop", autostart=False)
+    except DeniedError:
+        raise
     except DaemonError:
         return None
     pid = int(result["pid"])
@@ -85,6 +87,8 @@ def status(as_json: bool) -> None:
     paths = Paths.from_env()
     try:
         info = rpc("daemon.status", autostart=False)
+    except DeniedError:
+        raise  # it runs; we may not use it (the message says how to fix that)
     except DaemonError:
         if as_json:
             emit_json({"running": False, "socket": str(paths.socket)})
@@ -111,3 +115,7 @@ def status(as_json: bool) -> None:
         if svc:
             details = ", ".join(f"{k} {v}" for k, v in svc.items())
             click.echo(f"  {name + ':':<9} {details}")
+    for name, svc in (info.get("plugin_services") or {}).items():
+        for key, value in svc.items():
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+            click.echo(f"  {name + ':':<9} {key} {shown}")

@@ -11,7 +11,8 @@ from typing import Any
 
 from loguru import logger
 
-from banger_core.errors import ConflictError, NotFoundError, ValidationError
+from banger_core.errors import BangerError, ConflictError, NotFoundError, ValidationError
+from banger_core.images.kernelcaps import KernelCaps, detect
 from banger_core.images.providers import GuestOS, debian_guest_os
 from banger_core.store.models import Image, VMRecord
 from banger_core.units import check_vm_name
@@ -34,6 +35,7 @@ def image_dict(image: Image) -> dict[str, Any]:
         "created_at": image.created_at,
         "size": sum(Path(f).stat().st_size for f in files if f and Path(f).exists()),
         "vms": VMRecord.select().where(VMRecord.image == image.id).count(),
+        "kernel_caps": KernelCaps.from_dict(image.kernel_caps).summary(),
     }
 
 
@@ -43,6 +45,25 @@ def image_artifacts(image: Image) -> dict[str, str]:
     if image.work_seed:
         artifacts.setdefault("work-seed", image.work_seed)
     return artifacts
+
+
+def kernel_caps_for(kernel: str, *, initrd: str | None, rootfs: str,
+                    kernel_config: str | None = None) -> KernelCaps:
+    """Detect a kernel's capabilities; refuse, in one line, a kernel nothing can boot."""
+    try:
+        caps = detect(kernel, initrd=initrd, rootfs=rootfs, config_file=kernel_config)
+    except OSError as exc:
+        raise ValidationError(f"kernel {kernel}: {exc.strerror}") from None
+    except BangerError as exc:
+        raise ValidationError(str(exc)) from None
+    problem = caps.boot_problem()
+    if problem:
+        raise ValidationError(f"kernel {kernel} cannot boot on Firecracker: {problem}")
+    if not caps.known:
+        logger.warning("kernel {}: no configuration found (no /boot/config-* in the rootfs, "
+                       "no IKCONFIG); its capabilities are unknown (pass --kernel-config)",
+                       kernel)
+    return caps
 
 
 class ImageService:
@@ -85,8 +106,13 @@ class ImageService:
         initrd: str | None = None,
         work_seed: str | None = None,
         artifacts: dict[str, str] | None = None,
+        kernel_config: str | None = None,
     ) -> dict[str, Any]:
         """Record an image made elsewhere; files are used where they are.
+
+        The kernel's capabilities are read (``kernel_config``, else the
+        rootfs's ``/boot/config-*``, else IKCONFIG) and a kernel that no
+        virtio transport can boot is refused.
 
         :param artifacts: ``{name: path}`` of plugin artifacts (``work-seed``);
             ``work_seed`` is the older spelling of ``{"work-seed": path}``.
@@ -98,12 +124,16 @@ class ImageService:
         if work_seed:
             extra.setdefault("work-seed", work_seed)
         paths = {"kernel": kernel, "rootfs": rootfs, "initrd": initrd,
+                 "kernel config": kernel_config,
                  **{f"artifact {k}": v for k, v in extra.items()}}
         for what, value in paths.items():
             if value is None:
                 continue
             if not isinstance(value, str) or not Path(value).is_file():
                 raise ValidationError(f"{what} {value!r} is not a file")
+        if Image.get_or_none(Image.name == name):
+            raise ConflictError(f"image {name!r} already exists")
+        caps = kernel_caps_for(kernel, initrd=initrd, rootfs=rootfs, kernel_config=kernel_config)
         with self._lock:
             if Image.get_or_none(Image.name == name):
                 raise ConflictError(f"image {name!r} already exists")
@@ -115,6 +145,7 @@ class ImageService:
                 initrd=str(Path(initrd).absolute()) if initrd else None,
                 artifacts={k: str(Path(v).absolute()) for k, v in extra.items()},
                 managed=False,
+                kernel_caps=caps.to_dict(),
             )
         logger.info("registered image {} ({})", name, image.id)
         return image_dict(image)
@@ -165,6 +196,9 @@ class ImageService:
             self.daemon.hooks.image_provision(info, steps)
             built = self._build_with_artifacts(provider, info, out, stages, op, steps)
             stages.close()
+            with op.stage("kernel capabilities"):
+                caps = kernel_caps_for(str(built.kernel), rootfs=str(built.rootfs),
+                                       initrd=str(built.initrd) if built.initrd else None)
             with op.stage("register"), self._lock:
                 if Image.get_or_none(Image.name == name):
                     raise ConflictError(f"image {name!r} already exists")
@@ -178,6 +212,7 @@ class ImageService:
                     managed=True,
                     os=os_name,
                     fingerprint=built.fingerprint,
+                    kernel_caps=caps.to_dict(),
                 )
         except BaseException:
             stages.fail()

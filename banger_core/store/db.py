@@ -30,6 +30,13 @@ def _v1(db: peewee.Database) -> None:
 
 
 def _v2(db: peewee.Database) -> None:
+    """Images record their kernel's capabilities (older rows: empty, i.e. unknown)."""
+    columns = {c.name for c in db.get_columns("images")}
+    if "kernel_caps" not in columns:  # a store made at v1 by an older banger
+        db.execute_sql("ALTER TABLE images ADD COLUMN kernel_caps TEXT NOT NULL DEFAULT '{}'")
+
+
+def _v3(db: peewee.Database) -> None:
     """Images carry plugins' build artifacts (the work seed became the workdisk plugin's)."""
     columns = {c.name for c in db.get_columns("images")}
     if "artifacts" not in columns:
@@ -39,7 +46,7 @@ def _v2(db: peewee.Database) -> None:
 
 
 # Each entry moves the schema from version N-1 to N; never edit a shipped one.
-MIGRATIONS: list[Callable[[peewee.Database], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[peewee.Database], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

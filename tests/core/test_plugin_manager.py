@@ -46,9 +46,11 @@ def names(pm, status: str = "loaded") -> set[str]:
     return {i.name for i in pm.infos.values() if i.status == status}
 
 
-def test_loads_entry_points(banger_plugin_site) -> None:
+def test_loads_entry_points(banger_plugin_site, monkeypatch) -> None:
     banger_plugin_site.add("tgood", "banger_tgood", GOOD, distribution="banger-tgood",
                            version="1.2.3")
+    # only this plugin: the installed ones (dns, nat) would get the fake VM too
+    monkeypatch.setenv("BANGER_PLUGINS", "tgood")
     pm = get_plugin_manager()
     info = pm.infos["tgood"]
     assert (info.status, info.distribution, info.version) == ("loaded", "banger-tgood", "1.2.3")

@@ -130,18 +130,18 @@ def test_v2_moves_the_work_seed_into_image_artifacts(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     db = open_store(path)
     db.close_all()
-    raw = sqlite3.connect(path)  # make it look like a v1 store with an image and a work seed
+    raw = sqlite3.connect(path)  # make it look like a v2 store with an image and a work seed
     raw.execute("ALTER TABLE images DROP COLUMN artifacts")
     raw.execute("INSERT INTO images (id, name, kernel, rootfs, work_seed, managed, os, "
                 "fingerprint, created_at) VALUES ('i1', 'old', '/k', '/r', '/seed.ext4', 0, "
                 "'', '', 0)")
-    raw.execute("PRAGMA user_version = 1")
+    raw.execute("PRAGMA user_version = 2")
     raw.commit()
     raw.close()
     db = open_store(path)
     try:
         image = Image.get_by_id("i1")
         assert image.artifacts == {"work-seed": "/seed.ext4"} and image.work_seed is None
-        assert schema_version(db) == SCHEMA_VERSION == 2
+        assert schema_version(db) == SCHEMA_VERSION == 3
     finally:
         db.close_all()
