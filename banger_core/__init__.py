@@ -126,6 +126,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'banger_core' has no attribute {name!r}")
+    if name == "rpc":  # also the name of a subpackage, which is callable for this reason
+        return importlib.import_module("banger_core.rpc")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value

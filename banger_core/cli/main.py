@@ -106,7 +106,8 @@ def build_cli(pm: Any = None, args: list[str] | None = None, *,
             declared = [DeclaredOption(o["plugin"], VMOption.from_description(o))
                         for o in data.get("options", [])]
             add_vm_options(group, declared, [])
-            return group, {"pm": None, "hooks": None, "problems": problems}
+            return group, {"pm": None, "hooks": None, "problems": problems,
+                           "vm_option_types": _option_types(declared)}
 
     from banger_core.plugins import Hooks, failure_lines, get_plugin_manager
 
@@ -124,7 +125,13 @@ def build_cli(pm: Any = None, args: list[str] | None = None, *,
     if key:
         startup_cache.save(key, startup_cache.layout(commands, subcommands, declared,
                                                      problems))
-    return group, {"pm": pm, "hooks": hooks, "problems": problems}
+    return group, {"pm": pm, "hooks": hooks, "problems": problems,
+                   "vm_option_types": _option_types(declared)}
+
+
+def _option_types(declared: list[Any]) -> dict[str, str]:
+    """``{"plugin.key": type}`` so ``vm show`` can format option values."""
+    return {f"{d.plugin}.{d.option.key}": d.option.type for d in declared}
 
 
 def _disabled_plugins() -> list[str]:

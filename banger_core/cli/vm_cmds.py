@@ -135,7 +135,8 @@ def list_(as_json: bool) -> None:
 @vm.command()
 @click.argument("ref")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def show(ref: str, as_json: bool) -> None:
+@click.pass_context
+def show(ctx: click.Context, ref: str, as_json: bool) -> None:
     """Show one VM in detail."""
     info = rpc("vm.show", {"ref": ref})
     if as_json:
@@ -153,9 +154,12 @@ def show(ref: str, as_json: bool) -> None:
         rows.append(("dns names", ", ".join(info["dns_names"])))
     if info.get("last_error"):
         rows.append(("last error", info["last_error"]))
+    types = (ctx.obj or {}).get("vm_option_types", {}) if isinstance(ctx.obj, dict) else {}
     for plugin, values in sorted((info.get("options") or {}).items()):
         for key, value in sorted(values.items()):
             shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+            if types.get(f"{plugin}.{key}") == "size" and isinstance(value, int):
+                shown = human_bytes(value)
             rows.append((f"--{key.replace('_', '-')} ({plugin})", shown))
     for plugin, state in sorted((info.get("plugins") or {}).items()):
         for key, value in sorted(state.items()):

@@ -189,3 +189,15 @@ def test_clashing_option_names_are_refused(banger_plugin_manager, banger_cli) ->
 def test_public_api_is_importable_from_banger_core() -> None:
     for name in banger_core.__all__:
         assert getattr(banger_core, name) is not None, name
+
+
+def test_rpc_helper_is_callable_whatever_was_imported_first(monkeypatch) -> None:
+    """``banger_core.rpc`` is both the wire-format package and the CLI helper."""
+    import banger_core.rpc.client  # noqa: F401  (the subpackage sets banger_core.rpc)
+    from banger_core import rpc
+    from banger_core.cli import context
+
+    seen = []
+    monkeypatch.setattr(context, "rpc", lambda m, p=None, autostart=True: seen.append((m, p)))
+    rpc("x.y", {"a": 1})
+    assert seen == [("x.y", {"a": 1})]

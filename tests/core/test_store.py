@@ -133,8 +133,8 @@ def test_v2_moves_the_work_seed_into_image_artifacts(tmp_path: Path) -> None:
     raw = sqlite3.connect(path)  # make it look like a v2 store with an image and a work seed
     raw.execute("ALTER TABLE images DROP COLUMN artifacts")
     raw.execute("INSERT INTO images (id, name, kernel, rootfs, work_seed, managed, os, "
-                "fingerprint, created_at) VALUES ('i1', 'old', '/k', '/r', '/seed.ext4', 0, "
-                "'', '', 0)")
+                "fingerprint, created_at, kernel_caps) VALUES ('i1', 'old', '/k', '/r', "
+                "'/seed.ext4', 0, '', '', 0, '{}')")
     raw.execute("PRAGMA user_version = 2")
     raw.commit()
     raw.close()
