@@ -11,5 +11,7 @@ __version__ = "0.1.0"
 __all__ = ["BangerError", "__version__"]
 
 from banger_core.hookspecs import hookimpl
+from banger_core.lifecycle.ready import ReadyCheck
+from banger_core.rpc.protocol import FDResult
 
-__all__ += ["hookimpl"]
+__all__ += ["FDResult", "ReadyCheck", "hookimpl"]

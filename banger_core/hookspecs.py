@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from banger_core.guestconfig import GuestConfig
     from banger_core.lifecycle.context import LifecycleContext
     from banger_core.lifecycle.machine import MachineSpec
+    from banger_core.lifecycle.ready import ReadyCheck
     from banger_core.lifecycle.vm import VM, VMSpec
     from banger_core.pluginconfig import Option
 
@@ -63,6 +64,19 @@ def banger_cli_commands() -> list[click.Command]:
     :return: click commands or groups. A name that clashes with a core
         command or another plugin's command is refused with an error naming
         both plugins.
+    """
+
+
+@hookspec
+def banger_cli_subcommands() -> dict[str, list[click.Command]]:
+    """Add commands under the core's command groups (``banger vm <yours>``).
+
+    Called every time the CLI builds that group, with the same rules as
+    :func:`banger_cli_commands` (cheap module, daemon work over RPC).
+
+    :return: a mapping of group path (``"vm"``, ``"image"``, ``"daemon"``,
+        ``"config"``) to click commands. A name that clashes with a core
+        subcommand or another plugin's is refused with a warning naming both.
     """
 
 
@@ -185,6 +199,34 @@ def banger_vm_started(vm: VM) -> None:
 
     Called after the VMM booted the guest. Must be idempotent: reconcile
     calls it again for VMs that are still running when the daemon starts.
+    """
+
+
+@hookspec
+def banger_vm_ready_checks(vm: VM, ctx: LifecycleContext) -> list[ReadyCheck]:
+    """Say what must answer before a booted VM counts as ready.
+
+    Called by ``vm create`` and ``vm start`` after the guest's SSH answered
+    and before :func:`banger_vm_started`. The core runs each returned check
+    as a stage of its own (shown live by ``vm create``, in this order);
+    a check that fails or times out fails the create or start, which rolls
+    back like any other failure.
+
+    :return: :class:`banger_core.lifecycle.ready.ReadyCheck` items (a stage
+        name and a ``wait(timeout, cancelled)`` callable).
+    """
+
+
+@hookspec
+def banger_vm_dns_names(vm: VM) -> list[str]:
+    """Name the DNS names a VM answers to on the host (``web.vm``).
+
+    Called when the core describes a VM (``vm show``, ``vm ssh-config``,
+    plugins' RPC handlers through ``vm.show``). Must be quick and
+    side-effect free.
+
+    :return: fully qualified names, without the trailing dot; an empty list
+        when the plugin publishes none for this VM.
     """
 
 

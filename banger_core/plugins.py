@@ -177,6 +177,15 @@ class Hooks:
                 out.append((name, command))
         return out
 
+    def cli_subcommands(self) -> list[tuple[str, str, Any]]:
+        """``(plugin name, group path, click command)`` from ``banger_cli_subcommands``."""
+        out = []
+        for name, result in self._call_each("banger_cli_subcommands"):
+            for group, commands in (result or {}).items():
+                for command in commands or []:
+                    out.append((name, str(group), command))
+        return out
+
     # -- daemon ----------------------------------------------------------
     def rpc_methods(self) -> list[tuple[str, str, Any]]:
         """``(plugin name, method name, handler)`` triples."""
@@ -222,6 +231,23 @@ class Hooks:
     def vm_started(self, vm: Any) -> None:
         """Let plugins publish a running VM."""
         self.pm.hook.banger_vm_started(vm=vm)
+
+    def vm_ready_checks(self, vm: Any, ctx: Any) -> list[tuple[str, Any]]:
+        """``(plugin name, ReadyCheck)`` pairs, in plugin order."""
+        out = []
+        for name, result in self._call_each("banger_vm_ready_checks", vm=vm, ctx=ctx):
+            for check in result or []:
+                out.append((name, check))
+        return out
+
+    def vm_dns_names(self, vm: Any) -> list[str]:
+        """Every DNS name plugins publish for ``vm`` (deduplicated, in plugin order)."""
+        names: list[str] = []
+        for _name, result in self._call_each("banger_vm_dns_names", vm=vm):
+            for item in result or []:
+                if isinstance(item, str) and item and item not in names:
+                    names.append(item)
+        return names
 
     def vm_stopped(self, vm: Any) -> list[str]:
         """Release runtime state in every plugin; return failures as lines."""

@@ -39,6 +39,17 @@ class RPCCall:
     peer_uid: int
     peer_gid: int
     cancelled: threading.Event = field(default_factory=threading.Event)
+    server: Any = field(default=None, repr=False)
+
+    def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        """Call another method of this daemon (core or plugin) as the same peer.
+
+        For sync handlers (they run in a worker thread); lets one plugin use
+        what another plugin or the core serves without importing it.
+        """
+        if self.server is None:
+            raise NotFoundError(f"unknown method {method!r}")
+        return self.server.call_method(method, dict(params or {}), self)
 
 
 @dataclass
@@ -87,6 +98,23 @@ class RPCServer:
                 f"RPC method {name!r} from {owner} clashes with the one from "
                 f"{self.methods[name].owner}")
         self.methods[name] = Method(name, handler, owner, early)
+
+    def call_method(self, name: str, params: dict[str, Any], parent: RPCCall) -> Any:
+        """Run method ``name`` for a handler already running in a worker thread."""
+        method = self.methods.get(name)
+        if method is None:
+            raise NotFoundError(f"unknown method {name!r}")
+        sub = RPCCall(name, parent.peer_pid, parent.peer_uid, parent.peer_gid,
+                      parent.cancelled, self)
+        if inspect.iscoroutinefunction(method.handler):
+            assert self._loop is not None
+            return asyncio.run_coroutine_threadsafe(method.handler(params, sub),
+                                                    self._loop).result()
+        result = method.handler(params, sub)
+        if isinstance(result, protocol.FDResult):
+            os.close(result.fd)  # only a client can receive a descriptor
+            return result.result
+        return result
 
     # -- access control ------------------------------------------------------
     def allowed(self, uid: int, gid: int) -> bool:
@@ -197,6 +225,7 @@ class RPCServer:
                          writer: asyncio.StreamWriter, write_lock: asyncio.Lock,
                          calls: set[RPCCall]) -> None:
         req_id: Any = None
+        fd: int | None = None
         try:
             msg = json.loads(line)
             if not isinstance(msg, dict):
@@ -213,12 +242,14 @@ class RPCServer:
                 raise NotFoundError(f"unknown method {method_name!r}")
             if not method.early and self._ready is not None and not self._ready.is_set():
                 await self._ready.wait()
-            call = RPCCall(method_name, pid, uid, gid)
+            call = RPCCall(method_name, pid, uid, gid, server=self)
             calls.add(call)
             try:
                 result = await self._invoke(method, params, call)
             finally:
                 calls.discard(call)
+            if isinstance(result, protocol.FDResult):
+                fd, result = result.fd, result.result
             reply = protocol.ok(req_id, result)
         except json.JSONDecodeError as exc:
             reply = protocol.error(req_id, "invalid", f"request is not valid JSON: {exc}")
@@ -231,10 +262,16 @@ class RPCServer:
             reply = protocol.error(req_id, "error", f"internal error: {type(exc).__name__}: {exc}")
         async with write_lock:
             try:
-                writer.write(reply)
-                await writer.drain()
-            except (ConnectionError, RuntimeError):
+                if fd is None:
+                    writer.write(reply)
+                    await writer.drain()
+                else:
+                    await _send_with_fd(writer, reply, fd)
+            except (ConnectionError, RuntimeError, OSError):
                 pass
+            finally:
+                if fd is not None:
+                    os.close(fd)
 
     async def _invoke(self, method: Method, params: dict[str, Any], call: RPCCall) -> Any:
         handler = method.handler
@@ -247,6 +284,25 @@ class RPCServer:
         except asyncio.CancelledError:
             call.cancelled.set()
             raise
+
+
+async def _send_with_fd(writer: asyncio.StreamWriter, data: bytes, fd: int) -> None:
+    """Write ``data`` with ``fd`` attached (SCM_RIGHTS) once the transport's buffer is empty."""
+    await writer.drain()
+    while writer.transport.get_write_buffer_size():
+        await asyncio.sleep(0.001)
+    transport_sock = writer.get_extra_info("socket")
+    raw = socket.socket(fileno=os.dup(transport_sock.fileno()))
+    try:
+        fds = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))]
+        sent = 0
+        while sent < len(data):
+            try:
+                sent += raw.sendmsg([data[sent:]], fds if sent == 0 else [])
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+    finally:
+        raw.close()  # our duplicate only; the connection stays open
 
 
 def install_signal_handlers(stop: Callable[[], None]) -> None:

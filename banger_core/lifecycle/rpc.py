@@ -39,10 +39,20 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
 
         return [c.as_dict() for c in run_checks(daemon.settings, daemon.hooks)]
 
+    def show(params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
+        vm = vms.resolve(_ref(params))
+        return {**vm.summary(), "dns_names": daemon.hooks.vm_dns_names(vm)}
+
+    def ssh_config(params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
+        refs = params.get("refs") or []
+        if not isinstance(refs, list) or not all(isinstance(r, str) and r for r in refs):
+            raise ValidationError("parameter 'refs' must be a list of VM names or ids")
+        return vms.ssh_config(refs)
+
     methods = {
         "vm.create": create,
         "vm.list": lambda p, c: vms.list(),
-        "vm.show": lambda p, c: vms.resolve(_ref(p)).summary(),
+        "vm.show": show,
         "vm.start": lambda p, c: vms.start(_ref(p), c.cancelled.is_set),
         "vm.stop": lambda p, c: vms.stop(_ref(p), force=bool(p.get("force"))),
         "vm.restart": lambda p, c: vms.restart(_ref(p), c.cancelled.is_set),
@@ -53,6 +63,7 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
         "vm.logs": lambda p, c: vms.logs(_ref(p), p.get("log", "console"), p.get("offset"),
                                          int(p.get("limit", 65536))),
         "vm.ssh_info": lambda p, c: vms.ssh_info(_ref(p)),
+        "vm.ssh_config": ssh_config,
         "image.build": build,
         "image.register": lambda p, c: images.register(
             str(p.get("name", "")), p.get("kernel", ""), p.get("rootfs", ""), p.get("initrd"),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import socket
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,50 @@ class RPCClient:
             err = msg["error"]
             raise error_from_code(err.get("code", "error"), err.get("message", "unknown error"))
         return msg.get("result")
+
+    def call_with_fd(self, method: str, params: dict[str, Any] | None = None) -> tuple[Any, int]:
+        """Call a method whose answer carries a file descriptor; return ``(result, fd)``.
+
+        The caller owns the descriptor. :class:`DaemonError` when the daemon
+        answered without one.
+        """
+        if self._sock is None:
+            self.connect()
+        assert self._sock is not None
+        req_id = next(self._ids)
+        fds: list[int] = []
+        try:
+            self._sock.sendall(request(req_id, method, params))
+            while b"\n" not in self._buf:
+                data, anc, _flags, _addr = self._sock.recvmsg(
+                    65536, socket.CMSG_SPACE(struct.calcsize("i") * 4))
+                for level, kind, payload in anc:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        usable = len(payload) - len(payload) % struct.calcsize("i")
+                        fds.extend(struct.unpack(f"{usable // 4}i", payload[:usable]))
+                if not data:
+                    raise DaemonError("bangerd closed the connection")
+                self._buf += data
+            line, self._buf = self._buf.split(b"\n", 1)
+        except (BrokenPipeError, ConnectionResetError):
+            raise DaemonError("bangerd closed the connection")
+        except TimeoutError:
+            raise DaemonError(f"bangerd did not answer {method} in time")
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        msg = json.loads(line)
+        if "error" in msg:
+            for fd in fds:
+                os.close(fd)
+            err = msg["error"]
+            raise error_from_code(err.get("code", "error"), err.get("message", "unknown error"))
+        if not fds:
+            raise DaemonError(f"bangerd answered {method} without a file descriptor")
+        for extra in fds[1:]:
+            os.close(extra)
+        return msg.get("result"), fds[0]
 
     def _readline(self) -> bytes:
         assert self._sock is not None

@@ -10,6 +10,7 @@ A client that closes its connection cancels the requests it had in flight.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 MAX_LINE = 4 * 1024 * 1024
@@ -33,3 +34,18 @@ def ok(req_id: Any, result: Any) -> bytes:
 def error(req_id: Any, code: str, message: str) -> bytes:
     """Encode an error response."""
     return encode({"id": req_id, "error": {"code": code, "message": message}})
+
+
+@dataclass
+class FDResult:
+    """A handler's result that also hands the caller an open file descriptor.
+
+    The daemon sends the reply line with ``fd`` attached (``SCM_RIGHTS``)
+    and closes its own copy; the client receives it with
+    :meth:`banger_core.rpc.client.RPCClient.call_with_fd`. Used to give the
+    CLI a connection the daemon opened (a VM's guest agent), so the data
+    never flows through the daemon.
+    """
+
+    result: Any
+    fd: int

@@ -116,7 +116,7 @@ def test_agent_http_api(running_agent: tuple[subprocess.Popen, Path]) -> None:
         status, body = _get(conn, "/healthz")
         assert status == 200
         assert body["status"] == "ok"
-        assert body["agent_version"] == 1
+        assert body["agent_version"] == agent.AGENT_VERSION
         assert body["hostname"] == socket.gethostname()
         assert body["uptime_seconds"] >= 0
         # keep-alive: more requests on the same connection
@@ -142,7 +142,7 @@ def test_agent_ports_lists_listener_with_owner(
         conn.close()
         listener.close()
     assert status == 200
-    assert body["agent_version"] == 1
+    assert body["agent_version"] == agent.AGENT_VERSION
     mine = [p for p in body["ports"] if p["port"] == port and p["proto"] == "tcp"]
     assert len(mine) == 1, body
     entry = mine[0]
