@@ -762,7 +762,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="banger-agent")
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--config", default=AGENT_CONFIG)
+    parser.add_argument("--request-timeout", type=float, default=REQUEST_TIMEOUT,
+                        help="seconds a client may take to send a request")
     args = parser.parse_args(argv)
+    Handler.timeout = args.request_timeout
     port = args.port if args.port is not None else configured_port(args.config)
     vsock_dir = os.environ.get("BANGER_VSOCK_DIR") or None
     server = make_server(port, vsock_dir)
