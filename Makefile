@@ -33,6 +33,7 @@ demo: deps dev  ## build the Debian image and boot a VM on the simulated host
 bench: dev
 	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/create.py
+	$(BIN)/python bench/exec.py
 
 clean:
 	rm -rf $(VENV)
