@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*)
 
-.PHONY: deps dev test test-fast lint demo bench clean
+.PHONY: deps dev test test-fast lint docs demo bench clean
 
 deps:  ## Debian packages (root; installs only what is missing)
 	scripts/install-host-deps
@@ -18,14 +18,18 @@ $(BIN)/banger: pyproject.toml $(wildcard plugins/*/pyproject.toml)
 
 dev: $(BIN)/banger  ## create .venv with the core and every plugin installed editable
 
-test: deps dev  ## run the whole test suite (root: namespaces, TAPs, loop devices)
+test: deps dev lint  ## lint, then the whole test suite (root: namespaces, TAPs, loop devices)
 	$(BIN)/python -m pytest -q
 
 test-fast: dev  ## tests that build no image
 	$(BIN)/python -m pytest -q -m "not slow"
 
-lint: dev
+lint: dev  ## ruff, mypy over banger_core and plugins/, and the generated hook docs check
 	$(BIN)/ruff check .
+	$(BIN)/python scripts/hookdocs.py --check
+
+docs: dev  ## regenerate the hook reference in docs/plugins.md from the hookspecs
+	$(BIN)/python scripts/hookdocs.py
 
 demo: deps dev  ## build the Debian image and boot a VM on the simulated host
 	$(BIN)/python -m banger_core.demo

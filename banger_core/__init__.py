@@ -1,17 +1,150 @@
 """banger: disposable, persistent developer microVMs on one Linux host.
 
-Plugins import only what this package re-exports: ``hookimpl`` and the
-error types.
+This package is the plugin API. Everything a plugin may use is importable
+from ``banger_core`` itself (``from banger_core import hookimpl, VMOption``)
+and documented in docs/plugins.md; every other module is internal and may
+change. Names are loaded on first use, so ``import banger_core`` stays cheap
+for the CLI.
 """
 
-from banger_core.errors import BangerError
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from banger_core.errors import (
+    BangerError,
+    CancelledError,
+    CommandError,
+    ConfigError,
+    ConflictError,
+    DaemonError,
+    NotFoundError,
+    PluginError,
+    ValidationError,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["BangerError", "__version__"]
+#: public name -> the (internal) module that defines it
+_LAZY: dict[str, str] = {
+    # hooks
+    "hookimpl": "banger_core.hookspecs",
+    # per-plugin context of lifecycle hooks, per-VM options
+    "LifecycleContext": "banger_core.lifecycle.context",
+    "VMOption": "banger_core.vmoptions",
+    # the VM and requests
+    "VM": "banger_core.lifecycle.vm",
+    "VMSpec": "banger_core.lifecycle.vm",
+    "ImageInfo": "banger_core.lifecycle.vm",
+    "OptionValues": "banger_core.lifecycle.vm",
+    # machine and guest
+    "MachineSpec": "banger_core.lifecycle.machine",
+    "Drive": "banger_core.lifecycle.machine",
+    "NetworkInterface": "banger_core.lifecycle.machine",
+    "Vsock": "banger_core.lifecycle.machine",
+    "GuestConfig": "banger_core.guestconfig",
+    # diagnostics and configuration
+    "DoctorContext": "banger_core.doctor",
+    "Check": "banger_core.doctor",
+    "Option": "banger_core.pluginconfig",
+    # running programs
+    "run": "banger_core.system",
+    "which": "banger_core.system",
+    "Runner": "banger_core.system",
+    "Result": "banger_core.system",
+    # the daemon, RPC
+    "DaemonAPI": "banger_core.api",
+    "PluginCall": "banger_core.api",
+    "RPCCall": "banger_core.api",
+    # images
+    "GuestOS": "banger_core.images.providers",
+    "ProvisionStep": "banger_core.images.providers",
+    # the CLI's helpers for plugin commands
+    "rpc": "banger_core.cli.context",
+    "emit_json": "banger_core.cli.output",
+    "table": "banger_core.cli.output",
+    "human_bytes": "banger_core.cli.output",
+    "parse_size": "banger_core.units",
+    "format_size": "banger_core.units",
+    # readiness, handing over descriptors
+    "ReadyCheck": "banger_core.lifecycle.ready",
+    "FDResult": "banger_core.rpc.protocol",
+}
 
-from banger_core.hookspecs import hookimpl
-from banger_core.lifecycle.ready import ReadyCheck
-from banger_core.rpc.protocol import FDResult
+__all__ = [
+    "VM",
+    "BangerError",
+    "CancelledError",
+    "Check",
+    "CommandError",
+    "ConfigError",
+    "ConflictError",
+    "DaemonAPI",
+    "DaemonError",
+    "DoctorContext",
+    "Drive",
+    "FDResult",
+    "GuestConfig",
+    "GuestOS",
+    "ImageInfo",
+    "LifecycleContext",
+    "MachineSpec",
+    "NetworkInterface",
+    "NotFoundError",
+    "Option",
+    "OptionValues",
+    "PluginCall",
+    "PluginError",
+    "ProvisionStep",
+    "RPCCall",
+    "ReadyCheck",
+    "Result",
+    "Runner",
+    "VMOption",
+    "VMSpec",
+    "ValidationError",
+    "Vsock",
+    "__version__",
+    "emit_json",
+    "format_size",
+    "hookimpl",
+    "human_bytes",
+    "parse_size",
+    "rpc",
+    "run",
+    "table",
+    "which",
+]
 
-__all__ += ["FDResult", "ReadyCheck", "hookimpl"]
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'banger_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from banger_core.api import DaemonAPI, PluginCall, RPCCall
+    from banger_core.cli.context import rpc
+    from banger_core.cli.output import emit_json, human_bytes, table
+    from banger_core.doctor import Check, DoctorContext
+    from banger_core.guestconfig import GuestConfig
+    from banger_core.hookspecs import hookimpl
+    from banger_core.images.providers import GuestOS, ProvisionStep
+    from banger_core.lifecycle.context import LifecycleContext
+    from banger_core.lifecycle.machine import Drive, MachineSpec, NetworkInterface, Vsock
+    from banger_core.lifecycle.ready import ReadyCheck
+    from banger_core.lifecycle.vm import VM, ImageInfo, OptionValues, VMSpec
+    from banger_core.pluginconfig import Option
+    from banger_core.rpc.protocol import FDResult
+    from banger_core.system import Result, Runner, run, which
+    from banger_core.units import format_size, parse_size
+    from banger_core.vmoptions import VMOption

@@ -33,6 +33,9 @@ CORE_SCHEMA: dict[str, dict[str, Option]] = {
     "firecracker": {
         "binary": Option("firecracker", "the firecracker binary (name on PATH or a path)"),
         "start_timeout": Option(5.0, "seconds to wait for the VMM's API socket"),
+        "transport": Option("auto", "virtio transport: auto (MMIO when the kernel can use it, "
+                                    "else PCI), mmio, or pci (--enable-pci)",
+                            choices=("auto", "mmio", "pci")),
     },
     "vm": {
         "default_image": Option("debian", "image used when vm create has no --image"),

@@ -115,10 +115,45 @@ def root_disk_checks(settings: Any) -> list[Check]:
     return checks
 
 
+def image_checks(settings: Any) -> list[Check]:
+    """Each image's kernel capabilities and the transport it would boot with."""
+    from banger_core.errors import BangerError
+    from banger_core.firecracker.transport import choose_transport, vmm_version
+    from banger_core.images.kernelcaps import KernelCaps
+    from banger_core.store.models import Image
+
+    try:
+        images = list(Image.select().order_by(Image.name))
+    except Exception:  # no store open (doctor outside the daemon)
+        return []
+    version = vmm_version(settings.get("firecracker", "binary"))
+    checks = []
+    for image in images:
+        caps = KernelCaps.from_dict(image.kernel_caps)
+        info = caps.summary()
+        transports = info["transports"]
+        detail = (f"{info['format']}"
+                  f"{' ' + info['version'] if info.get('version') else ''}; "
+                  f"config {info['config']}; transports "
+                  f"{', '.join(transports) if isinstance(transports, list) else transports}; "
+                  f"virtio_blk {info['virtio_blk']}; virtio_net {info['virtio_net']}; "
+                  f"vsock {info['vsock']}; ip_pnp {info['ip_pnp']}")
+        try:
+            chosen = choose_transport(caps, settings.get("firecracker", "transport"), version,
+                                      image=image.name)
+            checks.append(Check(f"image {image.name} kernel", True,
+                                f"{detail}; boots with {chosen}"))
+        except BangerError as exc:
+            checks.append(Check(f"image {image.name} kernel", False, f"{detail}; {exc}",
+                                fix="set [firecracker] transport = \"auto\", or use a kernel "
+                                    "with the missing option"))
+    return checks
+
+
 def run_checks(settings: Any, hooks: Any) -> list[Check]:
-    """Core checks followed by every plugin's."""
+    """Core checks, each image's kernel, then every plugin's."""
     ctx = DoctorContext(settings)
-    checks = core_checks(ctx)
+    checks = core_checks(ctx) + image_checks(settings)
     for plugin, check in hooks.doctor_checks(ctx):
         check.source = plugin
         checks.append(check)

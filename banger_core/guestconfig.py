@@ -25,6 +25,14 @@ class GuestConfig:
     hostname: str
     authorized_keys: list[str] = field(default_factory=list)
     nameservers: list[str] = field(default_factory=list)
+    address: str = ""
+    """The guest's IPv4 address on its NIC (empty: the guest configures no address)."""
+    prefixlen: int = 24
+    gateway: str = ""
+    mac: str = ""
+    """The NIC's MAC: the guest finds its interface by it, whatever the kernel named it."""
+    mtu: int | None = None
+    interface: str = "eth0"
     mounts: list[dict[str, str]] = field(default_factory=list)
     files: list[dict[str, str]] = field(default_factory=list)
     agent_vsock_port: int = 1024
@@ -59,8 +67,20 @@ class GuestConfig:
             "agent": {"vsock_port": self.agent_vsock_port},
             "plugins": dict(self.plugins),
         }
+        network: dict[str, Any] = {}
+        if self.address:
+            network.update(interface=self.interface, address=self.address,
+                           prefix=self.prefixlen)
+            if self.gateway:
+                network["gateway"] = self.gateway
+            if self.mac:
+                network["mac"] = self.mac
+            if self.mtu:
+                network["mtu"] = self.mtu
         if self.nameservers:
-            doc["network"] = {"nameservers": list(self.nameservers)}
+            network["nameservers"] = list(self.nameservers)
+        if network:
+            doc["network"] = network
         return doc
 
     def encode(self) -> bytes:

@@ -17,6 +17,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from banger_core.api import DaemonAPI
     from banger_core.doctor import Check, DoctorContext
     from banger_core.guestconfig import GuestConfig
     from banger_core.lifecycle.context import LifecycleContext
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from banger_core.lifecycle.ready import ReadyCheck
     from banger_core.lifecycle.vm import VM, VMSpec
     from banger_core.pluginconfig import Option
+    from banger_core.vmoptions import VMOption
 
 PROJECT = "banger"
 
@@ -86,25 +88,31 @@ def banger_cli_subcommands() -> dict[str, list[click.Command]]:
 
 
 @hookspec
-def banger_daemon_started(daemon: Any) -> None:
+def banger_daemon_started(daemon: DaemonAPI) -> None:
     """Start the plugin's long-running services (a DNS server, a watcher).
 
     Called once in ``bangerd`` after the store is open, reconcile has run and
     the RPC socket listens, in a worker thread (blocking is fine; the daemon
-    serves requests only after every implementation returned).
+    serves requests only after every implementation returned). Plugins are
+    called one at a time: when one raises, the others still start, the
+    failure is logged naming the plugin, and ``banger daemon status`` shows
+    the daemon as degraded with that line.
 
-    :param daemon: the :class:`banger_core.daemon.app.Daemon`; use
-        ``daemon.settings``, ``daemon.plugin_config(name)`` and
-        ``daemon.store``.
+    :param daemon: what plugins get of the daemon, :class:`banger_core.DaemonAPI`:
+        ``daemon.settings``, ``daemon.plugin_config(name)``, ``daemon.vm(ref)``,
+        ``daemon.list_vms()``, ``daemon.save_plugin_state(vm, name)``,
+        ``daemon.state_dir`` and ``daemon.runner``.
     """
 
 
 @hookspec
-def banger_daemon_stopping(daemon: Any) -> None:
+def banger_daemon_stopping(daemon: DaemonAPI) -> None:
     """Stop what :func:`banger_daemon_started` started.
 
-    Called once when ``bangerd`` shuts down (SIGTERM, ``banger daemon stop``).
-    Must not raise for services that never started. Running VMs keep running.
+    Called once when ``bangerd`` shuts down (SIGTERM, ``banger daemon stop``),
+    one plugin at a time in reverse setup order; a failure is logged naming
+    the plugin. Must not raise for services that never started. Running VMs
+    keep running.
     """
 
 
@@ -114,11 +122,29 @@ def banger_rpc_methods() -> dict[str, Any]:
 
     Called once at daemon start.
 
-    :return: a mapping of method name (``"vm.ports"``) to a callable
-        ``handler(params: dict, call: RPCCall) -> JSON-able`` (sync or
-        ``async``). Sync handlers run in a worker thread. Raise a
-        :class:`banger_core.errors.BangerError` for user errors. A name that
-        clashes with a core method or another plugin's is refused.
+    :return: a mapping of method name (``"vm.ports"``, ``area.verb``) to a
+        callable ``handler(params: dict, call: banger_core.RPCCall) -> JSON-able``
+        (sync or ``async``). Sync handlers run in a worker thread. ``call``
+        gives ``call.vm(ref)`` (a :class:`banger_core.VM` by name, id or unique
+        id prefix; :class:`banger_core.NotFoundError` or
+        :class:`banger_core.ConflictError` like the core's own commands),
+        ``call.config`` (the plugin's section), ``call.daemon``
+        (:class:`banger_core.DaemonAPI`), ``call.runner``, ``call.log`` and
+        ``call.cancelled`` (an event set when the client went away). Raise a
+        :class:`banger_core.BangerError` for user errors; the CLI re-raises it
+        with the same class. A name that clashes with a core method or
+        another plugin's is refused (logged with both owners).
+
+    Plugins cooperate through methods, never by importing each other:
+    ``call.call(method, params)`` runs another registered method (core or
+    plugin) in the same worker thread for the same peer (banger-ports asks
+    ``vm.show`` for a VM's ``dns_names`` and banger-vsock's ``vm.agent`` for
+    the guest's listeners). A handler may return
+    ``banger_core.FDResult(result, fd)``: the reply then carries an open
+    file descriptor (``SCM_RIGHTS``; the daemon closes its copy), received
+    by the CLI with ``RPCClient.call_with_fd(method, params) -> (result,
+    fd)`` (banger-vsock hands the CLI a connected guest-agent stream so
+    ``vm exec`` data never passes through the daemon).
     """
 
 
@@ -160,45 +186,81 @@ def banger_vm_validate(spec: VMSpec) -> None:
 
 
 @hookspec
+def banger_vm_options() -> list[VMOption]:
+    """Declare per-VM options for ``vm create`` and ``vm set``.
+
+    Called when the CLI builds ``vm create`` / ``vm set`` (the declarations
+    are cached, so ``--help`` shows them without importing the plugin) and
+    once when the daemon starts. Each :class:`banger_core.VMOption` becomes a
+    flag (``--nat/--no-nat`` for a ``bool``, a repeatable flag for a
+    ``list``); the CLI sends only the values the user gave, the daemon type
+    checks them, runs the option's ``validator``, and stores the effective
+    values of every option with the VM at create. Read them with
+    ``vm.plugin_options(<your name>)`` (defaults filled in); ``vm show``
+    prints them. A name already used by the core or another plugin is
+    refused with a warning naming both.
+
+    :return: :class:`banger_core.VMOption` items.
+    """
+
+
+@hookspec
 def banger_vm_create(vm: VM, ctx: LifecycleContext) -> None:
     """Allocate the plugin's persistent per-VM resources (a work disk).
 
     Called once by ``vm create`` after the core made the VM's directory,
     root disk and network allocation, before the first boot. Register an
     undo for everything you make with ``ctx.add_undo(fn, description)``: if
-    any later step fails the core runs the undos in reverse order. Keep
-    per-VM state in ``vm.plugin_state(<your name>)`` (a dict the core
-    stores).
+    any later step fails the core runs the undos in reverse order; undos a
+    hook registered before it raised run too. When one plugin's create hook
+    raises, the plugins after it are not called and the create rolls back.
+    Keep per-VM state in ``vm.plugin_state(<your name>)`` (a dict the core
+    stores); read your per-VM options with ``vm.plugin_options(<your name>)``.
+
+    :param ctx: this plugin's :class:`banger_core.LifecycleContext`:
+        ``ctx.config``, ``ctx.runner``, ``ctx.log``, ``ctx.add_undo``,
+        ``ctx.failpoint``.
     """
 
 
 @hookspec
-def banger_vm_configure(vm: VM, machine: MachineSpec, guest: GuestConfig) -> None:
+def banger_vm_configure(vm: VM, machine: MachineSpec, guest: GuestConfig,
+                        ctx: LifecycleContext) -> None:
     """Describe the plugin's part of the machine for this boot.
 
     Called at every boot (create and start), before the VMM is launched.
     Add drives, NICs or a vsock device to ``machine`` and fragments (mounts,
     files, plugin data) to ``guest``; both are rebuilt from scratch at every
-    boot, so this hook needs no undo and must be deterministic.
+    boot and must be deterministic. ``machine.add_drive(...)`` returns the
+    device the guest sees (``/dev/vdb``); it is the only way to learn it, so
+    pass that value to ``guest.add_mount``. Because it runs at every start,
+    this is also where a plugin installed after the VM was created prepares
+    what it needs (register undos for anything made here).
     """
 
 
 @hookspec
 def banger_vm_set(vm: VM, changes: dict[str, Any], ctx: LifecycleContext) -> None:
-    """Apply a change to a stopped VM (``vm set``).
+    """Apply a change to a VM (``vm set``).
 
-    :param changes: the fields the user changed, such as ``disk_size``
-        (bytes), ``cpus`` or ``memory_mib``.
-    Register undos on ``ctx`` like :func:`banger_vm_create`.
+    :param changes: the fields the user changed: core fields (``cpus``,
+        ``memory_mib``) and plugin options by their key (``disk_size`` in
+        bytes, ``nat``), already validated. Options declared with
+        ``set_requires_stopped`` (the default) are only changed while the VM
+        is stopped.
+    Register undos on ``ctx`` like :func:`banger_vm_create`; the new values
+    are stored only after every plugin's hook returned.
     """
 
 
 @hookspec
-def banger_vm_started(vm: VM) -> None:
+def banger_vm_started(vm: VM, ctx: LifecycleContext) -> None:
     """Publish a running VM (a DNS record, NAT rules).
 
-    Called after the VMM booted the guest. Must be idempotent: reconcile
-    calls it again for VMs that are still running when the daemon starts.
+    Called after the VMM booted the guest, at every start. Must be
+    idempotent: reconcile calls it again for VMs that are still running
+    when the daemon starts (then ``ctx.add_undo`` undos are dropped). Undos
+    registered during a create or start run if a later stage fails.
     """
 
 
@@ -206,14 +268,19 @@ def banger_vm_started(vm: VM) -> None:
 def banger_vm_ready_checks(vm: VM, ctx: LifecycleContext) -> list[ReadyCheck]:
     """Say what must answer before a booted VM counts as ready.
 
-    Called by ``vm create`` and ``vm start`` after the guest's SSH answered
-    and before :func:`banger_vm_started`. The core runs each returned check
-    as a stage of its own (shown live by ``vm create``, in this order);
-    a check that fails or times out fails the create or start, which rolls
-    back like any other failure.
+    Called by ``vm create`` and ``vm start`` (and ``restart``) after the
+    "waiting for SSH" stage and before :func:`banger_vm_started`. The core
+    runs each returned check as a stage of its own named ``check.name``
+    (shown live by ``vm create``, e.g. ``waiting for agent``, in plugin
+    order), calling ``check.wait(timeout, cancelled)``: block until the VM
+    answers, at most ``timeout`` seconds (the check's own ``timeout``, else
+    ``[vm] ssh_timeout_seconds``), polling ``cancelled()`` (true after
+    Ctrl-C). Raise a :class:`banger_core.BangerError` naming what did not
+    answer; the create or start then fails and rolls back completely.
+    banger-vsock returns one check polling the guest agent's ``/healthz``.
 
-    :return: :class:`banger_core.lifecycle.ready.ReadyCheck` items (a stage
-        name and a ``wait(timeout, cancelled)`` callable).
+    :return: :class:`banger_core.ReadyCheck` items
+        (``ReadyCheck(name, wait, timeout=None, detail="")``).
     """
 
 
@@ -221,9 +288,11 @@ def banger_vm_ready_checks(vm: VM, ctx: LifecycleContext) -> list[ReadyCheck]:
 def banger_vm_dns_names(vm: VM) -> list[str]:
     """Name the DNS names a VM answers to on the host (``web.vm``).
 
-    Called when the core describes a VM (``vm show``, ``vm ssh-config``,
-    plugins' RPC handlers through ``vm.show``). Must be quick and
-    side-effect free.
+    Called whenever the core describes a VM: ``vm show`` (its
+    ``dns_names`` field, which plugins' RPC handlers read through
+    ``call.call("vm.show", ...)``) and ``vm ssh-config`` (extra ``Host``
+    aliases). Must be quick and side-effect free. The core merges every
+    plugin's names, deduplicated; a plugin that fails is skipped.
 
     :return: fully qualified names, without the trailing dot; an empty list
         when the plugin publishes none for this VM.
@@ -231,32 +300,35 @@ def banger_vm_dns_names(vm: VM) -> list[str]:
 
 
 @hookspec
-def banger_vm_stopped(vm: VM) -> None:
+def banger_vm_stopped(vm: VM, ctx: LifecycleContext) -> None:
     """Release the host runtime state of a VM that is no longer running.
 
     Called after stop, kill, crash or a failed start. Must be idempotent and
     tolerant of handles that are already gone. The core calls each plugin
-    separately, so one failure neither hides the plugin name nor skips the
-    other plugins.
+    separately, in the reverse of the setup order, so one failure neither
+    hides the plugin name nor skips the other plugins. ``ctx.add_undo`` is
+    not available here.
     """
 
 
 @hookspec
-def banger_vm_deleted(vm: VM) -> None:
+def banger_vm_deleted(vm: VM, ctx: LifecycleContext) -> None:
     """Remove the plugin's persistent per-VM resources.
 
-    Called by ``vm delete`` after the VM was stopped, one plugin at a time
-    like :func:`banger_vm_stopped`. Must tolerate resources that are gone.
+    Called by ``vm delete`` after the VM was stopped (and for a create the
+    daemon died in), one plugin at a time in reverse setup order like
+    :func:`banger_vm_stopped`. Must tolerate resources that are gone.
     """
 
 
 @hookspec
-def banger_reconcile(vms: list[VM]) -> None:
+def banger_reconcile(vms: list[VM], ctx: LifecycleContext) -> None:
     """Bring the plugin's host state in line with the store.
 
-    Called at daemon start after the core marked dead VMs stopped. Remove
-    host leftovers that belong to no VM in ``vms`` and restore state for
-    running VMs. Must be idempotent.
+    Called at daemon start after the core marked dead VMs stopped, one
+    plugin at a time in reverse setup order. Remove host leftovers that
+    belong to no VM in ``vms`` and restore state for running VMs. Must be
+    idempotent.
     """
 
 

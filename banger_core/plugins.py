@@ -16,6 +16,7 @@ The rest of the core calls hooks only through :class:`Hooks`.
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from collections.abc import Iterable
@@ -58,6 +59,7 @@ class BangerPluginManager(pluggy.PluginManager):
         super().__init__(hookspecs.PROJECT)
         self.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
+        self.order: list[str] = []  # registration order: the order setup hooks run in
 
     @property
     def failures(self) -> list[PluginInfo]:
@@ -82,6 +84,7 @@ class BangerPluginManager(pluggy.PluginManager):
             info.status, info.error = "failed", str(exc)
             return info
         info.hooks = sorted(impl_name for impl_name in _hook_names(self, plugin))
+        self.order.append(name)
         return info
 
 
@@ -141,30 +144,139 @@ def failure_lines(pm: BangerPluginManager) -> list[str]:
             f"failed to load: {i.error}" for i in pm.failures]
 
 
+_WRAPPER_ATTRS = ("hookwrapper", "wrapper")
+
+
+def _is_wrapper(impl: Any) -> bool:
+    return any(getattr(impl, attr, False) for attr in _WRAPPER_ATTRS)
+
+
+def _named(exc: BaseException, plugin: str, hook: str) -> BaseException:
+    """``exc`` with a message that names the plugin (same class for user errors)."""
+    if isinstance(exc, BangerError):
+        message = str(exc)
+        if message.startswith(f"plugin {plugin}") or message.startswith(f"{plugin}:"):
+            return exc
+        err = copy.copy(exc)
+        err.message = f"plugin {plugin}: {message}"
+        err.args = (err.message,)
+        return err
+    if isinstance(exc, Exception):
+        return PluginError(f"plugin {plugin}: {hook}: {type(exc).__name__}: {exc}")
+    return exc  # KeyboardInterrupt, cancellation: pass through untouched
+
+
+def _detail(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, BangerError) else f"{type(exc).__name__}: {exc}"
+
+
 class Hooks:
-    """The typed facade the core uses to call plugins (nothing else touches ``pm.hook``)."""
+    """The typed facade the core uses to call plugins (nothing else touches ``pm.hook``).
 
-    def __init__(self, pm: BangerPluginManager) -> None:
+    Every call goes through pluggy's own machinery, one plugin at a time:
+    for each plugin's implementation the facade builds a pluggy subset
+    caller holding that implementation plus every wrapper
+    (``wrapper=True`` / ``hookwrapper=True``) of the hook, so wrappers run
+    around each call, ``BANGER_TRACE_PLUGINS`` traces it, and results and
+    errors carry the plugin's name.
+
+    Order: setup hooks call plugins ``tryfirst`` ones first, then the rest,
+    then ``trylast`` ones; within each group in registration order, which is
+    the alphabetical order of entry-point names (then in-process plugins in
+    the order given). Teardown hooks (``banger_vm_stopped``,
+    ``banger_vm_deleted``, ``banger_reconcile``, ``banger_daemon_stopping``)
+    run in exactly the reverse order.
+    """
+
+    #: hooks that get a per-plugin :class:`LifecycleContext` as ``ctx``
+    CTX_HOOKS = frozenset({"banger_vm_create", "banger_vm_configure", "banger_vm_set",
+                           "banger_vm_started", "banger_vm_stopped", "banger_vm_deleted",
+                           "banger_reconcile", "banger_vm_ready_checks"})
+
+    def __init__(self, pm: BangerPluginManager, settings: Any = None) -> None:
         self.pm = pm
+        self.settings = settings
+        self.problems: list[str] = []  # collecting hooks that failed, one line each
 
-    def _impls(self, hook_name: str) -> list[Any]:
-        # pluggy keeps implementations LIFO; call them in registration order
-        # reversed exactly as pluggy itself would.
-        return list(reversed(getattr(self.pm.hook, hook_name).get_hookimpls()))
+    # -- calling machinery -------------------------------------------------------
+    def impls(self, hook_name: str) -> list[Any]:
+        """The non-wrapper implementations of a hook, in setup (call) order."""
+        caller = getattr(self.pm.hook, hook_name)
+        order = {name: index for index, name in enumerate(self.pm.order)}
 
-    @staticmethod
-    def _invoke(impl: Any, kwargs: dict[str, Any]) -> Any:
-        return impl.function(**{k: kwargs[k] for k in impl.argnames if k in kwargs})
+        def rank(impl: Any) -> tuple[int, int]:
+            group = 0 if impl.tryfirst else 2 if impl.trylast else 1
+            return group, order.get(impl.plugin_name, len(order))
 
-    def _call_each(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Call every implementation separately, so results carry the plugin name."""
-        return [(impl.plugin_name, self._invoke(impl, kwargs)) for impl in self._impls(hook_name)]
+        return sorted((i for i in caller.get_hookimpls() if not _is_wrapper(i)), key=rank)
+
+    def call_one(self, hook_name: str, impl: Any, kwargs: dict[str, Any]) -> Any:
+        """Call one plugin's implementation through pluggy, wrappers included."""
+        caller = getattr(self.pm.hook, hook_name)
+        others = [i.plugin for i in caller.get_hookimpls() if i is not impl and not _is_wrapper(i)]
+        results = self.pm.subset_hook_caller(hook_name, others)(**kwargs)
+        return results[0] if results else None
+
+    def _kwargs(self, hook_name: str, impl: Any, kwargs: dict[str, Any],
+                ctx: Any) -> dict[str, Any]:
+        if hook_name not in self.CTX_HOOKS:
+            return kwargs
+        from banger_core.lifecycle.context import LifecycleContext
+
+        base = ctx if ctx is not None else LifecycleContext(self.settings, can_undo=False)
+        return {**kwargs, "ctx": base.for_plugin(impl.plugin_name, hook_name)}
+
+    def each(self, hook_name: str, *, ctx: Any = None, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call every plugin in setup order; the first failure is raised, naming its plugin."""
+        out = []
+        for impl in self.impls(hook_name):
+            try:
+                out.append((impl.plugin_name,
+                            self.call_one(hook_name, impl, self._kwargs(hook_name, impl, kwargs,
+                                                                        ctx))))
+            except BaseException as exc:
+                named = _named(exc, impl.plugin_name, hook_name)
+                if named is exc:
+                    raise
+                raise named from exc
+        return out
+
+    def collect(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call every plugin in setup order; a failing plugin is skipped and reported."""
+        out = []
+        for impl in self.impls(hook_name):
+            try:
+                out.append((impl.plugin_name, self.call_one(hook_name, impl, kwargs)))
+            except Exception as exc:
+                self.problems.append(f"plugin {impl.plugin_name!r}: {hook_name} failed: "
+                                     f"{_detail(exc)}")
+        return out
+
+    def teardown(self, hook_name: str, *, ctx: Any = None, **kwargs: Any) -> list[str]:
+        """Call each plugin in reverse setup order; collect failures naming the plugin."""
+        failures = []
+        for impl in reversed(self.impls(hook_name)):
+            try:
+                self.call_one(hook_name, impl, self._kwargs(hook_name, impl, kwargs, ctx))
+            except Exception as exc:
+                failures.append(f"plugin {impl.plugin_name}: {hook_name}: {_detail(exc)}")
+        return failures
+
+    def isolated(self, hook_name: str, *, ctx: Any = None, **kwargs: Any) -> list[str]:
+        """Call each plugin in setup order; one failure never stops the others."""
+        failures = []
+        for impl in self.impls(hook_name):
+            try:
+                self.call_one(hook_name, impl, self._kwargs(hook_name, impl, kwargs, ctx))
+            except Exception as exc:
+                failures.append(f"plugin {impl.plugin_name}: {hook_name}: {_detail(exc)}")
+        return failures
 
     # -- loading ---------------------------------------------------------
     def config_defaults(self) -> dict[str, dict[str, Option]]:
         """``{plugin name: {key: Option}}`` from ``banger_config_defaults``."""
         schema: dict[str, dict[str, Option]] = {}
-        for name, result in self._call_each("banger_config_defaults"):
+        for name, result in self.collect("banger_config_defaults"):
             if result:
                 schema[name] = dict(result)
         return schema
@@ -172,7 +284,7 @@ class Hooks:
     def cli_commands(self) -> list[tuple[str, Any]]:
         """``(plugin name, click command)`` pairs from ``banger_cli_commands``."""
         out = []
-        for name, result in self._call_each("banger_cli_commands"):
+        for name, result in self.collect("banger_cli_commands"):
             for command in result or []:
                 out.append((name, command))
         return out
@@ -180,62 +292,89 @@ class Hooks:
     def cli_subcommands(self) -> list[tuple[str, str, Any]]:
         """``(plugin name, group path, click command)`` from ``banger_cli_subcommands``."""
         out = []
-        for name, result in self._call_each("banger_cli_subcommands"):
+        for name, result in self.collect("banger_cli_subcommands"):
             for group, commands in (result or {}).items():
                 for command in commands or []:
                     out.append((name, str(group), command))
+        return out
+
+    def vm_options(self) -> list[Any]:
+        """Every :class:`~banger_core.vmoptions.DeclaredOption`, in plugin order."""
+        from banger_core.vmoptions import DeclaredOption, VMOption
+
+        out = []
+        for name, result in self.collect("banger_vm_options"):
+            for option in result or []:
+                if isinstance(option, VMOption):
+                    out.append(DeclaredOption(name, option))
+                else:
+                    self.problems.append(f"plugin {name!r}: banger_vm_options returned "
+                                         f"{option!r}, not a VMOption")
         return out
 
     # -- daemon ----------------------------------------------------------
     def rpc_methods(self) -> list[tuple[str, str, Any]]:
         """``(plugin name, method name, handler)`` triples."""
         out = []
-        for name, result in self._call_each("banger_rpc_methods"):
+        for name, result in self.collect("banger_rpc_methods"):
             for method, handler in (result or {}).items():
                 out.append((name, method, handler))
         return out
 
-    def daemon_started(self, daemon: Any) -> None:
-        """Tell plugins the daemon is up."""
-        self.pm.hook.banger_daemon_started(daemon=daemon)
+    def daemon_started(self, daemon: Any) -> list[str]:
+        """Tell plugins the daemon is up; return failures (one per plugin, never raise)."""
+        return self.isolated("banger_daemon_started", daemon=daemon)
 
     def daemon_stopping(self, daemon: Any) -> list[str]:
         """Tell every plugin the daemon stops; return failures (never raise)."""
         return self.teardown("banger_daemon_stopping", daemon=daemon)
 
     def doctor_checks(self, ctx: Any) -> list[tuple[str, Any]]:
-        """``(plugin name, Check)`` pairs."""
+        """``(plugin name, Check)`` pairs; a plugin whose hook raises gets a failing check."""
+        from banger_core.doctor import Check
+
         out = []
-        for name, result in self._call_each("banger_doctor_checks", ctx=ctx):
+        for impl in self.impls("banger_doctor_checks"):
+            try:
+                result = self.call_one("banger_doctor_checks", impl, {"ctx": ctx})
+            except Exception as exc:
+                out.append((impl.plugin_name, Check(f"plugin {impl.plugin_name}", False,
+                                                    f"banger_doctor_checks failed: "
+                                                    f"{_detail(exc)}")))
+                continue
             for check in result or []:
-                out.append((name, check))
+                out.append((impl.plugin_name, check))
         return out
 
     # -- lifecycle ---------------------------------------------------------
     def vm_validate(self, spec: Any) -> None:
         """Let plugins reject a create or set request."""
-        self.pm.hook.banger_vm_validate(spec=spec)
+        self.each("banger_vm_validate", spec=spec)
 
     def vm_create(self, vm: Any, ctx: Any) -> None:
-        """Let plugins allocate persistent per-VM resources."""
-        self.pm.hook.banger_vm_create(vm=vm, ctx=ctx)
+        """Let plugins allocate persistent per-VM resources (stops at the first failure)."""
+        self.each("banger_vm_create", ctx=ctx, vm=vm)
 
-    def vm_configure(self, vm: Any, machine: Any, guest: Any) -> None:
+    def vm_configure(self, vm: Any, machine: Any, guest: Any, ctx: Any = None) -> None:
         """Let plugins add to the machine spec and guest config for a boot."""
-        self.pm.hook.banger_vm_configure(vm=vm, machine=machine, guest=guest)
+        self.each("banger_vm_configure", ctx=ctx, vm=vm, machine=machine, guest=guest)
 
     def vm_set(self, vm: Any, changes: dict[str, Any], ctx: Any) -> None:
         """Let plugins apply a change to a stopped VM."""
-        self.pm.hook.banger_vm_set(vm=vm, changes=changes, ctx=ctx)
+        self.each("banger_vm_set", ctx=ctx, vm=vm, changes=changes)
 
-    def vm_started(self, vm: Any) -> None:
+    def vm_started(self, vm: Any, ctx: Any = None) -> None:
         """Let plugins publish a running VM."""
-        self.pm.hook.banger_vm_started(vm=vm)
+        self.each("banger_vm_started", ctx=ctx, vm=vm)
+
+    def vm_republish(self, vm: Any, ctx: Any) -> list[str]:
+        """``banger_vm_started`` for a VM found running at daemon start, plugin by plugin."""
+        return self.isolated("banger_vm_started", ctx=ctx, vm=vm)
 
     def vm_ready_checks(self, vm: Any, ctx: Any) -> list[tuple[str, Any]]:
         """``(plugin name, ReadyCheck)`` pairs, in plugin order."""
         out = []
-        for name, result in self._call_each("banger_vm_ready_checks", vm=vm, ctx=ctx):
+        for name, result in self.each("banger_vm_ready_checks", ctx=ctx, vm=vm):
             for check in result or []:
                 out.append((name, check))
         return out
@@ -243,43 +382,31 @@ class Hooks:
     def vm_dns_names(self, vm: Any) -> list[str]:
         """Every DNS name plugins publish for ``vm`` (deduplicated, in plugin order)."""
         names: list[str] = []
-        for _name, result in self._call_each("banger_vm_dns_names", vm=vm):
+        for _name, result in self.collect("banger_vm_dns_names", vm=vm):
             for item in result or []:
                 if isinstance(item, str) and item and item not in names:
                     names.append(item)
         return names
 
     def vm_stopped(self, vm: Any) -> list[str]:
-        """Release runtime state in every plugin; return failures as lines."""
+        """Release runtime state in every plugin (reverse order); return failures as lines."""
         return self.teardown("banger_vm_stopped", vm=vm)
 
     def vm_deleted(self, vm: Any) -> list[str]:
-        """Remove persistent state in every plugin; return failures as lines."""
+        """Remove persistent state in every plugin (reverse order); return failures as lines."""
         return self.teardown("banger_vm_deleted", vm=vm)
 
     def reconcile(self, vms: list[Any]) -> list[str]:
-        """Let every plugin reconcile; return failures as lines."""
+        """Let every plugin reconcile (reverse order); return failures as lines."""
         return self.teardown("banger_reconcile", vms=vms)
 
     def guest_os(self) -> list[Any]:
         """Every guest OS provider."""
-        return [item for _, result in self._call_each("banger_guest_os") for item in result or []]
+        return [item for _, result in self.collect("banger_guest_os") for item in result or []]
 
     def image_provision(self, image: Any, steps: list[Any]) -> None:
         """Let plugins add provisioning steps."""
-        self.pm.hook.banger_image_provision(image=image, steps=steps)
-
-    def teardown(self, hook_name: str, **kwargs: Any) -> list[str]:
-        """Call each implementation on its own; collect failures with the plugin name."""
-        failures = []
-        for impl in self._impls(hook_name):
-            try:
-                self._invoke(impl, kwargs)
-            except Exception as exc:
-                detail = (str(exc) if isinstance(exc, BangerError)
-                          else f"{type(exc).__name__}: {exc}")
-                failures.append(f"plugin {impl.plugin_name}: {hook_name}: {detail}")
-        return failures
+        self.each("banger_image_provision", image=image, steps=steps)
 
 
 def raise_failures(failures: list[str], what: str) -> None:

@@ -70,7 +70,8 @@ def status(as_json: bool) -> None:
     if as_json:
         emit_json(info)
         return
-    click.echo(f"bangerd {info['version']} running")
+    degraded = info.get("status") == "degraded"
+    click.echo(f"bangerd {info['version']} running" + (" (DEGRADED)" if degraded else ""))
     click.echo(f"  pid:      {info['pid']}")
     click.echo(f"  socket:   {info['socket']}")
     click.echo(f"  log:      {info['log']}")
@@ -79,6 +80,8 @@ def status(as_json: bool) -> None:
     click.echo(f"  plugins:  {', '.join(info['plugins']) or '(none)'}")
     for line in info.get("plugin_failures", []):
         click.echo(f"  error:    {line}")
+    for line in info.get("degraded", []):
+        click.echo(f"  degraded: {line}")
     for name, svc in (info.get("services") or {}).items():
         if svc:
             details = ", ".join(f"{k} {v}" for k, v in svc.items())

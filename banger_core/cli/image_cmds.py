@@ -31,15 +31,25 @@ def build(name: str, os_name: str) -> None:
 @click.option("--initrd", type=click.Path(exists=True, dir_okay=False))
 @click.option("--work-seed", type=click.Path(exists=True, dir_okay=False),
               help="ext4 image holding /root, cloned for each VM's work disk")
+@click.option("--kernel-config", type=click.Path(exists=True, dir_okay=False),
+              help="the kernel's .config (default: the rootfs's /boot/config-<version>, "
+                   "else the kernel's embedded IKCONFIG)")
 def register(name: str, kernel: str, rootfs: str, initrd: str | None,
-             work_seed: str | None) -> None:
-    """Register an image made elsewhere (files are used in place)."""
+             work_seed: str | None, kernel_config: str | None) -> None:
+    """Register an image made elsewhere (files are used in place).
+
+    The kernel's capabilities are read and recorded; a kernel that no virtio
+    transport can boot is refused.
+    """
     import os
 
-    result = rpc("image.register", {
+    params = {
         "name": name, "kernel": os.path.abspath(kernel), "rootfs": os.path.abspath(rootfs),
         "initrd": os.path.abspath(initrd) if initrd else None,
-        "work_seed": os.path.abspath(work_seed) if work_seed else None})
+        "work_seed": os.path.abspath(work_seed) if work_seed else None}
+    if kernel_config:
+        params["kernel_config"] = os.path.abspath(kernel_config)
+    result = rpc("image.register", params)
     click.echo(f"image {result['name']} registered ({result['id']})")
 
 
@@ -68,6 +78,25 @@ def show(ref: str, as_json: bool) -> None:
     for key in ("name", "id", "os", "kernel", "initrd", "rootfs", "work_seed", "fingerprint",
                 "managed", "vms"):
         click.echo(f"{key + ':':<12} {info.get(key) if info.get(key) is not None else '-'}")
+    caps = info.get("kernel_caps") or {}
+    if caps:
+        click.echo("kernel capabilities:")
+        for line in caps_lines(caps):
+            click.echo(f"  {line}")
+
+
+def caps_lines(caps: dict) -> list[str]:
+    """``image show``/``doctor`` lines for a kernel-capabilities summary."""
+    transports = caps.get("transports")
+    shown = ", ".join(transports) if isinstance(transports, list) else str(transports)
+    return [f"{'format:':<12} {caps.get('format')}"
+            + (f" ({caps['version']})" if caps.get("version") else ""),
+            f"{'config:':<12} {caps.get('config')}",
+            f"{'transports:':<12} {shown or 'none'}",
+            f"{'virtio_blk:':<12} {caps.get('virtio_blk')}",
+            f"{'virtio_net:':<12} {caps.get('virtio_net')}",
+            f"{'vsock:':<12} {caps.get('vsock')}",
+            f"{'ip_pnp:':<12} {caps.get('ip_pnp')}"]
 
 
 @image.command()

@@ -64,36 +64,12 @@ def build_cli(pm: Any = None) -> tuple[click.Group, dict]:
             continue
         owners[command.name] = f"plugin {plugin!r}"
         group.add_command(command)
-    _add_subcommands(group, hooks, problems)
+    from banger_core.cli.extend import add_subcommands, add_vm_options
+
+    add_subcommands(group, hooks.cli_subcommands(), problems)
+    add_vm_options(group, hooks.vm_options(), problems)
+    problems.extend(hooks.problems)
     return group, {"pm": pm, "hooks": hooks, "problems": problems}
-
-
-def _add_subcommands(group: click.Group, hooks: Any, problems: list[str]) -> None:
-    """Attach plugins' ``banger_cli_subcommands`` to copies of the core groups."""
-    copied: dict[str, click.Group] = {}
-    sub_owners: dict[tuple[str, str], str] = {}
-    for plugin, path, command in hooks.cli_subcommands():
-        parent = copied.get(path)
-        if parent is None:
-            original = group.commands.get(path)
-            if not isinstance(original, click.Group):
-                problems.append(f"plugin {plugin!r}: no command group {path!r} for "
-                                f"{command.name!r}; not added")
-                continue
-            # A copy, so building the CLI twice in one process never mixes plugin sets.
-            parent = click.Group(original.name, commands=dict(original.commands),
-                                 callback=original.callback, params=list(original.params),
-                                 help=original.help, context_settings=original.context_settings)
-            for name in parent.commands:
-                sub_owners[(path, name)] = "banger core"
-            copied[path] = parent
-            group.commands[path] = parent
-        if (path, command.name) in sub_owners:
-            problems.append(f"plugin {plugin!r}: command '{path} {command.name}' clashes with "
-                            f"{sub_owners[(path, command.name)]}; not added")
-            continue
-        sub_owners[(path, command.name)] = f"plugin {plugin!r}"
-        parent.add_command(command)
 
 
 def _disabled_plugins() -> list[str]:

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from banger_core.cli.context import connect, rpc
+from banger_core.cli.extend import given_options
 from banger_core.cli.output import emit_json, human_bytes, table
 from banger_core.cli.refs import run_on_vms
 from banger_core.errors import BangerError, CancelledError, error_from_code
@@ -56,6 +57,9 @@ def create(name: str, image: str | None, cpus: int | None, memory: str | None,
                        ("disk_size", disk_size)):
         if value is not None:
             params[key] = value
+    options = given_options()
+    if options:
+        params["options"] = options
     result = follow_operation(rpc("vm.create", params), quiet=as_json)
     if as_json:
         emit_json(result)
@@ -145,6 +149,10 @@ def show(ref: str, as_json: bool) -> None:
             ("api socket", info["api_sock"])]
     if info.get("last_error"):
         rows.append(("last error", info["last_error"]))
+    for plugin, values in sorted((info.get("options") or {}).items()):
+        for key, value in sorted(values.items()):
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+            rows.append((f"--{key.replace('_', '-')} ({plugin})", shown))
     for plugin, state in sorted((info.get("plugins") or {}).items()):
         for key, value in sorted(state.items()):
             rows.append((f"{plugin}.{key}", value))
@@ -210,10 +218,14 @@ def delete(refs: tuple[str, ...], force: bool) -> None:
 def set_(refs: tuple[str, ...], cpus: int | None, memory: str | None,
          disk_size: str | None) -> None:
     """Change stopped VMs' CPUs, memory or work disk size."""
-    params = {k: v for k, v in (("cpus", cpus), ("memory", memory), ("disk_size", disk_size))
-              if v is not None}
+    params: dict[str, Any] = {k: v for k, v in (("cpus", cpus), ("memory", memory),
+                                                 ("disk_size", disk_size)) if v is not None}
+    options = given_options()
+    if options:
+        params["options"] = options
     if not params:
-        raise click.UsageError("nothing to change: give --cpus, --memory or --disk-size")
+        raise click.UsageError("nothing to change: give --cpus, --memory, --disk-size or a "
+                               "plugin's option (see --help)")
 
     def action(vm: dict) -> str:
         result = rpc("vm.set", {"ref": vm["id"], **params})

@@ -14,7 +14,7 @@ import banger_core
 from banger_core.config import Settings, load_settings
 from banger_core.daemon.operations import OperationManager
 from banger_core.daemon.server import RPCCall, RPCServer, install_signal_handlers
-from banger_core.errors import DaemonError
+from banger_core.errors import BangerError, DaemonError
 from banger_core.plugins import BangerPluginManager, Hooks, failure_lines, get_plugin_manager
 from banger_core.rpc.client import RPCClient
 
@@ -26,16 +26,43 @@ class Daemon:
         self.settings = settings
         self.paths = settings.paths
         self.pm = pm
-        self.hooks = Hooks(pm)
+        self.hooks = Hooks(pm, settings)
         self.operations = OperationManager()
         self.server = RPCServer(self.paths.socket, group=settings.get("daemon", "socket_group"))
         self.started_at = time.time()
         self.store: Any = None
         self.services: dict[str, Any] = {}
+        self.degraded: list[str] = []  # plugin services that failed to start
+        self.vms: Any = None
 
     def plugin_config(self, name: str) -> dict[str, Any]:
         """The effective ``[plugins.<name>]`` section."""
         return self.settings.plugin(name)
+
+    # -- what plugins get (banger_core.DaemonAPI) ----------------------------
+    def vm(self, ref: str) -> Any:
+        """A VM by name, id or unique id prefix."""
+        return self.vms.resolve(ref)
+
+    def list_vms(self) -> list[Any]:
+        """Every VM, by name."""
+        return self.vms.all()
+
+    def save_plugin_state(self, vm: Any, name: str) -> None:
+        """Store ``vm.plugin_state(name)`` (after an RPC handler changed it)."""
+        self.vms.save_plugin_state(vm, name)
+
+    @property
+    def state_dir(self) -> Path:
+        """banger's state directory."""
+        return self.paths.state_dir
+
+    @property
+    def runner(self) -> Any:
+        """Runs external programs."""
+        from banger_core import system
+
+        return system.run
 
     # -- core RPC methods ----------------------------------------------------
     def status(self, params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
@@ -50,7 +77,9 @@ class Daemon:
             "uptime": round(time.time() - self.started_at, 1),
             "ready": self.server.ready,
             "plugins": sorted(i.name for i in infos if i.status == "loaded"),
-            "plugin_failures": failure_lines(self.pm),
+            "plugin_failures": failure_lines(self.pm) + self.hooks.problems,
+            "status": "degraded" if self.degraded else "ok",
+            "degraded": list(self.degraded),
             "operations": len(self.operations.running()),
             "services": {name: getattr(svc, "describe", lambda: {})()
                          for name, svc in self.services.items()},
@@ -95,9 +124,28 @@ class Daemon:
         """Register the methods plugins add; a clash is logged and skipped."""
         for plugin, name, handler in self.hooks.rpc_methods():
             try:
-                self.server.register(name, handler, owner=f"plugin {plugin}")
+                self.server.register(name, self._plugin_handler(plugin, handler),
+                                     owner=f"plugin {plugin}")
             except Exception as exc:
                 logger.error("{}", exc)
+
+    def _plugin_handler(self, plugin: str, handler: Any) -> Any:
+        """``handler`` called with the plugin's :class:`~banger_core.api.PluginCall`."""
+        import functools
+        import inspect
+
+        from banger_core.api import PluginCall
+
+        if inspect.iscoroutinefunction(handler):
+            @functools.wraps(handler)
+            async def run_async(params: dict[str, Any], call: RPCCall) -> Any:
+                return await handler(params, PluginCall.wrap(call, plugin, self))
+            return run_async
+
+        @functools.wraps(handler)
+        def run(params: dict[str, Any], call: RPCCall) -> Any:
+            return handler(params, PluginCall.wrap(call, plugin, self))
+        return run
 
     # -- running -----------------------------------------------------------
     async def run(self) -> None:
@@ -115,10 +163,15 @@ class Daemon:
         install_signal_handlers(self.server.stop)
         for line in failure_lines(self.pm):
             logger.error("{}", line)
+        fatal: BaseException | None = None
         try:
             await asyncio.to_thread(self._after_listen)
-        except Exception:
+        except Exception as exc:
+            # A core service that cannot start (the bridge, reconcile) leaves
+            # nothing to serve: stop with the reason instead of pretending.
             logger.exception("start-up of services failed")
+            fatal = exc
+            self.server.stop()
         self.server.mark_ready()
         logger.info("bangerd {} listening on {}", banger_core.__version__, self.paths.socket)
         try:
@@ -132,13 +185,21 @@ class Daemon:
             except FileNotFoundError:
                 pass
             logger.info("bangerd stopped")
+        if fatal is not None:
+            detail = str(fatal) if isinstance(fatal, BangerError) else \
+                f"{type(fatal).__name__}: {fatal}"
+            raise DaemonError(f"start-up failed, bangerd stopped: {detail}") from fatal
 
     def _after_listen(self) -> None:
         for svc in self.services.values():
             start = getattr(svc, "start", None)
             if start:
                 start()
-        self.hooks.daemon_started(self)
+        # A plugin's service failing does not stop the others or the daemon:
+        # `banger daemon status` shows the daemon as degraded, naming it.
+        for line in self.hooks.daemon_started(self):
+            logger.error("{}", line)
+            self.degraded.append(line)
 
     def _shutdown(self) -> None:
         for line in self.hooks.daemon_stopping(self):

@@ -135,6 +135,7 @@ class Guest:
                 "TERM": "linux",
                 "PATH": GUEST_PATH,
                 "BANGER_GUEST_SIMULATED": "1",
+                "BANGER_GUEST_HOST_KERNEL": "1",
                 "BANGER_VSOCK_DIR": GUEST_VSOCK_DIR,
             },
             "boot_delay": self.boot_delay,

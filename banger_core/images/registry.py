@@ -10,7 +10,8 @@ from typing import Any
 
 from loguru import logger
 
-from banger_core.errors import ConflictError, NotFoundError, ValidationError
+from banger_core.errors import BangerError, ConflictError, NotFoundError, ValidationError
+from banger_core.images.kernelcaps import KernelCaps, detect
 from banger_core.images.providers import GuestOS, debian_guest_os
 from banger_core.store.models import Image, VMRecord
 from banger_core.units import check_vm_name
@@ -32,7 +33,27 @@ def image_dict(image: Image) -> dict[str, Any]:
         "created_at": image.created_at,
         "size": sum(Path(f).stat().st_size for f in files if f and Path(f).exists()),
         "vms": VMRecord.select().where(VMRecord.image == image.id).count(),
+        "kernel_caps": KernelCaps.from_dict(image.kernel_caps).summary(),
     }
+
+
+def kernel_caps_for(kernel: str, *, initrd: str | None, rootfs: str,
+                    kernel_config: str | None = None) -> KernelCaps:
+    """Detect a kernel's capabilities; refuse, in one line, a kernel nothing can boot."""
+    try:
+        caps = detect(kernel, initrd=initrd, rootfs=rootfs, config_file=kernel_config)
+    except OSError as exc:
+        raise ValidationError(f"kernel {kernel}: {exc.strerror}") from None
+    except BangerError as exc:
+        raise ValidationError(str(exc)) from None
+    problem = caps.boot_problem()
+    if problem:
+        raise ValidationError(f"kernel {kernel} cannot boot on Firecracker: {problem}")
+    if not caps.known:
+        logger.warning("kernel {}: no configuration found (no /boot/config-* in the rootfs, "
+                       "no IKCONFIG); its capabilities are unknown (pass --kernel-config)",
+                       kernel)
+    return caps
 
 
 class ImageService:
@@ -74,15 +95,25 @@ class ImageService:
         rootfs: str,
         initrd: str | None = None,
         work_seed: str | None = None,
+        kernel_config: str | None = None,
     ) -> dict[str, Any]:
-        """Record an image made elsewhere; files are used where they are."""
+        """Record an image made elsewhere; files are used where they are.
+
+        The kernel's capabilities are read (``kernel_config``, else the
+        rootfs's ``/boot/config-*``, else IKCONFIG) and a kernel that no
+        virtio transport can boot is refused.
+        """
         check_vm_name(name)
-        paths = {"kernel": kernel, "rootfs": rootfs, "initrd": initrd, "work seed": work_seed}
+        paths = {"kernel": kernel, "rootfs": rootfs, "initrd": initrd, "work seed": work_seed,
+                 "kernel config": kernel_config}
         for what, value in paths.items():
             if value is None:
                 continue
             if not Path(value).is_file():
                 raise ValidationError(f"{what} {value!r} is not a file")
+        if Image.get_or_none(Image.name == name):
+            raise ConflictError(f"image {name!r} already exists")
+        caps = kernel_caps_for(kernel, initrd=initrd, rootfs=rootfs, kernel_config=kernel_config)
         with self._lock:
             if Image.get_or_none(Image.name == name):
                 raise ConflictError(f"image {name!r} already exists")
@@ -94,6 +125,7 @@ class ImageService:
                 initrd=str(Path(initrd).absolute()) if initrd else None,
                 work_seed=str(Path(work_seed).absolute()) if work_seed else None,
                 managed=False,
+                kernel_caps=caps.to_dict(),
             )
         logger.info("registered image {} ({})", name, image.id)
         return image_dict(image)
@@ -143,6 +175,9 @@ class ImageService:
             self.daemon.hooks.image_provision({"name": name, "os": os_name}, steps)
             built = provider.build(out, stages.enter, op.cancel_event, steps)
             stages.close()
+            with op.stage("kernel capabilities"):
+                caps = kernel_caps_for(str(built.kernel), rootfs=str(built.rootfs),
+                                       initrd=str(built.initrd) if built.initrd else None)
             with op.stage("register"), self._lock:
                 if Image.get_or_none(Image.name == name):
                     raise ConflictError(f"image {name!r} already exists")
@@ -156,6 +191,7 @@ class ImageService:
                     managed=True,
                     os=os_name,
                     fingerprint=built.fingerprint,
+                    kernel_caps=caps.to_dict(),
                 )
         except BaseException:
             stages.fail()

@@ -38,12 +38,16 @@ def console_tail(vm: VM, lines: int = 5) -> str:
 
 def boot_vmm(vm: VM, machine: MachineSpec, binary: str, *, start_timeout: float,
              extra_env: dict[str, str] | None = None) -> VMMProcess:
-    """Launch the VMM for ``vm`` and boot ``machine``; kill it again on failure."""
+    """Launch the VMM for ``vm`` and boot ``machine``; kill it again on failure.
+
+    A machine on the PCI transport gets ``--enable-pci``.
+    """
     vm.run_dir.mkdir(parents=True, exist_ok=True)
     vm.vmm_log.touch()
+    extra_args = ["--enable-pci"] if machine.transport == "pci" else None
     proc = launch_vmm(binary, vm.api_sock, f"banger-{vm.id}", log_path=vm.vmm_log,
                       console_path=vm.console_log, extra_env=extra_env,
-                      start_timeout=start_timeout)
+                      extra_args=extra_args, start_timeout=start_timeout)
     try:
         with FirecrackerClient(vm.api_sock, timeout=10.0) as api:
             api.put_logger(log_path=vm.vmm_log, level="Info", show_level=True,

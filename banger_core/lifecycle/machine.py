@@ -51,6 +51,14 @@ class MachineSpec:
     drives: list[Drive] = field(default_factory=list)
     nics: list[NetworkInterface] = field(default_factory=list)
     vsock: Vsock | None = None
+    transport: str = "mmio"
+    """``mmio`` or ``pci`` (the VMM is started with ``--enable-pci``)."""
+
+    def use_transport(self, transport: str) -> None:
+        """Put the virtio devices on ``transport``; PCI drops ``pci=off`` from the command line."""
+        self.transport = transport
+        if transport == "pci":
+            self.boot_args = [a for a in self.boot_args if a != "pci=off"]
 
     def add_drive(self, drive_id: str, path: str, *, read_only: bool = False,
                   is_root: bool = False) -> str:

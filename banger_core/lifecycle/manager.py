@@ -30,18 +30,23 @@ from banger_core.errors import (
     NotFoundError,
     ValidationError,
 )
+from banger_core.firecracker.transport import choose_transport, vmm_version
 from banger_core.guestconfig import GuestConfig
+from banger_core.images.kernelcaps import KernelCaps
 from banger_core.lifecycle import boot, failpoints
+from banger_core.lifecycle import options as vm_options
 from banger_core.lifecycle.context import LifecycleContext
 from banger_core.lifecycle.hostnet import TAP_PREFIX, HostNetwork
 from banger_core.lifecycle.machine import MachineSpec
-from banger_core.lifecycle.validation import resolve_create, validate_set
+from banger_core.lifecycle.validation import CREATE_KEYS, SET_KEYS, resolve_create, validate_set
 from banger_core.lifecycle.vm import VM, ImageInfo, VMSpec
 from banger_core.net import ipam
 from banger_core.plugins import raise_failures
 from banger_core.store.models import Image, VMRecord
 
 RUNNING_STATES = ("running", "starting", "stopping")
+GUEST_MTU = 1500
+"""The guest NIC's MTU (the bridge's and TAPs' default)."""
 
 
 class VMManager:
@@ -60,6 +65,9 @@ class VMManager:
         self._key_lock = threading.Lock()
         self._procs: dict[str, Any] = {}
         self._root_strategy: str | None = None
+        # Plugins are fixed for the daemon's life: read their option declarations once.
+        self.declared_options = self.hooks.vm_options()
+        self.option_defaults = vm_options.defaults(self.declared_options, self.settings)
 
     # -- records -------------------------------------------------------------
     def _to_vm(self, rec: VMRecord) -> VM:
@@ -74,7 +82,7 @@ class VMManager:
             run_dir=self.paths.vm_run_dir / rec.id, tap=rec.tap, pid=rec.pid,
             root_disk=rec.root_disk, root_strategy=rec.root_strategy,
             last_error=rec.last_error, created_at=rec.created_at, started_at=rec.started_at,
-            plugin_states=dict(rec.plugin_state or {}))
+            plugin_states=dict(rec.plugin_state or {}), option_defaults=self.option_defaults)
 
     def _save(self, vm: VM, **fields: Any) -> None:
         for key, value in fields.items():
@@ -101,6 +109,18 @@ class VMManager:
                 raise NotFoundError(f"no VM {ref!r}")
             rec = matches[0]
         return self._to_vm(rec)
+
+    def all(self) -> list[VM]:
+        """Every VM as plugins see it, by name."""
+        return [self._to_vm(r) for r in VMRecord.select().order_by(VMRecord.name)]
+
+    def save_plugin_state(self, vm: VM, name: str) -> None:
+        """Store one plugin's per-VM state (for plugin RPC handlers), under the VM's lock."""
+        with self.locked(vm.id):
+            current = self.resolve(vm.id)
+            current.plugin_states[name] = dict(vm.plugin_state(name))
+            VMRecord.update(plugin_state=current.plugin_states, updated_at=time.time()).where(
+                VMRecord.id == vm.id).execute()
 
     def list(self) -> list[dict[str, Any]]:
         """Every VM."""
@@ -137,7 +157,10 @@ class VMManager:
     # -- create -----------------------------------------------------------------------
     def validate_create(self, params: dict[str, Any]) -> VMSpec:
         """Check a create request completely, without changing anything."""
-        spec = resolve_create(params, self.settings, self.images)
+        core, given = vm_options.split(params, self.declared_options, CREATE_KEYS,
+                                       for_create=True)
+        spec = resolve_create(core, self.settings, self.images)
+        spec.options = vm_options.for_create(given, self.declared_options, self.settings)
         self.hooks.vm_validate(spec)
         if VMRecord.get_or_none(VMRecord.name == spec.name):
             raise ConflictError(f"a VM named {spec.name!r} already exists")
@@ -188,7 +211,8 @@ class VMManager:
             rec = VMRecord.create(
                 id=vm_id, name=spec.name, image=image.id, cpus=spec.cpus,
                 memory_mib=spec.memory_mib, disk_size=spec.disk_size, state="creating",
-                ip=ip, mac=ipam.mac_for_ip(ip), plugin_state={})
+                ip=ip, mac=ipam.mac_for_ip(ip),
+                plugin_state={"core": {"options": spec.options}} if spec.options else {})
         ctx.add_undo(lambda: VMRecord.delete_by_id(rec.id), "store row")
         vm = self._to_vm(rec)
         vm.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -230,7 +254,7 @@ class VMManager:
             failpoints.check("network")
         with op.stage("boot"):
             root_path, snapshot = self._activate_root(vm, ctx)
-            machine, guest = self._describe(vm, root_path, key)
+            machine, guest = self._describe(vm, root_path, key, ctx)
             guest.write_drive(vm.guest_config_path)
             proc = boot.boot_vmm(vm, machine, self._binary(),
                                  start_timeout=self.settings.get("firecracker", "start_timeout"))
@@ -253,7 +277,7 @@ class VMManager:
                 failpoints.check(check.name)
         with op.stage("ready"):
             ctx.add_undo(lambda: self._stopped_hooks(vm), "plugins' stopped hooks")
-            self.hooks.vm_started(vm)
+            self.hooks.vm_started(vm, ctx)
             failpoints.check("ready")
             self._save(vm, state="running", last_error="")
 
@@ -270,9 +294,11 @@ class VMManager:
         ctx.add_undo(lambda: rootdisk.deactivate_snapshot(handles), "dm snapshot")
         return handles.device_path, handles.to_dict()
 
-    def _describe(self, vm: VM, root_path: str, key: Path) -> tuple[MachineSpec, GuestConfig]:
+    def _describe(self, vm: VM, root_path: str, key: Path,
+                  ctx: LifecycleContext | None = None) -> tuple[MachineSpec, GuestConfig]:
         machine = MachineSpec(vcpus=vm.cpus, memory_mib=vm.memory_mib, kernel=vm.image.kernel,
                               initrd=vm.image.initrd, boot_args=list(boot.BASE_BOOT_ARGS))
+        machine.use_transport(self.transport_for(vm))
         machine.add_drive("rootfs", root_path, is_root=True)
         config_dev = machine.add_drive("guestcfg", str(vm.guest_config_path), read_only=True)
         machine.boot_args.append(
@@ -282,9 +308,18 @@ class VMManager:
         machine.add_nic(vm.tap, vm.mac)
         guest = GuestConfig(hostname=vm.name,
                             authorized_keys=[key.with_suffix(".pub").read_text().strip()],
-                            nameservers=list(self.net.nameservers))
-        self.hooks.vm_configure(vm, machine, guest)
+                            nameservers=list(self.net.nameservers), address=vm.ip,
+                            prefixlen=vm.prefixlen, gateway=vm.gateway, mac=vm.mac,
+                            mtu=GUEST_MTU)
+        self.hooks.vm_configure(vm, machine, guest, ctx)
         return machine, guest
+
+    def transport_for(self, vm: VM) -> str:
+        """``mmio`` or ``pci`` for this VM's kernel, ``[firecracker] transport`` and VMM."""
+        row = Image.get_or_none(Image.id == vm.image.id)
+        caps = KernelCaps.from_dict(row.kernel_caps if row is not None else None)
+        return choose_transport(caps, self.settings.get("firecracker", "transport"),
+                                vmm_version(self._binary()), image=vm.image.name)
 
     def _binary(self) -> str:
         return self.settings.get("firecracker", "binary")
@@ -423,20 +458,32 @@ class VMManager:
         vm = self.resolve(ref)
         with self.locked(vm.id):
             vm = self.resolve(vm.id)
-            if boot.live_pid(vm):
+            core, given = vm_options.split(params, self.declared_options, SET_KEYS,
+                                           for_create=False)
+            current = {d.plugin: vm.plugin_options(d.plugin) for d in self.declared_options}
+            option_changes = vm_options.for_set(given, self.declared_options, current)
+            running = boot.live_pid(vm)
+            if running and (core or vm_options.requires_stopped(option_changes,
+                                                                  self.declared_options)):
                 raise ConflictError(f"VM {vm.name} is running; stop it before changing it")
-            spec = validate_set(vm, params)
+            spec = validate_set(vm, core, allow_empty=bool(given))
+            spec.options = option_changes
             self.hooks.vm_validate(spec)
+            changes = dict(spec.changes)
+            for values in option_changes.values():
+                changes.update(values)
             ctx = LifecycleContext(self.settings)
             try:
-                self.hooks.vm_set(vm, spec.changes, ctx)
+                self.hooks.vm_set(vm, changes, ctx)
                 for key, value in spec.changes.items():
                     setattr(vm, key, value)
+                for plugin, values in option_changes.items():
+                    vm.options.setdefault(plugin, {}).update(values)
                 self._save(vm)
             except BaseException:
                 ctx.rollback()
                 raise
-            return {**vm.summary(), "changed": sorted(spec.changes)}
+            return {**vm.summary(), "changed": sorted(changes)}
 
     # -- inspection ------------------------------------------------------------------------
     def stats(self, ref: str) -> dict[str, Any]:
@@ -556,10 +603,9 @@ class VMManager:
             logger.error("{}", line)
         for vm in vms:
             if vm.state == "running":
-                try:
-                    self.hooks.vm_started(vm)
-                except Exception as exc:
-                    logger.error("re-publishing {} failed: {}", vm.name, exc)
+                # One plugin failing to re-publish does not stop the others.
+                for line in self.hooks.vm_republish(vm, LifecycleContext(self.settings)):
+                    logger.error("re-publishing {} failed: {}", vm.name, line)
         self.write_ssh_config()
         logger.info("reconcile: {}", report)
         return report

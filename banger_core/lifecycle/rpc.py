@@ -67,7 +67,7 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
         "image.build": build,
         "image.register": lambda p, c: images.register(
             str(p.get("name", "")), p.get("kernel", ""), p.get("rootfs", ""), p.get("initrd"),
-            p.get("work_seed")),
+            p.get("work_seed"), p.get("kernel_config")),
         "image.list": lambda p, c: images.list(),
         "image.show": lambda p, c: image_dict(images.get(str(p.get("ref", "")))),
         "image.delete": lambda p, c: images.delete(str(p.get("ref", ""))),

@@ -78,8 +78,11 @@ def resolve_create(params: dict[str, Any], settings: Any, images: Any) -> VMSpec
     )
 
 
-def validate_set(vm: VM, params: dict[str, Any]) -> VMSpec:
-    """The changes of a ``vm set`` request, checked."""
+def validate_set(vm: VM, params: dict[str, Any], *, allow_empty: bool = False) -> VMSpec:
+    """The changes of a ``vm set`` request, checked.
+
+    :param allow_empty: the request changes plugin options only.
+    """
     _unknown(params, SET_KEYS, "vm.set")
     changes: dict[str, Any] = {}
     if "cpus" in params:
@@ -93,7 +96,7 @@ def validate_set(vm: VM, params: dict[str, Any]) -> VMSpec:
                                   f"current {format_size(vm.disk_size)}; disks only grow")
         changes["disk_size"] = size
     changes = {k: v for k, v in changes.items() if getattr(vm, k) != v}
-    if not changes and not params:
+    if not changes and not params and not allow_empty:
         raise ValidationError("nothing to change: give --cpus, --memory or --disk-size")
     return VMSpec(name=vm.name, image=vm.image.name, cpus=changes.get("cpus", vm.cpus),
                   memory_mib=changes.get("memory_mib", vm.memory_mib),

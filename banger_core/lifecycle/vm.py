@@ -7,6 +7,20 @@ from pathlib import Path
 from typing import Any
 
 
+class OptionValues(dict):  # type: ignore[type-arg]
+    """A plugin's option values; ``values["disk-size"]`` and ``values["disk_size"]`` agree."""
+
+    def __getitem__(self, key: str) -> Any:
+        return super().__getitem__(key.replace("-", "_"))
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        """Like :meth:`dict.get`, accepting dashed names."""
+        return super().get(key.replace("-", "_"), default)
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key.replace("-", "_") if isinstance(key, str) else key)
+
+
 @dataclass
 class ImageInfo:
     """The image a VM boots from."""
@@ -17,6 +31,16 @@ class ImageInfo:
     rootfs: str
     initrd: str | None = None
     work_seed: str | None = None
+    """Deprecated: use ``artifact("work-seed")``."""
+    artifacts: dict[str, str] = field(default_factory=dict)
+    """Files plugins added to the image at build time (``banger_image_artifacts``),
+    ``{name: path}``."""
+
+    def artifact(self, name: str) -> str | None:
+        """The path of the image artifact ``name``, or None when the image has none."""
+        if name in self.artifacts:
+            return self.artifacts[name]
+        return self.work_seed if name == "work-seed" else None
 
 
 @dataclass
@@ -48,10 +72,27 @@ class VM:
     created_at: float = 0.0
     started_at: float | None = None
     plugin_states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    option_defaults: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False,
+                                                       compare=False)
 
     def plugin_state(self, name: str) -> dict[str, Any]:
         """The mutable state dict of plugin ``name`` for this VM."""
         return self.plugin_states.setdefault(name, {})
+
+    @property
+    def options(self) -> dict[str, dict[str, Any]]:
+        """Stored per-VM option values, ``{plugin: {key: value}}`` (without defaults)."""
+        core = self.plugin_states.setdefault("core", {})
+        return core.setdefault("options", {})
+
+    def plugin_options(self, name: str) -> OptionValues:
+        """Plugin ``name``'s per-VM options: declared defaults, then the stored values.
+
+        Keys are the option names with ``_`` for ``-`` (``disk_size``); looking
+        one up by its dashed name (``"disk-size"``) works too.
+        """
+        return OptionValues({**self.option_defaults.get(name, {}),
+                             **self.options.get(name, {})})
 
     @property
     def api_sock(self) -> Path:
@@ -88,8 +129,19 @@ class VM:
             "dir": str(self.dir), "api_sock": str(self.api_sock),
             "console_log": str(self.console_log), "vmm_log": str(self.vmm_log),
             "last_error": self.last_error, "created_at": self.created_at,
-            "started_at": self.started_at, "plugins": self.plugin_states,
+            "started_at": self.started_at, "plugins": self._shown_states(),
+            "options": {name: dict(self.plugin_options(name))
+                        for name in sorted(set(self.option_defaults) | set(self.options))},
         }
+
+    def _shown_states(self) -> dict[str, dict[str, Any]]:
+        states = {k: dict(v) for k, v in self.plugin_states.items()}
+        core = states.get("core")
+        if core is not None:
+            core.pop("options", None)
+            if not core:
+                del states["core"]
+        return states
 
 
 @dataclass
@@ -110,3 +162,6 @@ class VMSpec:
     vm: VM | None = None
     changes: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-VM plugin options, ``{plugin: {key: value}}``: effective values for a
+    create, only the changed ones for a set."""

@@ -29,8 +29,15 @@ def _v1(db: peewee.Database) -> None:
     db.create_tables(ALL_MODELS)
 
 
+def _v2(db: peewee.Database) -> None:
+    """Images record their kernel's capabilities (older rows: empty, i.e. unknown)."""
+    columns = {c.name for c in db.get_columns("images")}
+    if "kernel_caps" not in columns:  # a store made at v1 by an older banger
+        db.execute_sql("ALTER TABLE images ADD COLUMN kernel_caps TEXT NOT NULL DEFAULT '{}'")
+
+
 # Each entry moves the schema from version N-1 to N; never edit a shipped one.
-MIGRATIONS: list[Callable[[peewee.Database], None]] = [_v1]
+MIGRATIONS: list[Callable[[peewee.Database], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

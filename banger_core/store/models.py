@@ -39,6 +39,8 @@ class Image(BaseModel):
     os = peewee.CharField(default="")
     fingerprint = peewee.CharField(default="")
     created_at = peewee.FloatField(default=time.time)
+    kernel_caps = JSONField(default=dict)
+    """``banger_core.images.kernelcaps.KernelCaps.to_dict()``; empty when not known."""
 
     class Meta:
         table_name = "images"

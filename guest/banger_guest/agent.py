@@ -698,12 +698,22 @@ class Handler(BaseHTTPRequestHandler):
             return
         except RequestError as exc:
             frames.exit(1, error=str(exc))
+            self.drain()
             return
         except (OSError, tarfile.TarError) as exc:
             where = getattr(exc, "filename", None) or dest
             frames.exit(1, error=f"writing {where}: {getattr(exc, 'strerror', None) or exc}")
+            self.drain()
             return
         frames.exit(0, entries=count)
+
+    def drain(self, seconds: float = 5.0) -> None:
+        """After an early error: let the client see it before we stop reading its data."""
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_WR)
+            self.connection.settimeout(seconds)
+            while self.rfile.read(65536):
+                pass
 
     def send_json(self, status: int, body: dict[str, Any]) -> None:
         """Send ``body`` as a JSON response with a Content-Length."""

@@ -49,6 +49,10 @@ SSH_RUN_DIR = "/run/banger/ssh"
 AGENT_CONFIG = "/run/banger/agent.json"
 RESOLV_RUN = "/run/banger/resolv.conf"
 STOP_GRACE_SECONDS = 5.0
+INTERFACE_WAIT_SECONDS = 15.0
+"""How long to wait for the guest's NIC to appear (its driver may load late)."""
+GUEST_MODULES = ("virtio_net", "vmw_vsock_virtio_transport")
+"""Modules PID-1 mode loads itself (no udev): the NIC and the vsock transport."""
 
 
 class ConfigFormatError(Exception):
@@ -266,12 +270,54 @@ class Applier:
         self.system = system
         self.writable = root_is_writable(root)
         self.mounted: list[str] = []
+        self.sys_class_net = "/sys/class/net"
 
     def path(self, path: str) -> str:
         """Map a guest path to the directory being configured."""
         return _in_root(self.root, path)
 
     # each step ---------------------------------------------------------
+
+    def interface(self, cfg: dict[str, Any]) -> None:
+        """Configure the NIC from ``network``: address/prefix, MTU, link up, default route.
+
+        The NIC is found by ``network.mac`` (any name: eth0, enp0s2, ...), else
+        by ``network.interface`` (default ``eth0``); it is waited for up to
+        :data:`INTERFACE_WAIT_SECONDS` because its driver may load late. An
+        interface that already carries the address (the kernel's ``ip=`` on an
+        IP_PNP kernel) is accepted as is.
+        """
+        net = cfg.get("network") or {}
+        address = net.get("address")
+        if not address:
+            return
+        prefix = int(net.get("prefix") or 24)
+        if not self.system:
+            log(f"network {address}/{prefix} (not applied: no system access)")
+            return
+        name = wait_for_interface(net.get("mac"), net.get("interface") or "eth0",
+                                  INTERFACE_WAIT_SECONDS, self.sys_class_net)
+        if name is None:
+            log(f"error: no network interface {net.get('mac') or net.get('interface') or 'eth0'}"
+                f" after {INTERFACE_WAIT_SECONDS:.0f}s (is the virtio_net driver loaded?)")
+            return
+        have = interface_addresses(name)
+        mtu = net.get("mtu")
+        if f"{address}/{prefix}" in have:
+            log(f"network {name} already configured ({address}/{prefix}); keeping it")
+        else:
+            log(f"network {name} {address}/{prefix}" + (f" mtu {mtu}" if mtu else ""))
+            if mtu:
+                _run(["ip", "link", "set", "dev", name, "mtu", str(int(mtu))])
+            _run(["ip", "addr", "add", f"{address}/{prefix}", "dev", name])
+        _run(["ip", "link", "set", "dev", name, "up"])
+        gateway = net.get("gateway")
+        if gateway:
+            if has_default_route():
+                log("default route already set; keeping it")
+            else:
+                log(f"default route via {gateway}")
+                _run(["ip", "route", "replace", "default", "via", gateway, "dev", name])
 
     def hostname(self, cfg: dict[str, Any]) -> None:
         """Set the hostname and, when the root is writable, /etc/hostname and /etc/hosts."""
@@ -409,6 +455,7 @@ class Applier:
         except OSError as exc:
             log(f"error: mkdir {RUN_DIR}: {exc}")
         steps: list[Callable[[dict[str, Any]], Any]] = [
+            self.interface,
             self.hostname,
             self.network,
             self.mounts,
@@ -425,6 +472,78 @@ class Applier:
         except Exception as exc:
             log(f"error: host keys: {exc}")
         return self.agent(cfg)
+
+
+def find_interface(mac: str | None, name: str, sys_class_net: str = "/sys/class/net") -> str | None:
+    """The interface with MAC ``mac`` (case-insensitive), else the one called ``name``."""
+    if mac:
+        for path in sorted(glob.glob(os.path.join(sys_class_net, "*", "address"))):
+            try:
+                with open(path) as f:
+                    if f.read().strip().lower() == mac.lower():
+                        return os.path.basename(os.path.dirname(path))
+            except OSError:
+                continue
+    return name if os.path.exists(os.path.join(sys_class_net, name)) else None
+
+
+def wait_for_interface(mac: str | None, name: str, timeout: float,
+                       sys_class_net: str = "/sys/class/net") -> str | None:
+    """Poll :func:`find_interface` until it finds one or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = find_interface(mac, name, sys_class_net)
+        if found is not None or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.1)
+
+
+def _ip_output(argv: list[str]) -> str:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return proc.stdout if proc.returncode == 0 else ""
+
+
+def interface_addresses(name: str) -> set[str]:
+    """IPv4 ``address/prefix`` strings on interface ``name`` (from ``ip -o -4 addr``)."""
+    found = set()
+    for line in _ip_output(["ip", "-o", "-4", "addr", "show", "dev", name]).splitlines():
+        words = line.split()
+        if "inet" in words:
+            found.add(words[words.index("inet") + 1])
+    return found
+
+
+def has_default_route() -> bool:
+    """True when an IPv4 default route exists."""
+    return bool(_ip_output(["ip", "-4", "route", "show", "default"]).strip())
+
+
+def load_modules(modules: Iterable[str] = GUEST_MODULES) -> None:
+    """``modprobe`` each module (PID-1 mode has no udev to do it); absence is fine.
+
+    Skipped when the guest runs on its host's kernel (the simulator sets
+    ``BANGER_GUEST_HOST_KERNEL=1``): loading modules there would change the host.
+    """
+    if os.environ.get("BANGER_GUEST_HOST_KERNEL") == "1":
+        return
+    try:
+        release = os.uname().release
+    except OSError:
+        return
+    if not os.path.isdir(f"/lib/modules/{release}"):
+        log(f"note: no /lib/modules/{release}; not loading {', '.join(modules)}")
+        return
+    for module in modules:
+        try:
+            proc = subprocess.run(["modprobe", "-q", module], capture_output=True, text=True,
+                                  timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log(f"note: modprobe {module}: {exc}")
+            continue
+        log(f"modprobe {module}: " + ("ok" if proc.returncode == 0 else "not available"))
 
 
 def hosts_file(hostname: str) -> str:
@@ -614,6 +733,7 @@ class Init:
             os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         except OSError as exc:
             log(f"error: mkdir /run/sshd: {exc}")
+        load_modules()
         cfg, _ok = read_boot_config()
         applier = Applier("/")
         try:

@@ -69,3 +69,15 @@ def test_worked_example_in_docs_is_the_tested_file(relpath: str) -> None:
     assert source.strip() in PLUGINS_DOC.read_text(), (
         f"docs/plugins.md must include docs/examples/hello_plugin/{relpath} verbatim "
         "(copy the file into the worked example section)")
+
+
+def test_generated_hook_reference_is_current() -> None:
+    """The hook reference in docs/plugins.md is generated from the hookspecs (`make docs`)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hookdocs", REPO / "scripts" / "hookdocs.py")
+    assert spec and spec.loader
+    hookdocs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hookdocs)
+    assert hookdocs.updated(PLUGINS_DOC.read_text()) == PLUGINS_DOC.read_text(), (
+        "docs/plugins.md's hook reference differs from banger_core/hookspecs.py: run `make docs`")

@@ -61,7 +61,7 @@ def test_hook_banger_cli_subcommands(banger_cli) -> None:
     assert result.exit_code == 0
     assert "hello from a vm subcommand" in result.stdout
     assert "command 'vm list' clashes with banger core; not added" in result.stderr
-    assert "no command group 'nogroup'" in result.stderr
+    assert "command group 'nogroup' does not exist" in result.stderr
     # the core's own group is untouched: a CLI built without the plugin has no `vm hello`
     plain = banger_cli(["vm", "hello"], pm=get_plugin_manager(load_entrypoints=False))
     assert "No such command 'hello'" in plain.stderr

@@ -10,8 +10,10 @@ NAME = "ports"
 
 
 def _plugin_config(call: Any) -> Any:
-    config = getattr(call, "config", None)  # i8's call context
-    return config if isinstance(config, dict) else {}
+    try:
+        return call.config
+    except Exception:  # an older core without per-plugin config on the call
+        return {}
 
 
 def ports(params: dict[str, Any], call: Any) -> dict[str, Any]:

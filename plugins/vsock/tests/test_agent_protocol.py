@@ -32,13 +32,22 @@ def agent_sock(tmp_path: Path) -> Iterator[Path]:
     path = vsock_dir / "1024.sock"
     try:
         deadline = time.monotonic() + 10
-        while not path.exists():
+        while not _accepts(path):  # bound is not yet listening: wait for accept
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.02)
         yield path
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def _accepts(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def connect(path: Path) -> p.AgentConnection:
@@ -154,7 +163,7 @@ def test_files_put_refuses_escaping_names(agent_sock: Path, tmp_path: Path) -> N
     with connect(agent_sock) as conn:
         conn.open_stream("/files/put", {"dest": str(dest)})
         conn.send(p.F_DATA, _tar([("../evil", b"x")]))
-        conn.send(p.F_DATA, b"")
+        conn.send(p.F_DATA, b"")  # the agent reads on after refusing: no broken pipe
         kind, payload = conn.recv()
     assert kind == p.F_EXIT and "refusing tar member '../evil'" in json.loads(payload)["error"]
     assert not (tmp_path / "evil").exists()

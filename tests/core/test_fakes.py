@@ -1,0 +1,54 @@
+"""The unit-test helpers plugins get: fake VM, fake context, recording runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from banger_core import BangerError, CommandError, Result, hookimpl
+from banger_core.testing import FakeRunner, fake_context, fake_vm
+
+
+class Scratch:
+    @hookimpl
+    def banger_vm_create(self, vm, ctx) -> None:
+        size = vm.plugin_options("scratch")["scratch-size"]
+        path = Path(vm.dir) / "scratch.img"
+        ctx.runner(["truncate", "-s", str(size), str(path)])
+        ctx.add_undo(lambda: path.unlink(missing_ok=True), "remove scratch disk")
+        vm.plugin_state("scratch")["path"] = str(path)
+        ctx.log.info("made %s", path)
+
+
+def test_fake_vm_and_context_drive_a_hook(tmp_path: Path) -> None:
+    vm = fake_vm("box", tmp_path / "vm", option_defaults={"scratch": {"scratch_size": 1 << 30}})
+    ctx = fake_context("scratch", {"mount_point": "/scratch"})
+    Scratch().banger_vm_create(vm=vm, ctx=ctx)
+    assert ctx.runner.calls == [["truncate", "-s", str(1 << 30),
+                                 str(tmp_path / "vm" / "scratch.img")]]
+    assert ctx.undo_descriptions() == ["plugin scratch: remove scratch disk"]
+    assert ctx.config == {"mount_point": "/scratch"}
+    assert vm.plugin_state("scratch")["path"].endswith("scratch.img")
+    assert ctx.rollback() == []
+
+
+def test_fake_runner_scripts_failures() -> None:
+    runner = FakeRunner({"mkfs.ext4": Result(["mkfs.ext4"], 1, "", "no space")})
+    with pytest.raises(CommandError, match="no space"):
+        runner(["mkfs.ext4", "x"])
+    assert runner(["mkfs.ext4", "x"], check=False).returncode == 1
+    assert runner.programs() == ["mkfs.ext4", "mkfs.ext4"]
+
+
+def test_teardown_context_refuses_undos() -> None:
+    ctx = fake_context("scratch", can_undo=False, hook="banger_vm_stopped")
+    with pytest.raises(BangerError, match="cannot register undos"):
+        ctx.add_undo(lambda: None, "x")
+
+
+def test_fake_vm_options() -> None:
+    vm = fake_vm(options={"nat": {"nat": True}}, option_defaults={"nat": {"nat": False}},
+                 state="running")
+    assert vm.plugin_options("nat") == {"nat": True}
+    assert vm.state == "running"
