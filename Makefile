@@ -38,6 +38,7 @@ bench: dev
 	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/create.py
 	$(BIN)/python bench/exec.py
+	$(BIN)/python bench/dns.py
 
 clean:
 	rm -rf $(VENV)

@@ -55,6 +55,9 @@ class DoctorContext:
 
     settings: Any
     which: Any = field(default=system.which)
+    #: True in the preflight of ``vm create``/``vm start``: skip slow probes
+    #: (name resolution, network round trips) that only ``banger doctor`` needs.
+    preflight: bool = False
 
     def plugin_config(self, name: str) -> dict[str, Any]:
         """The effective ``[plugins.<name>]`` section."""
@@ -150,9 +153,9 @@ def image_checks(settings: Any) -> list[Check]:
     return checks
 
 
-def run_checks(settings: Any, hooks: Any) -> list[Check]:
-    """Core checks, each image's kernel, then every plugin's."""
-    ctx = DoctorContext(settings)
+def run_checks(settings: Any, hooks: Any, *, preflight: bool = False) -> list[Check]:
+    """Core checks, each image's kernel, then every plugin's (``preflight``: quick ones only)."""
+    ctx = DoctorContext(settings, preflight=preflight)
     checks = core_checks(ctx) + image_checks(settings)
     for plugin, check in hooks.doctor_checks(ctx):
         check.source = plugin

@@ -117,6 +117,23 @@ def banger_daemon_stopping(daemon: DaemonAPI) -> None:
 
 
 @hookspec
+def banger_daemon_status(daemon: DaemonAPI) -> dict[str, Any]:
+    """Describe the plugin's running services for ``banger daemon status``.
+
+    Called by every ``daemon.status`` request (also while the daemon still
+    starts), so it must be quick and must not raise for services that have
+    not started yet.
+
+    :param daemon: :class:`banger_core.DaemonAPI`, as in
+        :func:`banger_daemon_started`.
+    :return: a JSON-able mapping (``{"listeners": ["udp 127.0.0.1:42069"]}``)
+        shown under the plugin's name in ``banger daemon status`` and in its
+        ``--json`` output (``plugin_services.<name>``); an empty mapping or
+        ``None`` shows nothing. A plugin that raises shows ``{"error": ...}``.
+    """
+
+
+@hookspec
 def banger_rpc_methods() -> dict[str, Any]:
     """Add JSON-RPC methods to the daemon.
 
@@ -285,21 +302,6 @@ def banger_vm_ready_checks(vm: VM, ctx: LifecycleContext) -> list[ReadyCheck]:
 
 
 @hookspec
-def banger_vm_dns_names(vm: VM) -> list[str]:
-    """Name the DNS names a VM answers to on the host (``web.vm``).
-
-    Called whenever the core describes a VM: ``vm show`` (its
-    ``dns_names`` field, which plugins' RPC handlers read through
-    ``call.call("vm.show", ...)``) and ``vm ssh-config`` (extra ``Host``
-    aliases). Must be quick and side-effect free. The core merges every
-    plugin's names, deduplicated; a plugin that fails is skipped.
-
-    :return: fully qualified names, without the trailing dot; an empty list
-        when the plugin publishes none for this VM.
-    """
-
-
-@hookspec
 def banger_vm_stopped(vm: VM, ctx: LifecycleContext) -> None:
     """Release the host runtime state of a VM that is no longer running.
 
@@ -329,6 +331,25 @@ def banger_reconcile(vms: list[VM], ctx: LifecycleContext) -> None:
     plugin at a time in reverse setup order. Remove host leftovers that
     belong to no VM in ``vms`` and restore state for running VMs. Must be
     idempotent.
+    """
+
+
+@hookspec
+def banger_vm_dns_names(vm: VM) -> list[str]:
+    """Name the DNS names under which a VM can be reached.
+
+    Called by ``vm show`` (its ``dns_names``, which plugins' RPC handlers
+    read with ``call.call("vm.show", ...)``: banger-ports names endpoints
+    this way), ``vm ssh-config`` (extra ``Host`` aliases) and any plugin that
+    wants to show or use a VM's names (through the core's
+    ``Hooks.vm_dns_names`` facade), in the daemon. Must be quick: answer
+    from memory, never from the network.
+
+    :param vm: the VM.
+    :return: fully qualified names without the trailing dot
+        (``["web.vm"]``); every plugin's names are collected, in plugin
+        order, without duplicates. Return an empty list for a VM you do
+        not publish (a stopped one).
     """
 
 

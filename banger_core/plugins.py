@@ -329,6 +329,22 @@ class Hooks:
         """Tell every plugin the daemon stops; return failures (never raise)."""
         return self.teardown("banger_daemon_stopping", daemon=daemon)
 
+    def daemon_status(self, daemon: Any) -> dict[str, Any]:
+        """``{plugin name: status mapping}`` from ``banger_daemon_status``.
+
+        A plugin that raises shows ``{"error": ...}`` instead: status must
+        always answer.
+        """
+        out: dict[str, Any] = {}
+        for impl in self.impls("banger_daemon_status"):
+            try:
+                result = self.call_one("banger_daemon_status", impl, {"daemon": daemon})
+            except Exception as exc:
+                result = {"error": _detail(exc)}
+            if result:
+                out[impl.plugin_name] = result
+        return out
+
     def doctor_checks(self, ctx: Any) -> list[tuple[str, Any]]:
         """``(plugin name, Check)`` pairs; a plugin whose hook raises gets a failing check."""
         from banger_core.doctor import Check
@@ -380,12 +396,12 @@ class Hooks:
         return out
 
     def vm_dns_names(self, vm: Any) -> list[str]:
-        """Every DNS name plugins publish for ``vm`` (deduplicated, in plugin order)."""
+        """Every DNS name plugins publish for ``vm`` (plugin order, no duplicates)."""
         names: list[str] = []
-        for _name, result in self.collect("banger_vm_dns_names", vm=vm):
-            for item in result or []:
-                if isinstance(item, str) and item and item not in names:
-                    names.append(item)
+        for _, result in self.collect("banger_vm_dns_names", vm=vm):
+            for name in result or []:
+                if name not in names:
+                    names.append(name)
         return names
 
     def vm_stopped(self, vm: Any) -> list[str]:

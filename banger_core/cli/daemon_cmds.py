@@ -86,3 +86,7 @@ def status(as_json: bool) -> None:
         if svc:
             details = ", ".join(f"{k} {v}" for k, v in svc.items())
             click.echo(f"  {name + ':':<9} {details}")
+    for name, svc in (info.get("plugin_services") or {}).items():
+        for key, value in svc.items():
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+            click.echo(f"  {name + ':':<9} {key} {shown}")

@@ -147,6 +147,8 @@ def show(ref: str, as_json: bool) -> None:
             ("root disk", f"{info['root_disk']} ({info['root_strategy']})"),
             ("console log", info["console_log"]), ("vmm log", info["vmm_log"]),
             ("api socket", info["api_sock"])]
+    if info.get("dns_names"):
+        rows.append(("dns names", ", ".join(info["dns_names"])))
     if info.get("last_error"):
         rows.append(("last error", info["last_error"]))
     for plugin, values in sorted((info.get("options") or {}).items()):

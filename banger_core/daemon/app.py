@@ -83,6 +83,7 @@ class Daemon:
             "operations": len(self.operations.running()),
             "services": {name: getattr(svc, "describe", lambda: {})()
                          for name, svc in self.services.items()},
+            "plugin_services": self.hooks.daemon_status(self),
         }
 
     def stop(self, params: dict[str, Any], call: RPCCall) -> dict[str, Any]:

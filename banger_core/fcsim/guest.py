@@ -248,6 +248,13 @@ class Guest:
                 netdev.ip("link", "set", guest_if, "mtu", str(mtu), netns=self.netns)
             with contextlib.suppress(OSError):
                 Path(f"/proc/sys/net/ipv6/conf/{host_if}/disable_ipv6").write_text("1")
+            # The host end only carries frames for the pump: like a TAP's
+            # inside of Firecracker, it must not answer the guest's ARP for
+            # the gateway (the guest would send to its MAC and bypass the
+            # bridge) nor route what arrives on it.
+            for key, value in (("arp_ignore", "8"), ("forwarding", "0")):
+                with contextlib.suppress(OSError):
+                    Path(f"/proc/sys/net/ipv4/conf/{host_if}/{key}").write_text(value)
             netdev.tx_offload_off(host_if)
             netdev.tx_offload_off(guest_if, self.netns)
             netdev.ip("link", "set", host_if, "up")

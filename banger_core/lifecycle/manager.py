@@ -326,7 +326,8 @@ class VMManager:
 
     def preflight(self) -> None:
         """Fail early, with the fix, when the host is not ready."""
-        failing = [c for c in run_checks(self.settings, self.hooks) if c.required and not c.ok]
+        failing = [c for c in run_checks(self.settings, self.hooks, preflight=True)
+                   if c.required and not c.ok]
         if failing:
             first = failing[0]
             more = (f" (and {len(failing) - 1} more; run `banger doctor`)"
@@ -606,6 +607,7 @@ class VMManager:
                 # One plugin failing to re-publish does not stop the others.
                 for line in self.hooks.vm_republish(vm, LifecycleContext(self.settings)):
                     logger.error("re-publishing {} failed: {}", vm.name, line)
+                self._save(vm)  # plugin state the hooks updated (NAT status, ...)
         self.write_ssh_config()
         logger.info("reconcile: {}", report)
         return report

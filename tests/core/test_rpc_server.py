@@ -45,7 +45,8 @@ def send(sock_path: Path, payload: bytes) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(10)
     sock.connect(str(sock_path))
-    sock.sendall(payload)
+    if payload:  # sending nothing to a server that already hung up would race into EPIPE
+        sock.sendall(payload)
     return sock
 
 

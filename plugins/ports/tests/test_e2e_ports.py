@@ -55,7 +55,11 @@ def start_servers(host, tmp_path: Path) -> None:
 
 def test_ports_shows_web_endpoints_and_listeners(host, tmp_path):
     host.cli("vm", "create", "p1", "--cpus", "1", "--memory", "256")
-    ip = host.json("vm", "show", "p1")["ip"]
+    shown = host.json("vm", "show", "p1")
+    # Endpoints use the VM's DNS name when a plugin publishes one (banger-dns), else its IP.
+    dns_loaded = "dns" in [p["name"] for p in host.json("plugins") if p["status"] == "loaded"]
+    assert shown["dns_names"] == (["p1.vm"] if dns_loaded else [])
+    name = shown["dns_names"][0] if dns_loaded else shown["ip"]
     start_servers(host, tmp_path)
     deadline = time.monotonic() + 30
     while True:
@@ -66,21 +70,21 @@ def test_ports_shows_web_endpoints_and_listeners(host, tmp_path):
         assert time.monotonic() < deadline, rows
         time.sleep(0.2)
     by_endpoint = {r["endpoint"]: r for r in rows}
-    assert by_endpoint[f"http://{ip}:8000/"]["proto"] == "http"
-    assert by_endpoint[f"http://{ip}:8000/"]["command"] == "python3 -m http.server 8000"
-    assert by_endpoint[f"https://{ip}:8443/"]["proto"] == "https"
-    assert by_endpoint[f"https://{ip}:8443/"]["process"] == "python3"
-    assert by_endpoint[f"{ip}:22"]["proto"] == "tcp"
-    assert by_endpoint[f"{ip}:22"]["process"] == "sshd"
-    assert by_endpoint[f"{ip}:5555"]["proto"] == "udp"
+    assert by_endpoint[f"http://{name}:8000/"]["proto"] == "http"
+    assert by_endpoint[f"http://{name}:8000/"]["command"] == "python3 -m http.server 8000"
+    assert by_endpoint[f"https://{name}:8443/"]["proto"] == "https"
+    assert by_endpoint[f"https://{name}:8443/"]["process"] == "python3"
+    assert by_endpoint[f"{name}:22"]["proto"] == "tcp"
+    assert by_endpoint[f"{name}:22"]["process"] == "sshd"
+    assert by_endpoint[f"{name}:5555"]["proto"] == "udp"
     # 0.0.0.0:9000 and [::]:9000: one row
     plain = [r for r in rows if r["port"] == 9000]
-    assert [(r["proto"], r["endpoint"]) for r in plain] == [("tcp", f"{ip}:9000")]
+    assert [(r["proto"], r["endpoint"]) for r in plain] == [("tcp", f"{name}:9000")]
     table = host.cli("vm", "ports", "p1").stdout.splitlines()
     assert table[0].split() == ["PROTO", "ENDPOINT", "PROCESS", "COMMAND"]
-    assert any(line.split()[:3] == ["https", f"https://{ip}:8443/", "python3"]
+    assert any(line.split()[:3] == ["https", f"https://{name}:8443/", "python3"]
                for line in table)
-    assert sum(f"{ip}:9000" in line for line in table) == 1
+    assert sum(f"{name}:9000" in line for line in table) == 1
 
 
 def test_ports_of_a_stopped_vm_is_a_clear_error(host):
