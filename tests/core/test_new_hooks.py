@@ -1,4 +1,4 @@
-"""The hooks added for the agent channel: ready checks, DNS names, subcommands of core groups."""
+"""Hooks added for the agent channel: ready checks; plugin subcommands of core groups."""
 
 from __future__ import annotations
 
@@ -15,27 +15,11 @@ class Ready:
                            timeout=3.0, detail=vm)]
 
 
-class Names:
-    def __init__(self, *names: str) -> None:
-        self.names = list(names)
-
-    @hookimpl
-    def banger_vm_dns_names(self, vm):
-        return self.names
-
-
 def test_hook_banger_vm_ready_checks() -> None:
     hooks = Hooks(get_plugin_manager(load_entrypoints=False, extra=[("ready", Ready())]))
     [(plugin, check)] = hooks.vm_ready_checks("vm1", None)
     assert plugin == "ready" and check.name == "waiting for thing" and check.detail == "vm1"
     assert check.wait(check.timeout, lambda: False) == "fine"
-
-
-def test_hook_banger_vm_dns_names() -> None:
-    pm = get_plugin_manager(load_entrypoints=False,
-                            extra=[("a", Names("web.vm", "")), ("b", Names("web.vm", "web.lan"))])
-    assert Hooks(pm).vm_dns_names("vm") == ["web.vm", "web.lan"]
-    assert Hooks(get_plugin_manager(load_entrypoints=False)).vm_dns_names("vm") == []
 
 
 @click.command("hello")
