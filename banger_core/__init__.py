@@ -66,10 +66,13 @@ _LAZY: dict[str, str] = {
     "table": "banger_core.cli.output",
     "human_bytes": "banger_core.cli.output",
     "parse_size": "banger_core.units",
+    # declared RPC parameters
+    "Field": "banger_core.rpc.schema",
+    "rpc_params": "banger_core.rpc.schema",
     "format_size": "banger_core.units",
     # readiness, handing over descriptors
     "ReadyCheck": "banger_core.lifecycle.ready",
-    "FDResult": "banger_core.rpc.protocol",
+    "PassFd": "banger_core.daemon.server",
 }
 
 __all__ = [
@@ -84,7 +87,7 @@ __all__ = [
     "DaemonError",
     "DoctorContext",
     "Drive",
-    "FDResult",
+    "Field",
     "GuestConfig",
     "GuestOS",
     "ImageInfo",
@@ -94,6 +97,7 @@ __all__ = [
     "NotFoundError",
     "Option",
     "OptionValues",
+    "PassFd",
     "PluginCall",
     "PluginError",
     "ProvisionStep",
@@ -112,6 +116,7 @@ __all__ = [
     "human_bytes",
     "parse_size",
     "rpc",
+    "rpc_params",
     "run",
     "table",
     "which",
@@ -135,6 +140,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from banger_core.api import DaemonAPI, PluginCall, RPCCall
     from banger_core.cli.context import rpc
     from banger_core.cli.output import emit_json, human_bytes, table
+    from banger_core.daemon.server import PassFd
     from banger_core.doctor import Check, DoctorContext
     from banger_core.guestconfig import GuestConfig
     from banger_core.hookspecs import hookimpl
@@ -144,7 +150,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from banger_core.lifecycle.ready import ReadyCheck
     from banger_core.lifecycle.vm import VM, ImageInfo, OptionValues, VMSpec
     from banger_core.pluginconfig import Option
-    from banger_core.rpc.protocol import FDResult
+    from banger_core.rpc.schema import Field, rpc_params
     from banger_core.system import Result, Runner, run, which
     from banger_core.units import format_size, parse_size
     from banger_core.vmoptions import VMOption

@@ -157,7 +157,7 @@ def banger_rpc_methods() -> dict[str, Any]:
     plugin) in the same worker thread for the same peer (banger-ports asks
     ``vm.show`` for a VM's ``dns_names`` and banger-vsock's ``vm.agent`` for
     the guest's listeners). A handler may return
-    ``banger_core.FDResult(result, fd)``: the reply then carries an open
+    ``banger_core.PassFd(result, fd)``: the reply then carries an open
     file descriptor (``SCM_RIGHTS``; the daemon closes its copy), received
     by the CLI with ``RPCClient.call_with_fd(method, params) -> (result,
     fd)`` (banger-vsock hands the CLI a connected guest-agent stream so

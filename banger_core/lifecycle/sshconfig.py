@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -12,10 +13,14 @@ INCLUDED_NAME = "config"
 """The daemon rewrites ``<ssh dir>/config`` whenever a VM is created or deleted."""
 
 
-def proxy_command(netns: str) -> str:
-    """The ``ProxyCommand`` reaching VMs in the daemon's network namespace ``netns``."""
-    return (f"nsenter --net=/run/netns/{netns} -- {sys.executable} -m banger_core.sshproxy "
-            "%h %p")
+def proxy_command(name: str) -> str:
+    """The ``ProxyCommand`` reaching VM ``name`` when the daemon has a network namespace.
+
+    ``banger _fdpass`` asks the daemon for a socket connected to the VM's
+    port 22 (the daemon connects from its namespace) and hands it to ssh
+    (``ProxyUseFdpass``): no ``nsenter``, no root.
+    """
+    return shlex.join([sys.executable, "-m", "banger_core.cli.main", "_fdpass", name])
 
 
 def host_block(vm: dict[str, Any], key: Path, netns: str) -> str:
@@ -35,7 +40,8 @@ def host_block(vm: dict[str, Any], key: Path, netns: str) -> str:
              "    UserKnownHostsFile /dev/null",
              "    LogLevel ERROR"]
     if netns:
-        lines.append(f"    ProxyCommand {proxy_command(netns)}")
+        lines.append(f"    ProxyCommand {proxy_command(vm['name'])}")
+        lines.append("    ProxyUseFdpass yes")
     return "\n".join(lines) + "\n"
 
 

@@ -30,6 +30,7 @@ import struct
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from banger_core import system
 from banger_core.net.namespaces import delete_netns, ensure_netns
@@ -55,7 +56,7 @@ class FakeInternet:
         self.records = dict(records or RECORDS)
         self.log = workdir / "clients.log"
         self.resolv_conf = workdir / "resolv.conf"
-        self._proc = None
+        self._proc: Any = None
 
     def _in(self, netns: str, *argv: str) -> None:
         system.run(["ip", "-n", netns, *argv])

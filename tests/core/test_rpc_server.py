@@ -125,7 +125,7 @@ def test_round_trip_errors_and_results(sock_path: Path) -> None:
             client.call("t.missing")
         with pytest.raises(NotFoundError, match=r"unknown method 't\.nope'"):
             client.call("t.nope")
-        with pytest.raises(Exception, match="internal error: KeyError"):
+        with pytest.raises(Exception, match=r"internal error in t\.crash: KeyError"):
             client.call("t.crash")
         assert client.call("t.aecho", {"x": 1}) == 2  # the connection still works
 
@@ -200,7 +200,7 @@ def test_refused_peer_gets_an_error(sock_path: Path, monkeypatch) -> None:
 
 
 def test_handler_hands_the_client_a_file_descriptor(sock_path: Path) -> None:
-    from banger_core import FDResult
+    from banger_core import PassFd
     from banger_core.errors import DaemonError
 
     server = RPCServer(sock_path)
@@ -210,7 +210,7 @@ def test_handler_hands_the_client_a_file_descriptor(sock_path: Path) -> None:
         a, b = socket.socketpair()
         b.sendall(b"through the descriptor")
         b.close()
-        return FDResult({"kind": "socket"}, a.detach())
+        return PassFd({"kind": "socket"}, a.detach())
 
     server.register("t.give", give)
     server.register("t.plain", lambda p, c: {"no": "fd"})

@@ -122,6 +122,43 @@ def test_guest_listener_forwards_other_names():
         silent.close()
 
 
+class FakeTCPUpstream:
+    """A TCP resolver on loopback that answers every A query with 203.0.113.8."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                length = struct.unpack("!H", conn.recv(2))[0]
+                query = DNSRecord.parse(conn.recv(length))
+                reply = query.reply()
+                reply.add_answer(RR(query.q.qname, QTYPE.A, rdata=A("203.0.113.8"), ttl=60))
+                data = reply.pack()
+                conn.sendall(struct.pack("!H", len(data)) + data)
+
+
+def test_tcp_queries_are_forwarded_over_tcp():
+    upstream = FakeTCPUpstream()
+    port = free_port()
+    server = DNSServer(Zone(), [Listener("127.0.0.1", port, recursion=True)],
+                       [("127.0.0.1", upstream.port)])
+    server.start()
+    try:
+        reply = ask("127.0.0.1", port, "www.example.test", over="tcp")
+        assert str(reply.rr[0].rdata) == "203.0.113.8"
+    finally:
+        server.stop()
+        upstream.sock.close()
+
+
 def test_no_upstream_is_servfail():
     port = free_port()
     server = DNSServer(Zone(), [Listener("127.0.0.1", port, recursion=True)], [])

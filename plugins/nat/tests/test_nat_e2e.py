@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -72,6 +74,7 @@ def test_guest_reaches_the_internet_through_the_uplink(host):
     assert forward[0] == "-P FORWARD DROP"
     status = host.json("daemon", "status")
     assert status["plugin_services"]["nat"]["uplink"] == "bgup0"
+    assert host.netns_run("cat", "/proc/sys/net/ipv4/ip_forward").stdout.strip() == "1"
 
 
 def test_stop_removes_exactly_that_vms_rules_and_start_restores_them(host):
@@ -139,6 +142,18 @@ def test_per_vm_egress_allow(host):
     host.cli("vm", "delete", "--force", "n4")
 
 
+def test_a_vmm_that_dies_loses_its_rules(host):
+    host.cli("vm", "create", "n6", "--cpus", "1", "--memory", "256M")
+    info = host.json("vm", "show", "n6")
+    assert any(info["id"] in r for r in banger_rules(host))
+    os.kill(info["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while any(info["id"] in r for r in banger_rules(host)):
+        assert time.monotonic() < deadline, "the dead VM's rules stayed"
+        time.sleep(0.2)
+    host.cli("vm", "delete", "n6")
+
+
 def test_egress_allow_list(host):
     host.add_config('[plugins.nat]\nallow = ["203.0.113.10/32:80"]')
     host.cli("daemon", "stop")
@@ -154,3 +169,21 @@ def test_nothing_left_after_delete_and_daemon_stop(host):
     assert banger_rules(host) == []
     host.cli("daemon", "stop")
     assert banger_rules(host) == []
+
+
+def test_without_uplink_nat_is_off_and_doctor_and_vm_show_say_why():
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces, TAP and loop devices)")
+    from banger_core.testing.images import cached_debian_image
+
+    image = cached_debian_image()
+    with SimulatedHost(tap_pool_size=1) as h:  # no fake internet: no default route
+        h.start()
+        h.register_image(image)
+        doctor = h.cli("doctor", check=False).stdout
+        assert "nat uplink" in doctor and "no IPv4 default route" in doctor
+        h.cli("vm", "create", "solo", "--cpus", "1", "--memory", "256M")
+        show = h.cli("vm", "show", "solo").stdout
+        assert "off: no IPv4 default route" in show
+        assert banger_rules(h) == []
+        h.cli("vm", "delete", "--force", "solo")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from banger_core import Field, rpc_params
 from banger_core.errors import BangerError, ConflictError, ValidationError
 
 NAME = "ports"
@@ -16,6 +17,7 @@ def _plugin_config(call: Any) -> Any:
         return {}
 
 
+@rpc_params(ref=Field.str(required=True, max=255))
 def ports(params: dict[str, Any], call: Any) -> dict[str, Any]:
     """``vm.ports {ref}`` -> ``{"name", "host", "ports": [rows]}``."""
     from banger_ports.enrich import rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from banger_core import Field, rpc_params
 from banger_core.errors import BangerError, ConflictError, ValidationError
 
 NAME = "vsock"
@@ -49,6 +50,10 @@ def _connect(vm: Any, timeout: float = 2.0) -> Any:
     return connect_port(vm.vsock_path, int(state.get("port", 1024)), timeout=timeout)
 
 
+REF = Field.str(required=True, max=255)
+
+
+@rpc_params(ref=REF)
 def health(params: dict[str, Any], call: Any) -> dict[str, Any]:
     """``vm.health {ref}``: the agent's ``/healthz`` answer, with the VM's name."""
     from banger_vsock.protocol import AgentConnection
@@ -65,6 +70,7 @@ def health(params: dict[str, Any], call: Any) -> dict[str, Any]:
     return {"name": vm.name, "state": vm.state, **body}
 
 
+@rpc_params(ref=REF, path=Field.enum(*GET_PATHS, required=True))
 def agent_get(params: dict[str, Any], call: Any) -> Any:
     """``vm.agent {ref, path}``: a JSON GET on the agent (``/healthz``, ``/ports``)."""
     from banger_vsock.protocol import AgentConnection
@@ -78,14 +84,15 @@ def agent_get(params: dict[str, Any], call: Any) -> Any:
         return conn.get_json(path)
 
 
+@rpc_params(ref=REF)
 def agent_connect(params: dict[str, Any], call: Any) -> Any:
     """``vm.agent_connect {ref}``: a connected agent stream, handed over as a descriptor."""
-    from banger_core.rpc.protocol import FDResult
+    from banger_core import PassFd
 
     vm = _vm(params, call)
     sock = _connect(vm)
     fd = sock.detach()
-    return FDResult({"name": vm.name, "protocol": 2}, fd)
+    return PassFd({"name": vm.name, "protocol": 2}, fd)
 
 
 METHODS = {"vm.health": health, "vm.agent": agent_get, "vm.agent_connect": agent_connect}
