@@ -66,6 +66,9 @@ _LAZY: dict[str, str] = {
     "table": "banger_core.cli.output",
     "human_bytes": "banger_core.cli.output",
     "parse_size": "banger_core.units",
+    # declared RPC parameters
+    "Field": "banger_core.rpc.schema",
+    "rpc_params": "banger_core.rpc.schema",
     "format_size": "banger_core.units",
 }
 
@@ -81,6 +84,7 @@ __all__ = [
     "DaemonError",
     "DoctorContext",
     "Drive",
+    "Field",
     "GuestConfig",
     "GuestOS",
     "ImageInfo",
@@ -107,6 +111,7 @@ __all__ = [
     "human_bytes",
     "parse_size",
     "rpc",
+    "rpc_params",
     "run",
     "table",
     "which",
@@ -138,6 +143,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from banger_core.lifecycle.machine import Drive, MachineSpec, NetworkInterface, Vsock
     from banger_core.lifecycle.vm import VM, ImageInfo, OptionValues, VMSpec
     from banger_core.pluginconfig import Option
+    from banger_core.rpc.schema import Field, rpc_params
     from banger_core.system import Result, Runner, run, which
     from banger_core.units import format_size, parse_size
     from banger_core.vmoptions import VMOption

@@ -97,7 +97,18 @@ def core_checks(ctx: DoctorContext) -> list[Check]:
                             fix=f"apt install {package}  (needed for {purpose})",
                             required=required))
     checks += root_disk_checks(settings)
+    checks.append(overcommit_check(settings))
     return checks
+
+
+def overcommit_check(settings: Any) -> Check:
+    """Whether the VMs' thin-provisioned disks could outgrow the free space."""
+    from banger_core.disks.space import usage
+
+    u = usage(settings.paths.vms_dir)
+    return Check("disk overcommit", not u.overcommitted,
+                 ("overcommitted: " if u.overcommitted else "ok: ") + u.describe(),
+                 fix="free space on the state file system or delete VMs you do not need")
 
 
 def root_disk_checks(settings: Any) -> list[Check]:

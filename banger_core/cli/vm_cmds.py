@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import Any
@@ -61,11 +60,17 @@ def create(name: str, image: str | None, cpus: int | None, memory: str | None,
     if options:
         params["options"] = options
     result = follow_operation(rpc("vm.create", params), quiet=as_json)
+    _warn(result)
     if as_json:
         emit_json(result)
         return
     click.echo(f"VM {result['name']} is ready at {result['ip']}")
     click.echo(f"  connect:  banger vm ssh {result['name']}")
+
+
+def _warn(result: dict[str, Any]) -> None:
+    for line in result.get("warnings") or []:
+        click.echo(f"banger: warning: {line}", err=True)
 
 
 def follow_operation(op: dict[str, Any], *, quiet: bool = False) -> Any:
@@ -231,6 +236,7 @@ def set_(refs: tuple[str, ...], cpus: int | None, memory: str | None,
 
     def action(vm: dict) -> str:
         result = rpc("vm.set", {"ref": vm["id"], **params})
+        _warn(result)
         changed = ", ".join(result["changed"]) or "nothing changed"
         return f"updated ({changed})"
     run_on_vms(list(refs), action)
@@ -288,19 +294,13 @@ def stats(ref: str, as_json: bool) -> None:
 def ssh(ref: str, command: tuple[str, ...]) -> None:
     """SSH into a VM as root; anything after `--` runs as a command."""
     from banger_core import system
+    from banger_core.cli.fdpass import ssh_options
 
     info = rpc("vm.ssh_info", {"ref": ref})
-    argv = ["ssh", "-i", info["key"], "-o", "StrictHostKeyChecking=no",
+    # The daemon connects (from its network namespace) and passes us the socket.
+    argv = ["ssh", *ssh_options(info), "-o", "StrictHostKeyChecking=no",
             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
             "-o", "ConnectTimeout=10", f"{info['user']}@{info['ip']}"]
     if command:
         argv += ["--", *command]
-    daemon_ns = f"/proc/{info['daemon_pid']}/ns/net"
-    try:
-        if os.readlink(daemon_ns) != os.readlink("/proc/self/ns/net"):
-            # The daemon (and its VMs' bridge) lives in a network namespace of
-            # its own, as on the simulated host: reach the VM from there.
-            argv = ["nsenter", f"--net={daemon_ns}", "--", *argv]
-    except OSError:
-        pass
     system.exec_replace(argv)

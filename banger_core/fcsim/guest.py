@@ -31,6 +31,7 @@ from banger_core.fcsim.state import (
     VETH_PREFIX,
     StateFile,
     cleanup_state,
+    hold_netns_lock,
     proc_starttime,
     run_dir,
 )
@@ -221,6 +222,7 @@ class Guest:
     def _make_network(self, ipcfg: netdev.IpConfig | None) -> None:
         assert self.state is not None
         self.state.set("netns", self.netns)
+        self._netns_lock = hold_netns_lock(self.netns)  # liveness for other installations
         system.run(["ip", "netns", "add", self.netns], timeout=15)
         netdev.ip("link", "set", "lo", "up", netns=self.netns)
         for index, nic in enumerate(self.vmm.nets):

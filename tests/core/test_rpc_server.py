@@ -125,7 +125,7 @@ def test_round_trip_errors_and_results(sock_path: Path) -> None:
             client.call("t.missing")
         with pytest.raises(NotFoundError, match=r"unknown method 't\.nope'"):
             client.call("t.nope")
-        with pytest.raises(Exception, match="internal error: KeyError"):
+        with pytest.raises(Exception, match=r"internal error in t\.crash: KeyError"):
             client.call("t.crash")
         assert client.call("t.aecho", {"x": 1}) == 2  # the connection still works
 
