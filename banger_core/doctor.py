@@ -26,6 +26,8 @@ PROGRAMS: dict[str, tuple[str, str, bool]] = {
     "mmdebstrap": ("banger image build", "mmdebstrap", False),
     "dmsetup": ("dm-snapshot root disks", "dmsetup", False),
     "ethtool": ("the simulator's guest network", "ethtool", False),
+    "qemu-system-x86_64": ("banger-fcqemu (real guest kernels under QEMU)", "qemu-system-x86",
+                           False),
 }
 
 
@@ -64,18 +66,56 @@ class DoctorContext:
         return self.settings.plugin(name)
 
 
+def vmm_kind(path: str) -> str:
+    """Which VMM a binary is: ``"simulator"``, ``"fcqemu"`` or ``"firecracker"`` (by name)."""
+    names = {Path(path).name, Path(os.path.realpath(path)).name}
+    if "banger-fcsim" in names:
+        return "simulator"
+    if "banger-fcqemu" in names:
+        return "fcqemu"
+    return "firecracker"
+
+
+def _fcqemu_detail() -> tuple[bool, str, str]:
+    """Is QEMU there for banger-fcqemu, and which accelerator it would use."""
+    from banger_core.fcqemu.accel import choose_accel
+
+    qemu = os.environ.get("BANGER_FCQEMU_QEMU") or "qemu-system-x86_64"
+    found = system.which(qemu)
+    if not found:
+        return False, f"{qemu} not found", "apt install qemu-system-x86"
+    try:
+        accel, why = choose_accel()
+    except ValueError as exc:
+        return False, str(exc), "set BANGER_FCQEMU_ACCEL to auto, kvm or tcg"
+    return True, f"{found}, accelerator {accel} ({why})", ""
+
+
 def firecracker_check(binary: str) -> Check:
-    """Is the configured VMM binary there?"""
+    """Is the configured VMM binary there, and which VMM is it?
+
+    banger drives real Firecracker, the simulator (``banger-fcsim``: no real
+    kernel) or ``banger-fcqemu`` (the guest's own kernel under QEMU) through
+    the same code path; the detail names which one was found.
+    """
     path = system.which(binary) if "/" not in binary else (binary if os.access(binary, os.X_OK)
                                                            else None)
     if path:
-        simulated = Path(path).name == "banger-fcsim"
-        detail = f"{path}" + (" (the Firecracker simulator: no real VMs)" if simulated else "")
-        return Check("firecracker", True, detail, required=True)
+        kind = vmm_kind(path)
+        if kind == "simulator":
+            return Check("firecracker", True,
+                         f"{path} (the Firecracker simulator: no real VMs)", required=True)
+        if kind == "fcqemu":
+            ok, detail, fix = _fcqemu_detail()
+            return Check("firecracker", ok,
+                         f"{path} (banger-fcqemu: the guest's own kernel under QEMU; {detail})",
+                         fix=fix, required=True)
+        return Check("firecracker", True, f"{path} (Firecracker)", required=True)
     return Check("firecracker", False, f"{binary!r} not found",
                  fix="install Firecracker (github.com/firecracker-microvm/firecracker releases), "
                      "or run on the simulator: set BANGER_FIRECRACKER_BIN=banger-fcsim "
-                     "(see `make demo`)", required=True)
+                     "(see `make demo`), or on QEMU: BANGER_FIRECRACKER_BIN=banger-fcqemu",
+                 required=True)
 
 
 def core_checks(ctx: DoctorContext) -> list[Check]:

@@ -2,7 +2,9 @@
 
 Everything it makes (the namespace, the daemon, VMM processes, the state
 directory) is removed by :meth:`SimulatedHost.close`, also after a failure.
-Plugin authors use it through the ``sim_host`` fixture.
+Plugin authors use it through the ``sim_host`` fixture. ``vmm="banger-fcqemu"``
+boots the guests' real kernels under QEMU instead (slow under TCG: raise
+``ssh_timeout`` and ``stop_grace``).
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ class SimulatedHost:
 
     def __init__(self, *, subnet: str = "172.30.0.0/24", tap_pool_size: int = 2,
                  extra_config: str = "", env: dict[str, str] | None = None,
-                 internet: bool = False) -> None:
+                 internet: bool = False, vmm: str = "banger-fcsim",
+                 ssh_timeout: float = 60.0, stop_grace: float = 5.0) -> None:
         token = secrets.token_hex(3)
+        self.vmm = console_script(vmm) if "/" not in vmm else vmm
         self.tap_pool_size = tap_pool_size
         # Short paths: AF_UNIX socket paths are limited to 108 bytes.
         self.root = Path(tempfile.mkdtemp(prefix=f"bgr-{token}-", dir="/tmp"))
@@ -47,10 +51,10 @@ class SimulatedHost:
             f'netns = "{self.netns}"\n'
             'log_level = "debug"\n'
             "[firecracker]\n"
-            f'binary = "{console_script("banger-fcsim")}"\n'
+            f'binary = "{self.vmm}"\n'
             "[vm]\n"
-            "stop_grace_seconds = 5.0\n"
-            "ssh_timeout_seconds = 60.0\n"
+            f"stop_grace_seconds = {stop_grace}\n"
+            f"ssh_timeout_seconds = {ssh_timeout}\n"
             "[network]\n"
             'bridge = "bgbr0"\n'
             f'subnet = "{subnet}"\n'

@@ -10,6 +10,13 @@ It listens on AF_VSOCK (any CID, port from ``--port`` or
 ``$BANGER_VSOCK_DIR/<port>.sock``, where the simulator forwards
 ``CONNECT <port>``.
 
+It also serves the virtio-serial port ``banger.agent``
+(``/dev/virtio-ports/banger.agent``) when the VM has one: ``banger-fcqemu``
+bridges the hybrid-vsock socket to it where ``/dev/vhost-vsock`` is missing.
+Connections are multiplexed over the port in frames (see
+``banger_core/fcqemu/serialmux.py`` for the protocol, whose constants are
+repeated here because this file is standalone).
+
 Endpoints (JSON): ``GET /healthz`` and ``GET /ports``; anything else is a
 JSON 404. See ``guest/README.md`` for the response shapes.
 """
@@ -24,7 +31,10 @@ import os
 import signal
 import socket
 import socketserver
+import struct
+import subprocess
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -220,6 +230,234 @@ def make_server(port: int, vsock_dir: str | None = None) -> socketserver.BaseSer
     return VsockServer((socket.VMADDR_CID_ANY, port), Handler)
 
 
+# --------------------------------------------------------------------------
+# virtio-serial: connections multiplexed over one port (banger-fcqemu)
+
+SERIAL_PORT_NAME = "banger.agent"
+SERIAL_MAGIC = b"BGRM"
+SERIAL_HEADER = struct.Struct(">4sBII")
+SERIAL_MAX_PAYLOAD = 16384
+SYNC, HELLO, OPEN, OPENED, REFUSED, DATA, EOF, CLOSE = range(1, 9)
+SERIAL_WAIT_SECONDS = 120.0
+
+
+def find_serial_port(
+    name: str = SERIAL_PORT_NAME, dev: str = "/dev", sysfs: str = "/sys/class/virtio-ports"
+) -> str | None:
+    """The device of the virtio-serial port ``name``: udev's symlink, else found in sysfs."""
+    link = os.path.join(dev, "virtio-ports", name)
+    if os.path.exists(link):
+        return link
+    try:
+        entries = sorted(os.listdir(sysfs))
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            with open(os.path.join(sysfs, entry, "name")) as f:
+                if f.read().strip() == name:
+                    node = os.path.join(dev, entry)
+                    return node if os.path.exists(node) else None
+        except OSError:
+            continue
+    return None
+
+
+class FrameReader:
+    """Split the port's byte stream into frames, skipping garbage up to the next magic."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+
+    def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
+        """Add ``data``; return complete frames as ``(type, channel, payload)``."""
+        self.buffer += data
+        frames = []
+        while True:
+            start = self.buffer.find(SERIAL_MAGIC)
+            if start < 0:
+                self.buffer = self.buffer[-(len(SERIAL_MAGIC) - 1) :]
+                return frames
+            self.buffer = self.buffer[start:]
+            if len(self.buffer) < SERIAL_HEADER.size:
+                return frames
+            _magic, kind, channel, length = SERIAL_HEADER.unpack_from(self.buffer)
+            if length > SERIAL_MAX_PAYLOAD or not SYNC <= kind <= CLOSE:
+                self.buffer = self.buffer[1:]
+                continue
+            end = SERIAL_HEADER.size + length
+            if len(self.buffer) < end:
+                return frames
+            frames.append((kind, channel, self.buffer[SERIAL_HEADER.size : end]))
+            self.buffer = self.buffer[end:]
+
+
+class SerialMux:
+    """Serves the agent's HTTP API to connections multiplexed over a virtio-serial port.
+
+    The host opens a channel per hybrid-vsock connection (``OPEN`` + port);
+    each accepted channel gets a socket pair whose one end is handed to the
+    HTTP handler, the other pumped to and from ``DATA`` frames.
+    """
+
+    def __init__(self, path: str, port: int) -> None:
+        self.path = path
+        self.port = port
+        self.fd = -1
+        self.write_lock = threading.Lock()
+        self.lock = threading.Lock()
+        self.channels: dict[int, socket.socket] = {}
+        self.stopped = False
+
+    def send(self, kind: int, channel: int = 0, payload: bytes = b"") -> None:
+        """Write one frame (one write: the port takes up to 32 KiB atomically)."""
+        frame = SERIAL_HEADER.pack(SERIAL_MAGIC, kind, channel, len(payload)) + payload
+        with self.write_lock:
+            view = memoryview(frame)
+            while view:
+                written = os.write(self.fd, view)
+                view = view[written:]
+
+    def serve_forever(self) -> None:
+        """Open the port, announce the agent and serve channels until the port fails."""
+        self.serve_fd(os.open(self.path, os.O_RDWR | os.O_CLOEXEC))
+
+    def serve_fd(self, fd: int) -> None:
+        """Serve on an open port (or any byte stream: tests pass a socket's fd)."""
+        self.fd = fd
+        self.send(HELLO)
+        reader = FrameReader()
+        while not self.stopped:
+            try:
+                data = os.read(self.fd, 65536)
+                if not data:
+                    time.sleep(0.2)  # the host side is not attached (yet): nothing to read
+                    continue
+                for kind, channel, payload in reader.feed(data):
+                    self.on_frame(kind, channel, payload)
+            except InterruptedError:
+                continue
+            except OSError:
+                if self.stopped:
+                    return
+                raise
+
+    def on_frame(self, kind: int, channel: int, payload: bytes) -> None:
+        """Act on one frame from the host."""
+        if kind == SYNC:
+            # The host (re)attached: channels opened before are stale. Echo its nonce.
+            self.reset()
+            self.send(HELLO, 0, payload[:4])
+            return
+        if kind == OPEN:
+            port = struct.unpack(">I", payload)[0] if len(payload) == 4 else -1
+            if port != self.port:
+                self.send(REFUSED, channel)
+                return
+            mine, theirs = socket.socketpair()
+            with self.lock:
+                old = self.channels.pop(channel, None)
+                self.channels[channel] = mine
+            if old is not None:
+                old.close()
+            threading.Thread(target=_serve_http, args=(theirs,), daemon=True).start()
+            self.send(OPENED, channel)
+            threading.Thread(target=self.pump, args=(channel, mine), daemon=True).start()
+            return
+        with self.lock:
+            sock = self.channels.get(channel)
+        if sock is None:
+            if kind in (DATA, EOF):
+                self.send(CLOSE, channel)
+            return
+        if kind == DATA:
+            try:
+                sock.sendall(payload)
+            except OSError:
+                self.drop(channel)
+                self.send(CLOSE, channel)
+        elif kind == EOF:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+        elif kind == CLOSE:
+            self.drop(channel)
+
+    def pump(self, channel: int, sock: socket.socket) -> None:
+        """Carry the handler's output to the host as DATA frames, then EOF."""
+        while True:
+            try:
+                data = sock.recv(SERIAL_MAX_PAYLOAD)
+            except OSError:
+                break
+            if not data:
+                break
+            try:
+                self.send(DATA, channel, data)
+            except OSError:
+                break
+        with self.lock:
+            current = self.channels.get(channel)
+        if current is sock:
+            with contextlib.suppress(OSError):
+                self.send(EOF, channel)
+            self.drop(channel)
+
+    def drop(self, channel: int) -> None:
+        """Forget ``channel`` and close our end of it."""
+        with self.lock:
+            sock = self.channels.pop(channel, None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def reset(self) -> None:
+        """Forget every channel (the host re-attached)."""
+        with self.lock:
+            ids = list(self.channels)
+        for channel in ids:
+            self.drop(channel)
+
+
+def _serve_http(sock: socket.socket) -> None:
+    try:
+        Handler(sock, ("virtio-serial", 0), None)  # type: ignore[arg-type]
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+
+
+def serve_serial(port: int, wait: float = SERIAL_WAIT_SECONDS) -> None:
+    """Find the ``banger.agent`` port (loading virtio_console once if needed) and serve it.
+
+    Returns when no port shows up within ``wait`` seconds (a VM without one).
+    """
+    deadline = time.monotonic() + wait
+    loaded = False
+    while True:
+        path = find_serial_port()
+        if path is not None:
+            break
+        if not loaded and not os.path.isdir("/sys/class/virtio-ports"):
+            loaded = True
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(["modprobe", "-q", "virtio_console"], timeout=30, check=False)
+            continue
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(1.0)
+    print(f"banger-agent: serving {path} ({SERIAL_PORT_NAME})", flush=True)
+    while True:
+        try:
+            SerialMux(path, port).serve_forever()
+        except OSError as exc:
+            print(f"banger-agent: {path}: {exc}; retrying", flush=True)
+            time.sleep(1.0)
+
+
 def configured_port(path: str = AGENT_CONFIG) -> int:
     """Port from the boot program's ``agent.json``, else the default."""
     try:
@@ -237,20 +475,35 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     port = args.port if args.port is not None else configured_port(args.config)
     vsock_dir = os.environ.get("BANGER_VSOCK_DIR") or None
-    server = make_server(port, vsock_dir)
     where = f"{vsock_dir}/{port}.sock" if vsock_dir else f"vsock port {port}"
+    serial = None
+    if not vsock_dir:
+        # banger-fcqemu's bridge (no vhost-vsock on the host): a virtio-serial port.
+        serial = threading.Thread(target=serve_serial, args=(port,), daemon=True)
+        serial.start()
+    try:
+        server: socketserver.BaseServer | None = make_server(port, vsock_dir)
+    except OSError as exc:
+        if serial is None:
+            raise
+        print(f"banger-agent: no {where} ({exc}); serial port only", flush=True)
+        server = None
 
     def _stop(_signum: int, _frame: Any) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, _stop)
-    print(f"banger-agent: listening on {where}", flush=True)
     try:
-        server.serve_forever()
+        if server is not None:
+            print(f"banger-agent: listening on {where}", flush=True)
+            server.serve_forever()
+        elif serial is not None:
+            serial.join()
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
-        server.server_close()
+        if server is not None:
+            server.server_close()
         if vsock_dir:
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(vsock_dir, f"{port}.sock"))
