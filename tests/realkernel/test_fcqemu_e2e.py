@@ -27,14 +27,21 @@ pytestmark = [pytest.mark.net, pytest.mark.slow, pytest.mark.realkernel]
 VM = "demo-qemu"
 AGENT_PORT = 1024
 # A plugin giving every VM a hybrid vsock device (what banger-vsock does), so the
-# test reaches the agent through banger-fcqemu's bridge.
+# test reaches the agent through banger-fcqemu's bridge; once the file "pid1" exists
+# next to it, it also boots banger-boot as the guest's PID 1 (init=, no systemd).
 VSOCK_PLUGIN = '''
+from pathlib import Path
+
 from banger_core import Vsock, hookimpl
+
+PID1_FLAG = Path(__file__).with_name("pid1")
 
 
 @hookimpl
 def banger_vm_configure(vm, machine):
     machine.vsock = Vsock(guest_cid=3, uds_path=str(vm.vsock_path))
+    if PID1_FLAG.exists():
+        machine.boot_args.append("init=/usr/lib/banger/banger-boot")
 '''
 
 
@@ -105,7 +112,7 @@ def _poll(fn, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}: {last!r}")
 
 
-def test_real_kernel_end_to_end(qhost: SimulatedHost) -> None:
+def test_real_kernel_end_to_end(qhost: SimulatedHost, plugin_dir: Path) -> None:
     # `BANGER_VMM=qemu make demo`: the daemon moves from the simulator to banger-fcqemu.
     assert "the Firecracker simulator" in qhost.cli("doctor").stdout
     started = time.monotonic()
@@ -151,8 +158,23 @@ def test_real_kernel_end_to_end(qhost: SimulatedHost) -> None:
     assert "reboot: Restarting system" in qhost.cli("vm", "logs", VM).stdout
     assert qhost.vmm_pids() == []
 
+    # The next boot runs banger-boot as PID 1 on the real kernel (the faster guest mode).
+    (plugin_dir / "pid1").touch()
+    started = time.monotonic()
     qhost.cli("vm", "start", VM, timeout=600)
+    print(f"vm start to SSH with banger-boot as PID 1: {time.monotonic() - started:.1f}s")
     assert qhost.cli("vm", "ssh", VM, "--", "cat", "/root/note.txt").stdout.strip() == "kept"
+    assert qhost.cli("vm", "ssh", VM, "--", "cat", "/proc/1/comm").stdout.strip() != "systemd"
+    assert qhost.cli("vm", "ssh", VM, "--", "hostname").stdout.strip() == VM
+    console = qhost.cli("vm", "logs", VM).stdout
+    assert "banger-boot: starting (PID-1 mode on the guest's own kernel)" in console
+    reply = _poll(lambda: _vsock_get(uds, "/healthz"), 120, "the agent's /healthz (PID 1)")
+    assert b'"status": "ok"' in reply
+    stopped = qhost.cli("vm", "stop", VM, timeout=600).stdout
+    assert stopped.startswith(f"{VM}: stopped (shut down)"), stopped
+    vmm_log = qhost.cli("vm", "logs", VM, "--vmm").stdout
+    assert vmm_log.count("Firecracker exiting successfully. exit_code=0") == 2
+    assert "banger-boot: rebooting" in qhost.cli("vm", "logs", VM).stdout
 
     qhost.cli("vm", "delete", "--force", VM, timeout=300)
     assert qhost.vmm_pids() == []
