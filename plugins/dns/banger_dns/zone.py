@@ -84,7 +84,8 @@ class Zone:
         if len(data) < 12 or len(data) > MAX_QUERY:
             return DROP
         cache = self._cache
-        cached = cache.get(data[2:])
+        key = data[2:] + (b"\x01" if recursion else b"\x00")  # the RA bit differs
+        cached = cache.get(key)
         if cached is not None:
             return Decision(data[:2] + cached)
         try:
@@ -110,7 +111,7 @@ class Zone:
         packed = reply.pack()
         if len(cache) >= CACHE_SIZE:
             cache.clear()
-        cache[data[2:]] = packed[2:]
+        cache[key] = packed[2:]
         return Decision(packed)
 
     def _authoritative(self, query: DNSRecord, question: DNSQuestion, host: list[str],

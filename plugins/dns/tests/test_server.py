@@ -255,3 +255,14 @@ def test_tcp_and_udp_answer_the_same(served):
     _, port, _ = served
     query = DNSRecord.question("c1.vm").pack()
     assert udp("127.0.0.1", port, query) == tcp("127.0.0.1", port, query)
+
+
+def test_both_listeners_share_the_zone_but_not_the_ra_bit():
+    zone = Zone()
+    zone.set("c1", "172.30.0.2")
+    query = bytes(DNSRecord.question("c1.vm").pack())
+    for _ in range(2):  # the second round is served from the answer cache
+        host = DNSRecord.parse(zone.answer(query, recursion=False).reply)
+        guests = DNSRecord.parse(zone.answer(query, recursion=True).reply)
+        assert (host.header.ra, guests.header.ra) == (0, 1)
+        assert str(host.rr[0].rdata) == str(guests.rr[0].rdata) == "172.30.0.2"

@@ -37,8 +37,9 @@ def banger_vm_options() -> list[Any]:
         VMOption("nat", "bool", default=True, config_key="default",
                  help="reach the outside world through NAT on the host's uplink"),
         VMOption("egress-allow", "list", default=[], validator=check_allow,
-                 metavar="CIDR[:PORT]",
-                 help="allow only these destinations out (repeat; with [plugins.nat] allow)"),
+                 metavar="CIDR",
+                 help="allow only this destination out: CIDR or CIDR:PORT (repeat; adds to "
+                      "[plugins.nat] allow)"),
     ]
 
 
