@@ -86,3 +86,10 @@ def test_cp_errors_are_one_line(host, tmp_path):
     assert result.stderr == ""
     digest = host.cli("vm", "exec", "cp1", "--", "sha256sum", "/tmp/big.bin").stdout.split()[0]
     assert digest == hashlib.sha256(big.read_bytes()).hexdigest()
+
+
+def test_included_ssh_config_follows_vms(host):
+    included = host.state_dir / "ssh" / "config"
+    assert "Host cp1 cp1.vm" in included.read_text()
+    host.cli("vm", "delete", "--force", "cp1")
+    assert "Host cp1 " not in included.read_text()
