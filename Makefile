@@ -38,6 +38,7 @@ demo: deps dev  ## build the Debian image and boot a VM on the simulated host (B
 bench: dev
 	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/create.py
+	$(BIN)/python bench/exec.py
 	$(BIN)/python bench/dns.py
 
 clean:

@@ -191,7 +191,7 @@ class Hooks:
     #: hooks that get a per-plugin :class:`LifecycleContext` as ``ctx``
     CTX_HOOKS = frozenset({"banger_vm_create", "banger_vm_configure", "banger_vm_set",
                            "banger_vm_started", "banger_vm_stopped", "banger_vm_deleted",
-                           "banger_reconcile"})
+                           "banger_reconcile", "banger_vm_ready_checks"})
 
     def __init__(self, pm: BangerPluginManager, settings: Any = None) -> None:
         self.pm = pm
@@ -386,6 +386,14 @@ class Hooks:
     def vm_republish(self, vm: Any, ctx: Any) -> list[str]:
         """``banger_vm_started`` for a VM found running at daemon start, plugin by plugin."""
         return self.isolated("banger_vm_started", ctx=ctx, vm=vm)
+
+    def vm_ready_checks(self, vm: Any, ctx: Any) -> list[tuple[str, Any]]:
+        """``(plugin name, ReadyCheck)`` pairs, in plugin order."""
+        out = []
+        for name, result in self.each("banger_vm_ready_checks", ctx=ctx, vm=vm):
+            for check in result or []:
+                out.append((name, check))
+        return out
 
     def vm_dns_names(self, vm: Any) -> list[str]:
         """Every DNS name plugins publish for ``vm`` (plugin order, no duplicates)."""

@@ -292,7 +292,13 @@ def stats(ref: str, as_json: bool) -> None:
 @click.argument("ref")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def ssh(ref: str, command: tuple[str, ...]) -> None:
-    """SSH into a VM as root; anything after `--` runs as a command."""
+    """SSH into a VM as root; anything after `--` runs as a command.
+
+    After an interactive session ends, prints one line reminding that the VM
+    is still running. The exit status is ssh's.
+    """
+    import signal
+
     from banger_core import system
     from banger_core.cli.fdpass import ssh_options
 
@@ -303,4 +309,56 @@ def ssh(ref: str, command: tuple[str, ...]) -> None:
             "-o", "ConnectTimeout=10", f"{info['user']}@{info['ip']}"]
     if command:
         argv += ["--", *command]
-    system.exec_replace(argv)
+    # ssh runs as our child (not exec) so we can remind the user afterwards;
+    # Ctrl-C belongs to the session, not to us.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        proc = system.spawn(argv, stdin=None, new_session=False,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        code = proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if not command:
+        _still_running_reminder(info["name"])
+    raise SystemExit(code if code >= 0 else 128 - code)
+
+
+def _still_running_reminder(name: str) -> None:
+    """One line after an interactive session: the VM keeps running (asked via vm.health)."""
+    try:
+        try:
+            rpc("vm.health", {"ref": name})  # the agent answers: the VM runs
+            running = True
+        except BangerError:  # not answering, or no vsock plugin: ask the core
+            running = rpc("vm.show", {"ref": name})["state"] == "running"
+    except BangerError:
+        return
+    if running:
+        click.echo(f"banger: VM {name} is still running; stop it with `banger vm stop {name}`",
+                   err=True)
+
+
+@vm.command("ssh-config")
+@click.argument("refs", nargs=-1)
+@click.option("--install", is_flag=True,
+              help="add an Include of banger's kept-current file to ~/.ssh/config (once)")
+def ssh_config(refs: tuple[str, ...], install: bool) -> None:
+    """Print OpenSSH Host blocks for VMs (all when none named): `ssh NAME.vm` then works.
+
+    With --install, ~/.ssh/config gets `Include <file>` once; the daemon
+    rewrites that file whenever a VM is created or deleted, so scp, rsync
+    and editors' remote-SSH always see every VM.
+    """
+    info = rpc("vm.ssh_config", {"refs": list(refs)})
+    if not install:
+        click.echo(info["text"], nl=False)
+        return
+    if refs:
+        raise click.UsageError("--install covers every VM; give no VM names with it")
+    from banger_core.cli.sshinclude import install_include
+
+    changed, user_config = install_include(info["path"])
+    if changed:
+        click.echo(f"added `Include {info['path']}` to {user_config}")
+    else:
+        click.echo(f"{user_config} already includes {info['path']}")

@@ -59,6 +59,17 @@ class RPCCall:
     peer_uid: int
     peer_gid: int
     cancelled: threading.Event = field(default_factory=threading.Event)
+    server: Any = field(default=None, repr=False)
+
+    def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        """Call another method of this daemon (core or plugin) as the same peer.
+
+        For sync handlers (they run in a worker thread); lets one plugin use
+        what another plugin or the core serves without importing it.
+        """
+        if self.server is None:
+            raise NotFoundError(f"unknown method {method!r}")
+        return self.server.call_method(method, dict(params or {}), self)
 
 
 @dataclass
@@ -129,6 +140,25 @@ class RPCServer:
                 f"RPC method {name!r} from {owner} clashes with the one from "
                 f"{self.methods[name].owner}")
         self.methods[name] = Method(name, handler, owner, early, read, schema_of(handler))
+
+    def call_method(self, name: str, params: dict[str, Any], parent: RPCCall) -> Any:
+        """Run method ``name`` for a handler already running in a worker thread."""
+        method = self.methods.get(name)
+        if method is None:
+            raise NotFoundError(f"unknown method {name!r}")
+        if method.schema is not None:
+            params = method.schema.validate(name, params)
+        sub = RPCCall(name, parent.peer_pid, parent.peer_uid, parent.peer_gid,
+                      parent.cancelled, self)
+        if inspect.iscoroutinefunction(method.handler):
+            assert self._loop is not None
+            return asyncio.run_coroutine_threadsafe(method.handler(params, sub),
+                                                    self._loop).result()
+        result = method.handler(params, sub)
+        if isinstance(result, PassFd):
+            os.close(result.fd)  # only a client can receive a descriptor
+            return result.result
+        return result
 
     # -- access control ------------------------------------------------------
     def allowed(self, uid: int, gid: int) -> bool:
@@ -339,7 +369,7 @@ class RPCServer:
                 raise ConflictError("bangerd is stopping; try again once it runs")
             if not method.early and self._ready is not None and not self._ready.is_set():
                 await self._ready.wait()
-            call = RPCCall(method_name, pid, uid, gid)
+            call = RPCCall(method_name, pid, uid, gid, server=self)
             calls.add(call)
             self._calls.add(call)
             try:

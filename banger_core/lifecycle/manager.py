@@ -208,6 +208,7 @@ class VMManager:
                     failpoints.check("disks", lambda: op.cancelled)
                 self._boot(vm, ctx, op, key)
             ctx.commit()
+            self.write_ssh_config()
             return self._with_warnings(self._to_vm(VMRecord.get_by_id(vm.id)).summary())
         except BaseException as exc:
             failures = ctx.rollback()
@@ -297,6 +298,13 @@ class VMManager:
             boot.wait_for_ssh(vm, proc.pid, self.settings.get("vm", "ssh_timeout_seconds"),
                               cancelled=lambda: op.cancelled)
             failpoints.check("waiting for SSH", lambda: op.cancelled)
+        ssh_timeout = float(self.settings.get("vm", "ssh_timeout_seconds"))
+        for _plugin, check in self.hooks.vm_ready_checks(vm, ctx):
+            with op.stage(check.name, detail=check.detail):
+                result = check.wait(check.timeout or ssh_timeout, lambda: op.cancelled)
+                if isinstance(result, str) and result:
+                    logger.debug("VM {}: {}: {}", vm.name, check.name, result)
+                failpoints.check(check.name, lambda: op.cancelled)
         with op.stage("ready"):
             ctx.add_undo(lambda: self._stopped_hooks(vm), "plugins' stopped hooks")
             self.hooks.vm_started(vm, ctx)
@@ -481,6 +489,7 @@ class VMManager:
             self._save(vm, state="deleting")
             failpoints.check("deleting")
             failures = self._remove(vm)
+            self.write_ssh_config()
             raise_failures(failures, f"VM {vm.name} deleted, but cleanup failed")
             return {**vm.summary(), "state": "deleted"}
 
@@ -596,6 +605,33 @@ class VMManager:
         sock.settimeout(None)
         return {"name": vm.name, "ip": vm.ip, "port": port}, sock.detach()
 
+    def ssh_config(self, refs: list[str] | None = None) -> dict[str, Any]:
+        """``Host`` blocks for ``refs`` (every VM when empty) and the kept-current file's path."""
+        from banger_core.lifecycle import sshconfig
+
+        vms = ([self.resolve(r) for r in refs] if refs else
+               [self._to_vm(r) for r in VMRecord.select().order_by(VMRecord.name)])
+        seen: set[str] = set()
+        infos = []
+        for vm in vms:
+            if vm.id not in seen:
+                seen.add(vm.id)
+                infos.append({**vm.summary(), "dns_names": self.hooks.vm_dns_names(vm)})
+        # The key's path (it exists once any VM was created; no ssh-keygen here).
+        key = self.paths.ssh_dir / "id_ed25519"
+        text = sshconfig.render(infos, key, self.settings.get("daemon", "netns"))
+        return {"text": text, "path": str(self.paths.ssh_dir / sshconfig.INCLUDED_NAME)}
+
+    def write_ssh_config(self) -> None:
+        """Rewrite the file ``vm ssh-config --install`` includes (every VM); never raises."""
+        from banger_core.lifecycle import sshconfig
+
+        try:
+            info = self.ssh_config()
+            sshconfig.write_atomically(Path(info["path"]), info["text"])
+        except Exception as exc:
+            logger.error("writing the SSH config failed: {}", exc)
+
     # -- reconcile ---------------------------------------------------------------------------
     def reconcile(self) -> dict[str, Any]:
         """At daemon start: mark dead VMs stopped, finish interrupted creates, clear leftovers."""
@@ -631,6 +667,7 @@ class VMManager:
                 for line in self.hooks.vm_republish(vm, LifecycleContext(self.settings)):
                     logger.error("re-publishing {} failed: {}", vm.name, line)
                 self._save(vm)  # plugin state the hooks updated (NAT status, ...)
+        self.write_ssh_config()
         logger.info("reconcile: {}", report)
         return report
 

@@ -10,7 +10,7 @@ from banger_core.images.registry import image_dict
 from banger_core.rpc.schema import Field, with_params
 
 MAX_LOG_CHUNK = 4 << 20
-READS = {"vm.list", "vm.show", "vm.stats", "vm.logs", "image.list", "image.show"}
+READS = {"vm.list", "vm.show", "vm.ssh_config", "vm.stats", "vm.logs", "image.list", "image.show"}
 """Quick reads: served from their own pool, never behind lock waits."""
 
 
@@ -50,6 +50,9 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
         vm = vms.resolve(params["ref"])
         return {**vm.summary(), "dns_names": daemon.hooks.vm_dns_names(vm)}
 
+    def ssh_config(params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
+        return vms.ssh_config(params.get("refs") or [])
+
     ref = Field.str(required=True, max=255)
     path = Field.str(max=4096, nullable=True)
     size = Field.size()
@@ -79,6 +82,7 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
                                offset=Field.int(min=0, nullable=True),
                                limit=Field.int(min=1, max=MAX_LOG_CHUNK, default=65536)),
         "vm.ssh_info": with_params(lambda p, c: vms.ssh_info(p["ref"], c.peer_uid), ref=ref),
+        "vm.ssh_config": with_params(ssh_config, refs=Field.list(Field.str(min=1, max=255))),
         "vm.connect": with_params(lambda p, c: PassFd(*vms.connect(p["ref"], p["port"])),
                                   ref=ref, port=Field.int(min=1, max=65535, default=22)),
         "image.build": with_params(build, name=Field.str(required=True, max=255),

@@ -91,7 +91,7 @@ def test_healthz_through_the_bridge(rig: Rig) -> None:
     with s:
         assert line.startswith(b"OK ") and int(line.split()[1]) >= 1 << 30
         status, body = http_get(s, "/healthz")
-    assert status == 200 and body["status"] == "ok" and body["agent_version"] == 1
+    assert status == 200 and body["status"] == "ok" and body["agent_version"] == agent.AGENT_VERSION
 
 
 def test_keep_alive_requests_and_concurrent_connections(rig: Rig) -> None:
