@@ -176,6 +176,9 @@ def _call(method: str, **extra: Any) -> Any:
     def action(vm: dict) -> str:
         result = rpc(method, {"ref": vm["id"], **extra})
         how = result.get("how")
+        if not how and result.get("stages"):  # a start: what it waited for, and how long
+            how = ", ".join(f"{st['name']} {st['elapsed']:.2f}s" for st in result["stages"]
+                            if st["name"].startswith("waiting"))
         return result["state"] + (f" ({how})" if how else "")
     return action
 

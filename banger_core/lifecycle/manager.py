@@ -398,7 +398,8 @@ class VMManager:
                 self._save(vm, state="stopped", pid=None, tap=None, last_error=str(exc))
                 raise
             ctx.commit()
-            return self.resolve(vm.id).summary()
+            # The stages (SSH, then every ready check) for the CLI's result line.
+            return {**self.resolve(vm.id).summary(), "stages": op.stages}
 
     def stop(self, ref: str, *, force: bool = False) -> dict[str, Any]:
         """Ctrl-Alt-Del, wait the grace period, then forced cleanup."""
@@ -738,6 +739,7 @@ class _InlineOp:
     def __init__(self, cancelled: Callable[[], bool]) -> None:
         self._cancelled = cancelled
         self.target = ""
+        self.stages: list[dict[str, Any]] = []
 
     @property
     def cancelled(self) -> bool:
@@ -751,7 +753,9 @@ class _InlineOp:
             raise CancelledError(f"cancelled before {name}")
         started = time.monotonic()
         yield
-        logger.debug("stage {} took {:.3f}s", name, time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        self.stages.append({"name": name, "elapsed": round(elapsed, 3), "detail": detail})
+        logger.debug("stage {} took {:.3f}s", name, elapsed)
 
 
 def _parse_signal(sig: str | int) -> int:

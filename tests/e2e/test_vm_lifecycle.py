@@ -96,7 +96,9 @@ def test_multi_ref_commands_report_in_order(host):
     result = host.cli("vm", "start", "nope", web_id[:6], "web", "api", check=False)
     assert result.returncode == 1
     assert result.stderr.splitlines() == ["nope: error: no such VM"]
-    assert result.stdout.splitlines() == ["web: running", "api: running"]
+    # a VM that had to boot also says what it waited for: "web: running (waiting for ...)"
+    assert [line.split(" (")[0] for line in result.stdout.splitlines()] == [
+        "web: running", "api: running"]
     stopped = host.cli("vm", "stop", "api", "web", "api").stdout.splitlines()
     assert [line.split(":")[0] for line in stopped] == ["api", "web"]
 

@@ -112,8 +112,8 @@ def _drive(conn: p.AgentConnection, tty: bool) -> int:
         signal.SIGINT: forward, signal.SIGTERM: forward, signal.SIGHUP: forward}
     if tty:
         handlers[signal.SIGWINCH] = resize
-    for signum, handler in handlers.items():
-        previous[signum] = signal.signal(signum, handler)
+    for sig_num, fn in handlers.items():
+        previous[sig_num] = signal.signal(sig_num, fn)
     threading.Thread(target=_pump_stdin, args=(conn,), daemon=True).start()
     out_ok = err_ok = True
     try:
@@ -136,8 +136,8 @@ def _drive(conn: p.AgentConnection, tty: bool) -> int:
                     click.echo(f"banger: error: {info['error']}", err=True)
                 return p.shell_exit_code(info)
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for sig_num, old in previous.items():
+            signal.signal(sig_num, old)
         if saved is not None:
             _restore(saved)
 

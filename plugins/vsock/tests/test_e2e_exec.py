@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 
@@ -150,6 +151,8 @@ def test_health_fails_clearly_after_stop(host):
         "c1: error: VM c1 is stopped; the guest agent answers only while it runs "
         "(banger vm start c1)")
     started = host.cli("vm", "start", "c1")
-    assert started.stdout.startswith("c1: running")
+    # start reports what it waited for: SSH, then the agent
+    assert re.match(r"c1: running \(waiting for SSH \d+\.\d\ds, waiting for agent "
+                    r"\d+\.\d\ds\)$", started.stdout.strip()), started.stdout
     # start returns only once the agent answered
     assert host.cli("vm", "health", "c1").stdout.startswith("c1: healthy")
