@@ -208,6 +208,10 @@ def cleanup_state(path: Path, *, force: bool = False) -> bool:
             system.run(["ip", "netns", "del", netns], check=False, timeout=10)
         for loop in data.get("loops") or []:
             detach_loop(loop["dev"], loop["backing"])
+        for group in data.get("cgroups") or []:
+            from banger_core.fcsim.memcg import remove
+
+            remove(group)
         for d in reversed(data.get("dirs") or []):
             with contextlib.suppress(OSError):
                 shutil.rmtree(d)
