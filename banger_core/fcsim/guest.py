@@ -174,11 +174,12 @@ class Guest:
     def _memory_cgroup(self) -> str | None:
         """Limit the guest to mem_size_mib; the path init's launcher joins, or None."""
         assert self.state is not None
-        group, how = memcg.create(self.token, int(self.vmm.machine["mem_size_mib"]))
+        group, how, mounted = memcg.create(self.token, int(self.vmm.machine["mem_size_mib"]),
+                                           private_dir=self.base / "memcg")
         self.log.info(f"Guest memory: {how}.", "fc_vmm")
         if group is None:
             return None
-        self.state.add("cgroups", str(group))
+        self.state.add("cgroups", {"group": str(group), "mount": mounted})
         return str(memcg.procs_file(group))
 
     def _stuck(self, plan: kernelcheck.BootPlan, cmdline: str) -> dict[str, Any] | None:

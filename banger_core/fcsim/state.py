@@ -209,9 +209,11 @@ def cleanup_state(path: Path, *, force: bool = False) -> bool:
         for loop in data.get("loops") or []:
             detach_loop(loop["dev"], loop["backing"])
         for group in data.get("cgroups") or []:
-            from banger_core.fcsim.memcg import remove
+            from banger_core.fcsim.memcg import remove, unmount
 
-            remove(group)
+            remove(group["group"])
+            if group.get("mount"):
+                unmount(group["mount"])
         for d in reversed(data.get("dirs") or []):
             with contextlib.suppress(OSError):
                 shutil.rmtree(d)
