@@ -3,6 +3,9 @@
 Each test boots the tiny root file system with a synthetic kernel whose
 embedded configuration (IKCONFIG) says what the "kernel" can do, inside a
 ``bgr-test-*`` namespace; the ``sim`` fixture checks nothing is left behind.
+``test_netns`` is requested before ``sim`` so the simulators are stopped (and
+clean up) before the namespace they run in is removed, which SIGKILLs
+whatever still runs there.
 """
 
 from __future__ import annotations
@@ -64,14 +67,14 @@ def test_a_file_that_is_no_kernel_fails_instance_start(sim: SimRunner) -> None:
     assert json.loads(raw_request(sock, "GET", "/")[2])["state"] == "Not started"
 
 
-def test_an_elf_vmlinux_boots(sim: SimRunner, test_netns: NetnsHost) -> None:
+def test_an_elf_vmlinux_boots(test_netns: NetnsHost, sim: SimRunner) -> None:
     elf = synthetic_kernel(sim.tmp / "vmlinux.elf", fmt="elf")
     start_vm(sim, test_netns, kernel=elf)
     wait_for(lambda: "tiny-boot: ready" in sim.console(), what="guest boot")
 
 
-def test_undiscoverable_root_disk_leaves_a_stuck_guest(sim: SimRunner,
-                                                       test_netns: NetnsHost) -> None:
+def test_undiscoverable_root_disk_leaves_a_stuck_guest(test_netns: NetnsHost,
+                                                       sim: SimRunner) -> None:
     # Debian's kernel with an initrd lacking virtio_mmio: the initramfs never sees /dev/vda.
     initrd = synthetic_initrd(sim.tmp / "initrd", ["virtio_blk", "virtio_net"])
     proc, _sock, client = start_vm(sim, test_netns, DEBIAN_CONFIG, initrd=initrd)
@@ -88,8 +91,8 @@ def test_undiscoverable_root_disk_leaves_a_stuck_guest(sim: SimRunner,
     client.close()
 
 
-def test_undiscoverable_root_disk_without_initrd_panics(sim: SimRunner,
-                                                        test_netns: NetnsHost) -> None:
+def test_undiscoverable_root_disk_without_initrd_panics(test_netns: NetnsHost,
+                                                        sim: SimRunner) -> None:
     proc, _sock, client = start_vm(sim, test_netns, PCI_ONLY,
                                    args=BOOT_ARGS.replace("panic=1", "panic=0"))
     wait_for(lambda: "Kernel panic" in sim.console(), what="panic")
@@ -100,19 +103,19 @@ def test_undiscoverable_root_disk_without_initrd_panics(sim: SimRunner,
     client.close()
 
 
-def test_panic_reboots_with_panic_1(sim: SimRunner, test_netns: NetnsHost) -> None:
+def test_panic_reboots_with_panic_1(test_netns: NetnsHost, sim: SimRunner) -> None:
     proc, _sock, _client = start_vm(sim, test_netns, PCI_ONLY)
     assert proc.wait(timeout=15) == 0  # type: ignore[attr-defined]
     assert "Kernel panic - not syncing: VFS: Unable to mount root fs" in sim.console()
 
 
-def test_enable_pci_puts_devices_on_pci(sim: SimRunner, test_netns: NetnsHost) -> None:
+def test_enable_pci_puts_devices_on_pci(test_netns: NetnsHost, sim: SimRunner) -> None:
     start_vm(sim, test_netns, PCI_ONLY, extra=("--enable-pci",))
     wait_for(lambda: "tiny-boot: ready" in sim.console(), what="guest boot")
     assert "pci finds its devices" in sim.console()
 
 
-def test_ip_arg_ignored_without_ip_pnp(sim: SimRunner, test_netns: NetnsHost) -> None:
+def test_ip_arg_ignored_without_ip_pnp(test_netns: NetnsHost, sim: SimRunner) -> None:
     start_vm(sim, test_netns, {**FIRECRACKER_CONFIG, "IP_PNP": "n"})
     wait_for(lambda: "tiny-boot: ready" in sim.console(), what="guest boot")
     console = sim.console()
@@ -132,7 +135,7 @@ def _vsock_answer(path: Path, port: int) -> bytes | None:
             return None
 
 
-def test_vsock_only_when_the_kernel_has_it(sim: SimRunner, test_netns: NetnsHost) -> None:
+def test_vsock_only_when_the_kernel_has_it(test_netns: NetnsHost, sim: SimRunner) -> None:
     start_vm(sim, test_netns, {**FIRECRACKER_CONFIG, "VIRTIO_VSOCKETS": "n"})
     wait_for(lambda: "tiny-boot: ready" in sim.console(), what="guest boot")
     # Nothing answers (no guest driver activates the device), not even a close.
@@ -150,7 +153,7 @@ while :; do sleep 0.1; done
 """
 
 
-def test_guest_memory_is_limited_to_mem_size_mib(sim: SimRunner, test_netns: NetnsHost) -> None:
+def test_guest_memory_is_limited_to_mem_size_mib(test_netns: NetnsHost, sim: SimRunner) -> None:
     from banger_core.fcsim import memcg
 
     proc, _sock, client = start_vm(sim, test_netns, memory=48, boot_script=MEMORY_SCRIPT)
