@@ -1,5 +1,6 @@
 # Development entry points. `make test` sets everything up and runs the tests;
-# `make demo` sets up and runs banger end to end on the simulated host.
+# `make demo` sets up and runs banger end to end on the simulated host
+# (`BANGER_VMM=qemu make demo`: the same on the image's real kernel, banger-fcqemu).
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -31,12 +32,14 @@ lint: dev  ## ruff, mypy over banger_core and plugins/, and the generated hook d
 docs: dev  ## regenerate the hook reference in docs/plugins.md from the hookspecs
 	$(BIN)/python scripts/hookdocs.py
 
-demo: deps dev  ## build the Debian image and boot a VM on the simulated host
+demo: deps dev  ## build the Debian image and boot a VM on the simulated host (BANGER_VMM=qemu: on its real kernel under QEMU)
 	$(BIN)/python -m banger_core.demo
 
 bench: dev
 	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/create.py
+	$(BIN)/python bench/exec.py
+	$(BIN)/python bench/dns.py
 
 clean:
 	rm -rf $(VENV)

@@ -66,7 +66,13 @@ _LAZY: dict[str, str] = {
     "table": "banger_core.cli.output",
     "human_bytes": "banger_core.cli.output",
     "parse_size": "banger_core.units",
+    # declared RPC parameters
+    "Field": "banger_core.rpc.schema",
+    "rpc_params": "banger_core.rpc.schema",
     "format_size": "banger_core.units",
+    # readiness, handing over descriptors
+    "ReadyCheck": "banger_core.lifecycle.ready",
+    "PassFd": "banger_core.daemon.server",
 }
 
 __all__ = [
@@ -81,6 +87,7 @@ __all__ = [
     "DaemonError",
     "DoctorContext",
     "Drive",
+    "Field",
     "GuestConfig",
     "GuestOS",
     "ImageInfo",
@@ -90,10 +97,12 @@ __all__ = [
     "NotFoundError",
     "Option",
     "OptionValues",
+    "PassFd",
     "PluginCall",
     "PluginError",
     "ProvisionStep",
     "RPCCall",
+    "ReadyCheck",
     "Result",
     "Runner",
     "VMOption",
@@ -107,6 +116,7 @@ __all__ = [
     "human_bytes",
     "parse_size",
     "rpc",
+    "rpc_params",
     "run",
     "table",
     "which",
@@ -130,14 +140,17 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from banger_core.api import DaemonAPI, PluginCall, RPCCall
     from banger_core.cli.context import rpc
     from banger_core.cli.output import emit_json, human_bytes, table
+    from banger_core.daemon.server import PassFd
     from banger_core.doctor import Check, DoctorContext
     from banger_core.guestconfig import GuestConfig
     from banger_core.hookspecs import hookimpl
     from banger_core.images.providers import GuestOS, ProvisionStep
     from banger_core.lifecycle.context import LifecycleContext
     from banger_core.lifecycle.machine import Drive, MachineSpec, NetworkInterface, Vsock
+    from banger_core.lifecycle.ready import ReadyCheck
     from banger_core.lifecycle.vm import VM, ImageInfo, OptionValues, VMSpec
     from banger_core.pluginconfig import Option
+    from banger_core.rpc.schema import Field, rpc_params
     from banger_core.system import Result, Runner, run, which
     from banger_core.units import format_size, parse_size
     from banger_core.vmoptions import VMOption

@@ -76,6 +76,21 @@ class PluginCall:
     plugin_name: str
     daemon: DaemonAPI
     _log: Any = field(default=None, repr=False)
+    _server_call: Any = field(default=None, repr=False)
+
+    def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        """Run another RPC method of the daemon (core or plugin) for the same peer.
+
+        For sync handlers. How plugins use each other without importing
+        each other (``call.call("vm.agent", {"ref": "web", "path": "/ports"})``).
+
+        :raise banger_core.NotFoundError: no such method.
+        """
+        if self._server_call is None:
+            from banger_core.errors import NotFoundError
+
+            raise NotFoundError(f"unknown method {method!r}")
+        return self._server_call.call(method, params)
 
     @property
     def config(self) -> Mapping[str, Any]:
@@ -105,7 +120,7 @@ class PluginCall:
         """The plugin's view of the server's call object."""
         return cls(method=call.method, peer_pid=call.peer_pid, peer_uid=call.peer_uid,
                    peer_gid=call.peer_gid, cancelled=call.cancelled, plugin_name=plugin,
-                   daemon=daemon)
+                   daemon=daemon, _server_call=call)
 
 
 #: The name plugins use for the handler's ``call`` argument type.

@@ -27,6 +27,9 @@ CORE_SCHEMA: dict[str, dict[str, Option]] = {
     "daemon": {
         "log_level": Option("info", "daemon log level", choices=LOG_LEVELS),
         "socket_group": Option("", "group allowed to use the socket (mode 0660); empty: 0600"),
+        "allowed_image_dirs": Option([], "directories under which socket_group members may "
+                                         "register image files (root may use any path)",
+                                     type=list),
         "netns": Option("", "run the daemon and its VMs' network in this network namespace "
                             "(created if missing); empty: the host's own network"),
     },

@@ -5,11 +5,17 @@ the user has none) that runs bangerd and every VM network in the network
 namespace ``banger-sim`` with the Firecracker simulator, so the machine's own
 interfaces, routes and firewall are never touched. It says so before doing
 anything.
+
+``BANGER_VMM=qemu make demo`` boots the image's real kernel instead, through
+``banger-fcqemu`` (QEMU; TCG where KVM cannot run it): the daemon is
+(re)started with ``BANGER_FIRECRACKER_BIN`` pointing at it, and the VM is
+called ``demo-qemu``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -19,13 +25,14 @@ from banger_core.paths import config_files
 
 SIM_NETNS = "banger-sim"
 VM_NAME = "demo"
+VMM_ENV = "BANGER_VMM"
+VMM_CHOICES = ("sim", "qemu")
 
 
-def _banger(*args: str, capture: bool = False) -> system.Result:
-    exe = Path(sys.executable).parent / "banger"
-    argv = [str(exe if exe.exists() else "banger"), *args]
+def _banger(*args: str, capture: bool = False, check: bool = True) -> system.Result:
+    argv = [_script("banger"), *args]
     if capture:
-        return system.run(argv, timeout=1800)
+        return system.run(argv, timeout=1800, check=check)
     proc = system.spawn(argv, new_session=False)
     if proc.wait() != 0:
         raise SystemExit(f"demo: `banger {' '.join(args)}` failed (exit {proc.returncode})")
@@ -40,8 +47,12 @@ def configure_simulator() -> None:
     """Point banger at the simulator in its own namespace, unless configured already."""
     settings = load_settings()
     binary = settings.get("firecracker", "binary")
-    if system.which(binary) or Path(binary).is_file():
-        _say(f"using {binary}: {'the simulator' if 'fcsim' in binary else 'real Firecracker'}")
+    found = system.which(binary) or (binary if Path(binary).is_file() else None)
+    if found:
+        from banger_core.doctor import vmm_kind
+
+        kind = {"simulator": "the simulator", "fcqemu": "banger-fcqemu (QEMU)"}
+        _say(f"using {binary}: {kind.get(vmm_kind(found), 'real Firecracker')}")
         return
     target = config_files()[-1]
     _say(f"no `{binary}` binary on this machine, so banger runs on its Firecracker simulator "
@@ -60,9 +71,34 @@ def configure_simulator() -> None:
     _say(f"wrote {target}")
 
 
+def _script(name: str) -> str:
+    exe = Path(sys.executable).parent / name
+    return str(exe) if exe.exists() else name
+
+
+def use_qemu() -> None:
+    """Make the daemon run VMs on ``banger-fcqemu`` (restarting it if it runs another VMM)."""
+    fcqemu = _script("banger-fcqemu")
+    os.environ["BANGER_FIRECRACKER_BIN"] = fcqemu  # the CLI passes it to the daemon it starts
+    _say(f"BANGER_VMM=qemu: VMs boot their own kernel under QEMU ({fcqemu}); under TCG "
+         "(no usable KVM) a boot takes about a minute.")
+    checks = json.loads(_banger("doctor", "--json", capture=True, check=False).stdout or "[]")
+    vmm = next((c["detail"] for c in checks if c["name"] == "firecracker"), "")
+    if "banger-fcqemu" not in vmm:
+        _say("restarting the daemon on banger-fcqemu (running VMs keep running)")
+        _banger("daemon", "stop")
+
+
 def main() -> int:
     """Set up, build the image, create a VM and run a command in it."""
+    vmm = os.environ.get(VMM_ENV, "sim").strip().lower() or "sim"
+    if vmm not in VMM_CHOICES:
+        raise SystemExit(f"demo: {VMM_ENV}={vmm!r} is not one of: {', '.join(VMM_CHOICES)}")
     configure_simulator()
+    name = VM_NAME
+    if vmm == "qemu":
+        use_qemu()
+        name = f"{name}-qemu"
     _banger("daemon", "start")
     _banger("doctor")
     images = json.loads(_banger("image", "list", "--json", capture=True).stdout)
@@ -70,14 +106,14 @@ def main() -> int:
         _say("building the Debian image (mmdebstrap from this machine's apt sources) ...")
         _banger("image", "build", "debian")
     vms = json.loads(_banger("vm", "list", "--json", capture=True).stdout)
-    if not any(v["name"] == VM_NAME for v in vms):
-        _banger("vm", "create", VM_NAME)
+    if not any(v["name"] == name for v in vms):
+        _banger("vm", "create", name)
     else:
-        _banger("vm", "start", VM_NAME)
-    _say(f"banger vm ssh {VM_NAME} -- hostname")
-    _banger("vm", "ssh", VM_NAME, "--", "hostname")
-    _say(f"done. Try: .venv/bin/banger vm ssh {VM_NAME}   (stop everything: "
-         f".venv/bin/banger vm delete --force {VM_NAME}; .venv/bin/banger daemon stop)")
+        _banger("vm", "start", name)
+    _say(f"banger vm ssh {name} -- hostname")
+    _banger("vm", "ssh", name, "--", "hostname")
+    _say(f"done. Try: .venv/bin/banger vm ssh {name}   (stop everything: "
+         f".venv/bin/banger vm delete --force {name}; .venv/bin/banger daemon stop)")
     return 0
 
 

@@ -26,6 +26,8 @@ PROGRAMS: dict[str, tuple[str, str, bool]] = {
     "mmdebstrap": ("banger image build", "mmdebstrap", False),
     "dmsetup": ("dm-snapshot root disks", "dmsetup", False),
     "ethtool": ("the simulator's guest network", "ethtool", False),
+    "qemu-system-x86_64": ("banger-fcqemu (real guest kernels under QEMU)", "qemu-system-x86",
+                           False),
 }
 
 
@@ -55,24 +57,65 @@ class DoctorContext:
 
     settings: Any
     which: Any = field(default=system.which)
+    #: True in the preflight of ``vm create``/``vm start``: skip slow probes
+    #: (name resolution, network round trips) that only ``banger doctor`` needs.
+    preflight: bool = False
 
     def plugin_config(self, name: str) -> dict[str, Any]:
         """The effective ``[plugins.<name>]`` section."""
         return self.settings.plugin(name)
 
 
+def vmm_kind(path: str) -> str:
+    """Which VMM a binary is: ``"simulator"``, ``"fcqemu"`` or ``"firecracker"`` (by name)."""
+    names = {Path(path).name, Path(os.path.realpath(path)).name}
+    if "banger-fcsim" in names:
+        return "simulator"
+    if "banger-fcqemu" in names:
+        return "fcqemu"
+    return "firecracker"
+
+
+def _fcqemu_detail() -> tuple[bool, str, str]:
+    """Is QEMU there for banger-fcqemu, and which accelerator it would use."""
+    from banger_core.fcqemu.accel import choose_accel
+
+    qemu = os.environ.get("BANGER_FCQEMU_QEMU") or "qemu-system-x86_64"
+    found = system.which(qemu)
+    if not found:
+        return False, f"{qemu} not found", "apt install qemu-system-x86"
+    try:
+        accel, why = choose_accel()
+    except ValueError as exc:
+        return False, str(exc), "set BANGER_FCQEMU_ACCEL to auto, kvm or tcg"
+    return True, f"{found}, accelerator {accel} ({why})", ""
+
+
 def firecracker_check(binary: str) -> Check:
-    """Is the configured VMM binary there?"""
+    """Is the configured VMM binary there, and which VMM is it?
+
+    banger drives real Firecracker, the simulator (``banger-fcsim``: no real
+    kernel) or ``banger-fcqemu`` (the guest's own kernel under QEMU) through
+    the same code path; the detail names which one was found.
+    """
     path = system.which(binary) if "/" not in binary else (binary if os.access(binary, os.X_OK)
                                                            else None)
     if path:
-        simulated = Path(path).name == "banger-fcsim"
-        detail = f"{path}" + (" (the Firecracker simulator: no real VMs)" if simulated else "")
-        return Check("firecracker", True, detail, required=True)
+        kind = vmm_kind(path)
+        if kind == "simulator":
+            return Check("firecracker", True,
+                         f"{path} (the Firecracker simulator: no real VMs)", required=True)
+        if kind == "fcqemu":
+            ok, detail, fix = _fcqemu_detail()
+            return Check("firecracker", ok,
+                         f"{path} (banger-fcqemu: the guest's own kernel under QEMU; {detail})",
+                         fix=fix, required=True)
+        return Check("firecracker", True, f"{path} (Firecracker)", required=True)
     return Check("firecracker", False, f"{binary!r} not found",
                  fix="install Firecracker (github.com/firecracker-microvm/firecracker releases), "
                      "or run on the simulator: set BANGER_FIRECRACKER_BIN=banger-fcsim "
-                     "(see `make demo`)", required=True)
+                     "(see `make demo`), or on QEMU: BANGER_FIRECRACKER_BIN=banger-fcqemu",
+                 required=True)
 
 
 def core_checks(ctx: DoctorContext) -> list[Check]:
@@ -94,7 +137,18 @@ def core_checks(ctx: DoctorContext) -> list[Check]:
                             fix=f"apt install {package}  (needed for {purpose})",
                             required=required))
     checks += root_disk_checks(settings)
+    checks.append(overcommit_check(settings))
     return checks
+
+
+def overcommit_check(settings: Any) -> Check:
+    """Whether the VMs' thin-provisioned disks could outgrow the free space."""
+    from banger_core.disks.space import usage
+
+    u = usage(settings.paths.vms_dir)
+    return Check("disk overcommit", not u.overcommitted,
+                 ("overcommitted: " if u.overcommitted else "ok: ") + u.describe(),
+                 fix="free space on the state file system or delete VMs you do not need")
 
 
 def root_disk_checks(settings: Any) -> list[Check]:
@@ -150,9 +204,9 @@ def image_checks(settings: Any) -> list[Check]:
     return checks
 
 
-def run_checks(settings: Any, hooks: Any) -> list[Check]:
-    """Core checks, each image's kernel, then every plugin's."""
-    ctx = DoctorContext(settings)
+def run_checks(settings: Any, hooks: Any, *, preflight: bool = False) -> list[Check]:
+    """Core checks, each image's kernel, then every plugin's (``preflight``: quick ones only)."""
+    ctx = DoctorContext(settings, preflight=preflight)
     checks = core_checks(ctx) + image_checks(settings)
     for plugin, check in hooks.doctor_checks(ctx):
         check.source = plugin

@@ -71,6 +71,24 @@ class DaemonError(BangerError):
     code = "daemon"
 
 
+class DeniedError(DaemonError):
+    """The daemon refused this user (not root, not the daemon's user, not in socket_group)."""
+
+    code = "denied"
+
+
+class ForbiddenError(BangerError):
+    """The caller may not do this (e.g. name a host path outside the allowed directories)."""
+
+    code = "forbidden"
+
+
+class InternalError(BangerError):
+    """A bug: something failed that should have been a clear error."""
+
+    code = "internal"
+
+
 class CancelledError(BangerError):
     """An operation was cancelled by the user."""
 
@@ -88,7 +106,10 @@ ERRORS_BY_CODE: dict[str, type[BangerError]] = {
         PluginError,
         CommandError,
         DaemonError,
+        DeniedError,
+        InternalError,
         CancelledError,
+        ForbiddenError,
     )
 }
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from banger_core.guestconfig import GuestConfig
     from banger_core.lifecycle.context import LifecycleContext
     from banger_core.lifecycle.machine import MachineSpec
+    from banger_core.lifecycle.ready import ReadyCheck
     from banger_core.lifecycle.vm import VM, VMSpec
     from banger_core.pluginconfig import Option
     from banger_core.vmoptions import VMOption
@@ -116,6 +117,23 @@ def banger_daemon_stopping(daemon: DaemonAPI) -> None:
 
 
 @hookspec
+def banger_daemon_status(daemon: DaemonAPI) -> dict[str, Any]:
+    """Describe the plugin's running services for ``banger daemon status``.
+
+    Called by every ``daemon.status`` request (also while the daemon still
+    starts), so it must be quick and must not raise for services that have
+    not started yet.
+
+    :param daemon: :class:`banger_core.DaemonAPI`, as in
+        :func:`banger_daemon_started`.
+    :return: a JSON-able mapping (``{"listeners": ["udp 127.0.0.1:42069"]}``)
+        shown under the plugin's name in ``banger daemon status`` and in its
+        ``--json`` output (``plugin_services.<name>``); an empty mapping or
+        ``None`` shows nothing. A plugin that raises shows ``{"error": ...}``.
+    """
+
+
+@hookspec
 def banger_rpc_methods() -> dict[str, Any]:
     """Add JSON-RPC methods to the daemon.
 
@@ -133,6 +151,17 @@ def banger_rpc_methods() -> dict[str, Any]:
         :class:`banger_core.BangerError` for user errors; the CLI re-raises it
         with the same class. A name that clashes with a core method or
         another plugin's is refused (logged with both owners).
+
+    Plugins cooperate through methods, never by importing each other:
+    ``call.call(method, params)`` runs another registered method (core or
+    plugin) in the same worker thread for the same peer (banger-ports asks
+    ``vm.show`` for a VM's ``dns_names`` and banger-vsock's ``vm.agent`` for
+    the guest's listeners). A handler may return
+    ``banger_core.PassFd(result, fd)``: the reply then carries an open
+    file descriptor (``SCM_RIGHTS``; the daemon closes its copy), received
+    by the CLI with ``RPCClient.call_with_fd(method, params) -> (result,
+    fd)`` (banger-vsock hands the CLI a connected guest-agent stream so
+    ``vm exec`` data never passes through the daemon).
     """
 
 
@@ -253,6 +282,26 @@ def banger_vm_started(vm: VM, ctx: LifecycleContext) -> None:
 
 
 @hookspec
+def banger_vm_ready_checks(vm: VM, ctx: LifecycleContext) -> list[ReadyCheck]:
+    """Say what must answer before a booted VM counts as ready.
+
+    Called by ``vm create`` and ``vm start`` (and ``restart``) after the
+    "waiting for SSH" stage and before :func:`banger_vm_started`. The core
+    runs each returned check as a stage of its own named ``check.name``
+    (shown live by ``vm create``, e.g. ``waiting for agent``, in plugin
+    order), calling ``check.wait(timeout, cancelled)``: block until the VM
+    answers, at most ``timeout`` seconds (the check's own ``timeout``, else
+    ``[vm] ssh_timeout_seconds``), polling ``cancelled()`` (true after
+    Ctrl-C). Raise a :class:`banger_core.BangerError` naming what did not
+    answer; the create or start then fails and rolls back completely.
+    banger-vsock returns one check polling the guest agent's ``/healthz``.
+
+    :return: :class:`banger_core.ReadyCheck` items
+        (``ReadyCheck(name, wait, timeout=None, detail="")``).
+    """
+
+
+@hookspec
 def banger_vm_stopped(vm: VM, ctx: LifecycleContext) -> None:
     """Release the host runtime state of a VM that is no longer running.
 
@@ -282,6 +331,25 @@ def banger_reconcile(vms: list[VM], ctx: LifecycleContext) -> None:
     plugin at a time in reverse setup order. Remove host leftovers that
     belong to no VM in ``vms`` and restore state for running VMs. Must be
     idempotent.
+    """
+
+
+@hookspec
+def banger_vm_dns_names(vm: VM) -> list[str]:
+    """Name the DNS names under which a VM can be reached.
+
+    Called by ``vm show`` (its ``dns_names``, which plugins' RPC handlers
+    read with ``call.call("vm.show", ...)``: banger-ports names endpoints
+    this way), ``vm ssh-config`` (extra ``Host`` aliases) and any plugin that
+    wants to show or use a VM's names (through the core's
+    ``Hooks.vm_dns_names`` facade), in the daemon. Must be quick: answer
+    from memory, never from the network.
+
+    :param vm: the VM.
+    :return: fully qualified names without the trailing dot
+        (``["web.vm"]``); every plugin's names are collected, in plugin
+        order, without duplicates. Return an empty list for a VM you do
+        not publish (a stopped one).
     """
 
 

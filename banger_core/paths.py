@@ -50,8 +50,10 @@ class Paths:
         if override:
             state = Path(override).absolute()
             return cls(state_dir=state, run_dir=state / "run")
-        if os.geteuid() == 0:
-            return cls(state_dir=Path("/var/lib/banger"), run_dir=Path("/run/banger"))
+        system = cls(state_dir=Path("/var/lib/banger"), run_dir=Path("/run/banger"))
+        if os.geteuid() == 0 or os.path.exists(system.socket):
+            # A member of a system daemon's socket_group uses that daemon.
+            return system
         state = _xdg("XDG_STATE_HOME", ".local/state") / "banger"
         runtime = os.environ.get("XDG_RUNTIME_DIR")
         run = Path(runtime) / "banger" if runtime else state / "run"

@@ -191,7 +191,7 @@ class Hooks:
     #: hooks that get a per-plugin :class:`LifecycleContext` as ``ctx``
     CTX_HOOKS = frozenset({"banger_vm_create", "banger_vm_configure", "banger_vm_set",
                            "banger_vm_started", "banger_vm_stopped", "banger_vm_deleted",
-                           "banger_reconcile"})
+                           "banger_reconcile", "banger_vm_ready_checks"})
 
     def __init__(self, pm: BangerPluginManager, settings: Any = None) -> None:
         self.pm = pm
@@ -329,6 +329,22 @@ class Hooks:
         """Tell every plugin the daemon stops; return failures (never raise)."""
         return self.teardown("banger_daemon_stopping", daemon=daemon)
 
+    def daemon_status(self, daemon: Any) -> dict[str, Any]:
+        """``{plugin name: status mapping}`` from ``banger_daemon_status``.
+
+        A plugin that raises shows ``{"error": ...}`` instead: status must
+        always answer.
+        """
+        out: dict[str, Any] = {}
+        for impl in self.impls("banger_daemon_status"):
+            try:
+                result = self.call_one("banger_daemon_status", impl, {"daemon": daemon})
+            except Exception as exc:
+                result = {"error": _detail(exc)}
+            if result:
+                out[impl.plugin_name] = result
+        return out
+
     def doctor_checks(self, ctx: Any) -> list[tuple[str, Any]]:
         """``(plugin name, Check)`` pairs; a plugin whose hook raises gets a failing check."""
         from banger_core.doctor import Check
@@ -370,6 +386,23 @@ class Hooks:
     def vm_republish(self, vm: Any, ctx: Any) -> list[str]:
         """``banger_vm_started`` for a VM found running at daemon start, plugin by plugin."""
         return self.isolated("banger_vm_started", ctx=ctx, vm=vm)
+
+    def vm_ready_checks(self, vm: Any, ctx: Any) -> list[tuple[str, Any]]:
+        """``(plugin name, ReadyCheck)`` pairs, in plugin order."""
+        out = []
+        for name, result in self.each("banger_vm_ready_checks", ctx=ctx, vm=vm):
+            for check in result or []:
+                out.append((name, check))
+        return out
+
+    def vm_dns_names(self, vm: Any) -> list[str]:
+        """Every DNS name plugins publish for ``vm`` (plugin order, no duplicates)."""
+        names: list[str] = []
+        for _, result in self.collect("banger_vm_dns_names", vm=vm):
+            for name in result or []:
+                if name not in names:
+                    names.append(name)
+        return names
 
     def vm_stopped(self, vm: Any) -> list[str]:
         """Release runtime state in every plugin (reverse order); return failures as lines."""

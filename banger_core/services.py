@@ -5,10 +5,16 @@ Kept apart from the RPC server so the server stays a small, testable piece.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
 WATCH_INTERVAL = 2.0  # seconds between checks for VMMs that died
+
+
+def watch_interval() -> float:
+    """Seconds between crash checks (``BANGER_WATCH_INTERVAL`` lets tests force orderings)."""
+    return float(os.environ.get("BANGER_WATCH_INTERVAL") or WATCH_INTERVAL)
 
 
 class LifecycleService:
@@ -35,7 +41,8 @@ class LifecycleService:
     def _watch(self) -> None:
         from loguru import logger
 
-        while not self._stop.wait(WATCH_INTERVAL):
+        interval = watch_interval()
+        while not self._stop.wait(interval):
             try:
                 self.vms.check_crashed()
             except Exception:

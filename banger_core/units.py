@@ -16,15 +16,41 @@ def parse_size(value: str | int, what: str = "size", default_unit: str = "") -> 
     if isinstance(value, bool):
         raise ValidationError(f"{what} {value!r} is not a size")
     if isinstance(value, int):
-        return value * _FACTORS[default_unit.upper()]
-    match = _SIZE.match(str(value))
+        return _bounded(value * _FACTORS[default_unit.upper()], what, value)
+    match = _SIZE.match(str(value)) if len(str(value)) <= 64 or str(value)[:1].isdigit() else None
     if not match:
         raise ValidationError(
-            f"{what} {value!r} is not a size; use a number with an optional K, M, G or T "
+            f"{what} {_short(value)} is not a size; use a number with an optional K, M, G or T "
             "suffix (e.g. 8G)")
     number, unit = match.groups()
     unit = unit.upper() or default_unit.upper()
-    return int(float(number) * _FACTORS[unit])
+    # Exact arithmetic: float() turns a 400-digit number into inf (OverflowError).
+    whole, _, frac = number.partition(".")
+    if len(whole) > 30:
+        raise ValidationError(f"{what} {_short(value)} is too big "
+                              f"(at most {format_size(MAX_SIZE)})")
+    frac = frac[:30]
+    scaled = int(whole) * _FACTORS[unit] + (
+        int(frac) * _FACTORS[unit] // 10 ** len(frac) if frac else 0)
+    return _bounded(scaled, what, value)
+
+
+MAX_SIZE = 1 << 60
+"""The largest size banger accepts (1 EiB): anything bigger is refused as too big."""
+
+
+def _short(value: object) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
+
+
+def _bounded(size: int, what: str, value: object) -> int:
+    if size > MAX_SIZE:
+        raise ValidationError(f"{what} {_short(value)} is too big "
+                              f"(at most {format_size(MAX_SIZE)})")
+    if size < 0:
+        raise ValidationError(f"{what} {_short(value)} is negative; sizes are positive")
+    return size
 
 
 def format_size(n: int) -> str:

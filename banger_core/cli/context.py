@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Any
 
-from banger_core.errors import DaemonError
+from banger_core.errors import DaemonError, DeniedError
 from banger_core.paths import Paths
 from banger_core.rpc.client import RPCClient
 
@@ -15,11 +15,14 @@ START_TIMEOUT = 15.0
 
 
 def daemon_running(paths: Paths) -> bool:
-    """Whether a daemon answers on the socket."""
+    """Whether a daemon answers on the socket (raises :class:`DeniedError` when it
+    runs but refuses us: that is not "not running")."""
     try:
         with RPCClient(paths.socket, timeout=5.0) as client:
             client.call("daemon.status")
         return True
+    except DeniedError:
+        raise
     except DaemonError:
         return False
 
@@ -50,6 +53,8 @@ def connect(*, autostart: bool = True) -> RPCClient:
     client = RPCClient(paths.socket)
     try:
         return client.connect()
+    except DeniedError:
+        raise  # never start a second daemon because this one refused us
     except DaemonError:
         if not autostart:
             raise

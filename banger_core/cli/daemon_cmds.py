@@ -9,7 +9,7 @@ import click
 
 from banger_core.cli.context import daemon_running, rpc, start_daemon
 from banger_core.cli.output import emit_json
-from banger_core.errors import DaemonError
+from banger_core.errors import DaemonError, DeniedError
 from banger_core.paths import Paths
 
 
@@ -37,6 +37,8 @@ def stop(timeout: float) -> None:
     paths = Paths.from_env()
     try:
         result = rpc("daemon.stop", autostart=False)
+    except DeniedError:
+        raise
     except DaemonError:
         click.echo("bangerd is not running")
         return
@@ -60,6 +62,8 @@ def status(as_json: bool) -> None:
     paths = Paths.from_env()
     try:
         info = rpc("daemon.status", autostart=False)
+    except DeniedError:
+        raise  # it runs; we may not use it (the message says how to fix that)
     except DaemonError:
         if as_json:
             emit_json({"running": False, "socket": str(paths.socket)})
@@ -86,3 +90,7 @@ def status(as_json: bool) -> None:
         if svc:
             details = ", ".join(f"{k} {v}" for k, v in svc.items())
             click.echo(f"  {name + ':':<9} {details}")
+    for name, svc in (info.get("plugin_services") or {}).items():
+        for key, value in svc.items():
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+            click.echo(f"  {name + ':':<9} {key} {shown}")

@@ -18,6 +18,7 @@ CORE_COMMANDS = (
     ("banger_core.cli.vm_cmds", "vm"),
     ("banger_core.cli.image_cmds", "image"),
     ("banger_core.cli.doctor_cmds", "doctor"),
+    ("banger_core.cli.fdpass", "fdpass"),
 )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import Any
@@ -61,11 +60,17 @@ def create(name: str, image: str | None, cpus: int | None, memory: str | None,
     if options:
         params["options"] = options
     result = follow_operation(rpc("vm.create", params), quiet=as_json)
+    _warn(result)
     if as_json:
         emit_json(result)
         return
     click.echo(f"VM {result['name']} is ready at {result['ip']}")
     click.echo(f"  connect:  banger vm ssh {result['name']}")
+
+
+def _warn(result: dict[str, Any]) -> None:
+    for line in result.get("warnings") or []:
+        click.echo(f"banger: warning: {line}", err=True)
 
 
 def follow_operation(op: dict[str, Any], *, quiet: bool = False) -> Any:
@@ -147,6 +152,8 @@ def show(ref: str, as_json: bool) -> None:
             ("root disk", f"{info['root_disk']} ({info['root_strategy']})"),
             ("console log", info["console_log"]), ("vmm log", info["vmm_log"]),
             ("api socket", info["api_sock"])]
+    if info.get("dns_names"):
+        rows.append(("dns names", ", ".join(info["dns_names"])))
     if info.get("last_error"):
         rows.append(("last error", info["last_error"]))
     for plugin, values in sorted((info.get("options") or {}).items()):
@@ -168,6 +175,9 @@ def _call(method: str, **extra: Any) -> Any:
     def action(vm: dict) -> str:
         result = rpc(method, {"ref": vm["id"], **extra})
         how = result.get("how")
+        if not how and result.get("stages"):  # a start: what it waited for, and how long
+            how = ", ".join(f"{st['name']} {st['elapsed']:.2f}s" for st in result["stages"]
+                            if st["name"].startswith("waiting"))
         return result["state"] + (f" ({how})" if how else "")
     return action
 
@@ -229,6 +239,7 @@ def set_(refs: tuple[str, ...], cpus: int | None, memory: str | None,
 
     def action(vm: dict) -> str:
         result = rpc("vm.set", {"ref": vm["id"], **params})
+        _warn(result)
         changed = ", ".join(result["changed"]) or "nothing changed"
         return f"updated ({changed})"
     run_on_vms(list(refs), action)
@@ -284,21 +295,73 @@ def stats(ref: str, as_json: bool) -> None:
 @click.argument("ref")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def ssh(ref: str, command: tuple[str, ...]) -> None:
-    """SSH into a VM as root; anything after `--` runs as a command."""
+    """SSH into a VM as root; anything after `--` runs as a command.
+
+    After an interactive session ends, prints one line reminding that the VM
+    is still running. The exit status is ssh's.
+    """
+    import signal
+
     from banger_core import system
+    from banger_core.cli.fdpass import ssh_options
 
     info = rpc("vm.ssh_info", {"ref": ref})
-    argv = ["ssh", "-i", info["key"], "-o", "StrictHostKeyChecking=no",
+    # The daemon connects (from its network namespace) and passes us the socket.
+    argv = ["ssh", *ssh_options(info), "-o", "StrictHostKeyChecking=no",
             "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
             "-o", "ConnectTimeout=10", f"{info['user']}@{info['ip']}"]
     if command:
         argv += ["--", *command]
-    daemon_ns = f"/proc/{info['daemon_pid']}/ns/net"
+    # ssh runs as our child (not exec) so we can remind the user afterwards;
+    # Ctrl-C belongs to the session, not to us.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        if os.readlink(daemon_ns) != os.readlink("/proc/self/ns/net"):
-            # The daemon (and its VMs' bridge) lives in a network namespace of
-            # its own, as on the simulated host: reach the VM from there.
-            argv = ["nsenter", f"--net={daemon_ns}", "--", *argv]
-    except OSError:
-        pass
-    system.exec_replace(argv)
+        proc = system.spawn(argv, stdin=None, new_session=False,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        code = proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if not command:
+        _still_running_reminder(info["name"])
+    raise SystemExit(code if code >= 0 else 128 - code)
+
+
+def _still_running_reminder(name: str) -> None:
+    """One line after an interactive session: the VM keeps running (asked via vm.health)."""
+    try:
+        try:
+            rpc("vm.health", {"ref": name})  # the agent answers: the VM runs
+            running = True
+        except BangerError:  # not answering, or no vsock plugin: ask the core
+            running = rpc("vm.show", {"ref": name})["state"] == "running"
+    except BangerError:
+        return
+    if running:
+        click.echo(f"banger: VM {name} is still running; stop it with `banger vm stop {name}`",
+                   err=True)
+
+
+@vm.command("ssh-config")
+@click.argument("refs", nargs=-1)
+@click.option("--install", is_flag=True,
+              help="add an Include of banger's kept-current file to ~/.ssh/config (once)")
+def ssh_config(refs: tuple[str, ...], install: bool) -> None:
+    """Print OpenSSH Host blocks for VMs (all when none named): `ssh NAME.vm` then works.
+
+    With --install, ~/.ssh/config gets `Include <file>` once; the daemon
+    rewrites that file whenever a VM is created or deleted, so scp, rsync
+    and editors' remote-SSH always see every VM.
+    """
+    info = rpc("vm.ssh_config", {"refs": list(refs)})
+    if not install:
+        click.echo(info["text"], nl=False)
+        return
+    if refs:
+        raise click.UsageError("--install covers every VM; give no VM names with it")
+    from banger_core.cli.sshinclude import install_include
+
+    changed, user_config = install_include(info["path"])
+    if changed:
+        click.echo(f"added `Include {info['path']}` to {user_config}")
+    else:
+        click.echo(f"{user_config} already includes {info['path']}")

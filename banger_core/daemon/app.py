@@ -17,6 +17,7 @@ from banger_core.daemon.server import RPCCall, RPCServer, install_signal_handler
 from banger_core.errors import BangerError, DaemonError
 from banger_core.plugins import BangerPluginManager, Hooks, failure_lines, get_plugin_manager
 from banger_core.rpc.client import RPCClient
+from banger_core.rpc.schema import Field, with_params
 
 
 class Daemon:
@@ -29,11 +30,21 @@ class Daemon:
         self.hooks = Hooks(pm, settings)
         self.operations = OperationManager()
         self.server = RPCServer(self.paths.socket, group=settings.get("daemon", "socket_group"))
+        self.server.error_translators.append(self._translate)
+        self.operations.error_translators.append(self._translate)
         self.started_at = time.time()
         self.store: Any = None
         self.services: dict[str, Any] = {}
         self.degraded: list[str] = []  # plugin services that failed to start
         self.vms: Any = None
+
+    def _translate(self, exc: BaseException) -> BangerError | None:
+        """A clear error for failures with a known cause (a full state file system)."""
+        from banger_core.disks import space
+
+        if space.is_disk_full(exc):
+            return space.full_error(self.paths.state_dir)
+        return None
 
     def plugin_config(self, name: str) -> dict[str, Any]:
         """The effective ``[plugins.<name>]`` section."""
@@ -83,6 +94,7 @@ class Daemon:
             "operations": len(self.operations.running()),
             "services": {name: getattr(svc, "describe", lambda: {})()
                          for name, svc in self.services.items()},
+            "plugin_services": self.hooks.daemon_status(self),
         }
 
     def stop(self, params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
@@ -100,25 +112,33 @@ class Daemon:
 
     def op_status(self, params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
         """``operation.status``."""
-        return self.operations.get(str(params.get("id", ""))).as_dict()
+        return self.operations.get(params["id"]).as_dict()
 
     def op_cancel(self, params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
         """``operation.cancel``."""
-        return self.operations.cancel(str(params.get("id", ""))).as_dict()
+        return self.operations.cancel(params["id"]).as_dict()
+
+    def methods(self, params: dict[str, Any], call: RPCCall) -> list[dict[str, Any]]:
+        """``daemon.methods``: every RPC method, who provides it, and its declared params."""
+        return [{"name": m.name, "owner": m.owner,
+                 "params": sorted(m.schema.fields) if m.schema else None}
+                for m in sorted(self.server.methods.values(), key=lambda m: m.name)]
 
     def register_core_methods(self) -> None:
         """Register the methods every daemon has."""
         # These answer while services still start (the CLI's autostart polls
         # daemon.status); every other method waits until start-up is done.
+        op_id = Field.str(required=True, max=64)
         for name, handler in {
-            "daemon.status": self.status,
-            "daemon.stop": self.stop,
-            "plugins.list": self.plugins_list,
-            "config.show": self.config_show,
-            "operation.status": self.op_status,
-            "operation.cancel": self.op_cancel,
+            "daemon.status": with_params(self.status),
+            "daemon.stop": with_params(self.stop),
+            "plugins.list": with_params(self.plugins_list),
+            "config.show": with_params(self.config_show),
+            "operation.status": with_params(self.op_status, id=op_id),
+            "operation.cancel": with_params(self.op_cancel, id=op_id),
+            "daemon.methods": with_params(self.methods),
         }.items():
-            self.server.register(name, handler, early=True)
+            self.server.register(name, handler, early=True, read=name != "daemon.stop")
 
     def register_plugin_methods(self) -> None:
         """Register the methods plugins add; a clash is logged and skipped."""
@@ -153,6 +173,7 @@ class Daemon:
         from banger_core.services import build_services
 
         self.paths.ensure()
+        self._share_with_group()
         self._lock_fd = self._take_lock()
         self._claim_socket()
         self.register_core_methods()
@@ -178,7 +199,11 @@ class Daemon:
             await self.server.wait_stopped()
         finally:
             logger.info("bangerd stopping")
-            await self.server.close()
+            # Creates and starts in progress roll back, stops and deletes finish;
+            # their clients are told which before the socket goes away.
+            await self.server.close(
+                before_wait=lambda: self.operations.cancel_all("the daemon is stopping"),
+                busy=lambda: bool(self.operations.running()))
             await asyncio.to_thread(self._shutdown)
             try:
                 self.paths.pid_file.unlink()
@@ -211,6 +236,26 @@ class Daemon:
                     stop()
                 except Exception:
                     logger.exception("stopping a service failed")
+
+    def _share_with_group(self) -> None:
+        """With ``[daemon] socket_group``, let its members reach the socket.
+
+        The run directory becomes 0750 and the state directory above it (when
+        it holds the run directory) 0710, both owned by the group: members can
+        reach the socket but read nothing else.
+        """
+        import grp
+
+        group = self.settings.get("daemon", "socket_group")
+        if not group:
+            return
+        gid = grp.getgrnam(group).gr_gid
+        run, state = self.paths.run_dir, self.paths.state_dir
+        os.chown(run, -1, gid)
+        os.chmod(run, 0o750)
+        if state in run.parents:
+            os.chown(state, -1, gid)
+            os.chmod(state, 0o710)
 
     def _take_lock(self) -> int:
         """Hold ``bangerd.lock`` for the daemon's lifetime: one daemon per state dir.

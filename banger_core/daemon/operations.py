@@ -53,6 +53,7 @@ class Operation:
     result: Any = None
     error: dict[str, str] | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    cancel_reason: str = ""
 
     @contextmanager
     def stage(self, name: str, detail: str = "") -> Iterator[Stage]:
@@ -100,6 +101,7 @@ class OperationManager:
     def __init__(self) -> None:
         self._ops: dict[str, Operation] = {}
         self._lock = threading.Lock()
+        self.error_translators: list[Callable[[BaseException], BangerError | None]] = []
 
     def begin(self, kind: str, target: str, work: Callable[[Operation], Any]) -> Operation:
         """Start ``work(op)`` in a thread and return the operation at once."""
@@ -117,10 +119,17 @@ class OperationManager:
             op.result = work(op)
             op.state = "succeeded"
         except CancelledError as exc:
-            op.state, op.error = "cancelled", {"code": exc.code, "message": str(exc)}
+            message = (f"{op.kind} {op.target} cancelled because {op.cancel_reason}"
+                       if op.cancel_reason else str(exc))
+            op.state, op.error = "cancelled", {"code": exc.code, "message": message}
         except BangerError as exc:
             op.state, op.error = "failed", {"code": exc.code, "message": str(exc)}
         except Exception as exc:
+            known = next((e for e in (t(exc) for t in self.error_translators) if e), None)
+            if known is not None:
+                logger.error("operation {} {} failed: {}", op.kind, op.id, known)
+                op.state, op.error = "failed", {"code": known.code, "message": str(known)}
+                return
             logger.exception("operation {} {} crashed", op.kind, op.id)
             op.state = "failed"
             op.error = {"code": "error", "message": f"internal error: {type(exc).__name__}: {exc}"}
@@ -141,6 +150,12 @@ class OperationManager:
         op = self.get(op_id)
         op.cancel_event.set()
         return op
+
+    def cancel_all(self, reason: str) -> None:
+        """Ask every running operation to stop and roll back, saying why."""
+        for op in self.running():
+            op.cancel_reason = reason
+            op.cancel_event.set()
 
     def running(self) -> list[Operation]:
         """Operations still in progress."""

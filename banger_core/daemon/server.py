@@ -4,6 +4,14 @@ Each connection may carry several requests; each runs as its own task and is
 cancelled when the client disconnects. Sync handlers run in a thread pool and
 get a ``call.cancelled`` event to poll. Peer credentials are checked on
 every connection (``SO_PEERCRED``).
+
+Fairness: a connection has at most :data:`MAX_IN_FLIGHT` requests in
+progress (the server stops reading from a client that does not read its
+replies), a request line longer than ``protocol.MAX_LINE`` is answered with
+an error before the connection closes, and ``read`` methods (listings,
+status) run in a pool of their own so they never queue behind lock waits.
+Parameters are checked against the schema a handler declares
+(:mod:`banger_core.rpc.schema`) before it runs.
 """
 
 from __future__ import annotations
@@ -11,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import grp
 import inspect
-import json
 import os
 import signal
 import socket
@@ -24,10 +31,23 @@ from typing import Any
 
 from loguru import logger
 
-from banger_core.errors import BangerError, ConflictError, NotFoundError, ValidationError
+from banger_core.errors import (
+    BangerError,
+    CancelledError,
+    ConflictError,
+    NotFoundError,
+    ValidationError,
+)
 from banger_core.rpc import protocol
+from banger_core.rpc.schema import Schema, schema_of
 
 Handler = Callable[[dict[str, Any], "RPCCall"], Any]
+ErrorTranslator = Callable[[BaseException], "BangerError | None"]
+
+MAX_IN_FLIGHT = 32
+"""Requests one connection may have in progress before the server stops reading it."""
+REFUSAL_DRAIN_SECONDS = 1.0
+"""How long a refused connection is read (and discarded) after the refusal is sent."""
 
 
 @dataclass(eq=False)
@@ -39,6 +59,17 @@ class RPCCall:
     peer_uid: int
     peer_gid: int
     cancelled: threading.Event = field(default_factory=threading.Event)
+    server: Any = field(default=None, repr=False)
+
+    def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        """Call another method of this daemon (core or plugin) as the same peer.
+
+        For sync handlers (they run in a worker thread); lets one plugin use
+        what another plugin or the core serves without importing it.
+        """
+        if self.server is None:
+            raise NotFoundError(f"unknown method {method!r}")
+        return self.server.call_method(method, dict(params or {}), self)
 
 
 @dataclass
@@ -49,6 +80,20 @@ class Method:
     handler: Handler
     owner: str
     early: bool = False  # served before start-up completes (status, stop)
+    read: bool = False  # a quick read: runs in the read pool, never behind lock waits
+    schema: Schema | None = None
+
+
+@dataclass
+class PassFd:
+    """A handler's result that comes with a file descriptor (sent with ``SCM_RIGHTS``).
+
+    The server sends ``result`` as the reply line with ``fd`` attached, then
+    closes its copy of ``fd``.
+    """
+
+    result: Any
+    fd: int
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
@@ -66,6 +111,12 @@ class RPCServer:
         self.group = group
         self.methods: dict[str, Method] = {}
         self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="rpc")
+        self.read_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="rpc-read")
+        self.error_translators: list[ErrorTranslator] = []
+        self._tasks: set[asyncio.Task] = set()
+        self._calls: set[RPCCall] = set()
+        self._connections: set[asyncio.StreamWriter] = set()
+        self._stopping = False
         self._server: asyncio.base_events.Server | None = None
         self._stopped: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -74,11 +125,13 @@ class RPCServer:
 
     # -- registration ----------------------------------------------------------
     def register(self, name: str, handler: Handler, owner: str = "core", *,
-                 early: bool = False) -> None:
+                 early: bool = False, read: bool = False) -> None:
         """Add a method; a name already taken is refused naming both owners.
 
         Requests wait until :meth:`mark_ready` (services started) unless the
-        method is ``early``.
+        method is ``early``. ``read`` methods (quick, lock-free reads) run in
+        a pool of their own. A schema declared with ``@rpc_params`` on the
+        handler is checked before every call.
         """
         if not name or "." not in name:
             raise ValidationError(f"RPC method name {name!r} must look like 'area.verb'")
@@ -86,7 +139,26 @@ class RPCServer:
             raise ConflictError(
                 f"RPC method {name!r} from {owner} clashes with the one from "
                 f"{self.methods[name].owner}")
-        self.methods[name] = Method(name, handler, owner, early)
+        self.methods[name] = Method(name, handler, owner, early, read, schema_of(handler))
+
+    def call_method(self, name: str, params: dict[str, Any], parent: RPCCall) -> Any:
+        """Run method ``name`` for a handler already running in a worker thread."""
+        method = self.methods.get(name)
+        if method is None:
+            raise NotFoundError(f"unknown method {name!r}")
+        if method.schema is not None:
+            params = method.schema.validate(name, params)
+        sub = RPCCall(name, parent.peer_pid, parent.peer_uid, parent.peer_gid,
+                      parent.cancelled, self)
+        if inspect.iscoroutinefunction(method.handler):
+            assert self._loop is not None
+            return asyncio.run_coroutine_threadsafe(method.handler(params, sub),
+                                                    self._loop).result()
+        result = method.handler(params, sub)
+        if isinstance(result, PassFd):
+            os.close(result.fd)  # only a client can receive a descriptor
+            return result.result
+        return result
 
     # -- access control ------------------------------------------------------
     def allowed(self, uid: int, gid: int) -> bool:
@@ -151,84 +223,123 @@ class RPCServer:
             return
         self._loop.call_soon_threadsafe(self._stopped.set)
 
-    async def close(self) -> None:
-        """Close the listening socket and remove its file."""
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`close` has begun: cancellable work is being rolled back."""
+        return self._stopping
+
+    async def close(self, *, grace: float = 120.0,
+                    before_wait: Callable[[], None] | None = None,
+                    busy: Callable[[], bool] = lambda: False) -> None:
+        """Stop accepting, let requests in progress finish, then close.
+
+        Calls in progress are asked to cancel (creates and starts roll back;
+        stops and deletes finish); their replies still reach their clients.
+        ``before_wait`` runs first (the daemon cancels its operations there);
+        the server then waits while ``busy()`` (operations still rolling back)
+        and connections get a moment to collect the final status of their work.
+        """
+        self._stopping = True
         if self._server is not None:
             self._server.close()
         try:
             os.unlink(self.socket_path)
         except FileNotFoundError:
             pass
+        for call in list(self._calls):
+            call.cancelled.set()
+        if before_wait is not None:
+            before_wait()
+        deadline = asyncio.get_running_loop().time() + grace
+        while (self._tasks or busy()) and asyncio.get_running_loop().time() < deadline:
+            if self._tasks:
+                await asyncio.wait(list(self._tasks), timeout=0.2)
+            else:
+                await asyncio.sleep(0.05)
+        linger = asyncio.get_running_loop().time() + 3.0
+        while self._connections and asyncio.get_running_loop().time() < linger:
+            await asyncio.sleep(0.05)
+        for writer in list(self._connections):
+            writer.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.read_executor.shutdown(wait=False, cancel_futures=True)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
         pid, uid, gid = peer_credentials(sock)
         if not self.allowed(uid, gid):
             logger.warning("refused connection from pid {} uid {}", pid, uid)
-            writer.write(protocol.error(None, "denied", f"uid {uid} may not use bangerd"))
-            await writer.drain()
-            writer.close()
+            await self._refuse(reader, writer, uid)
             return
         tasks: set[asyncio.Task] = set()
         calls: set[RPCCall] = set()
         write_lock = asyncio.Lock()
+        slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._connections.add(writer)
         try:
             while True:
+                # A client that does not read its replies keeps its slots busy:
+                # we stop reading it (its own problem), everyone else is served.
+                await slots.acquire()
                 try:
                     line = await reader.readline()
-                except (ConnectionResetError, asyncio.LimitOverrunError, ValueError):
+                except ValueError:  # longer than MAX_LINE
+                    slots.release()
+                    await self._write(writer, write_lock, protocol.error(
+                        None, "invalid", f"request too large: a request line may have at "
+                        f"most {protocol.MAX_LINE} bytes; closing the connection"))
+                    break
+                except (ConnectionError, asyncio.IncompleteReadError):
+                    slots.release()
                     break
                 if not line:
+                    slots.release()
                     break
                 task = asyncio.create_task(
                     self._serve_one(line, pid, uid, gid, writer, write_lock, calls))
                 tasks.add(task)
+                self._tasks.add(task)
                 task.add_done_callback(tasks.discard)
+                task.add_done_callback(self._tasks.discard)
+                task.add_done_callback(lambda _t: slots.release())
         finally:
-            # The client went away: cancel what it was waiting for.
-            for call in list(calls):
-                call.cancelled.set()
-            for task in list(tasks):
-                task.cancel()
+            if not self._stopping:
+                # The client went away: cancel what it was waiting for.
+                for call in list(calls):
+                    call.cancelled.set()
+                for task in list(tasks):
+                    task.cancel()
+            elif tasks:
+                await asyncio.wait(list(tasks))
+            self._connections.discard(writer)
             writer.close()
 
-    async def _serve_one(self, line: bytes, pid: int, uid: int, gid: int,
-                         writer: asyncio.StreamWriter, write_lock: asyncio.Lock,
-                         calls: set[RPCCall]) -> None:
-        req_id: Any = None
+    async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      uid: int) -> None:
+        """Send the refusal, shut our sending side, and read briefly so a client that
+        wrote first still gets the refusal instead of a broken pipe."""
+        task = asyncio.current_task()
+        if task is not None:  # close() waits for it like for a request
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         try:
-            msg = json.loads(line)
-            if not isinstance(msg, dict):
-                raise ValidationError("request must be a JSON object")
-            req_id = msg.get("id")
-            method_name = msg.get("method")
-            params = msg.get("params") or {}
-            if not isinstance(method_name, str):
-                raise ValidationError("request has no method")
-            if not isinstance(params, dict):
-                raise ValidationError(f"params of {method_name} must be a JSON object")
-            method = self.methods.get(method_name)
-            if method is None:
-                raise NotFoundError(f"unknown method {method_name!r}")
-            if not method.early and self._ready is not None and not self._ready.is_set():
-                await self._ready.wait()
-            call = RPCCall(method_name, pid, uid, gid)
-            calls.add(call)
-            try:
-                result = await self._invoke(method, params, call)
-            finally:
-                calls.discard(call)
-            reply = protocol.ok(req_id, result)
-        except json.JSONDecodeError as exc:
-            reply = protocol.error(req_id, "invalid", f"request is not valid JSON: {exc}")
-        except BangerError as exc:
-            reply = protocol.error(req_id, exc.code, str(exc))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            logger.exception("RPC handler crashed")
-            reply = protocol.error(req_id, "error", f"internal error: {type(exc).__name__}: {exc}")
+            writer.write(protocol.error(None, "denied", f"uid {uid} may not use bangerd"))
+            await writer.drain()
+            if writer.can_write_eof():
+                writer.write_eof()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + REFUSAL_DRAIN_SECONDS
+            while (left := deadline - loop.time()) > 0:
+                chunk = await asyncio.wait_for(reader.read(65536), left)
+                if not chunk:
+                    break
+        except (ConnectionError, TimeoutError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    async def _write(self, writer: asyncio.StreamWriter, write_lock: asyncio.Lock,
+                     reply: bytes) -> None:
         async with write_lock:
             try:
                 writer.write(reply)
@@ -236,12 +347,112 @@ class RPCServer:
             except (ConnectionError, RuntimeError):
                 pass
 
+    async def _serve_one(self, line: bytes, pid: int, uid: int, gid: int,
+                         writer: asyncio.StreamWriter, write_lock: asyncio.Lock,
+                         calls: set[RPCCall]) -> None:
+        req_id: Any = None
+        method_name = "?"
+        try:
+            msg = protocol.decode_request(line)
+            req_id = msg.get("id")
+            method_name = msg["method"]
+            method = self.methods.get(method_name)
+            if method is None:
+                raise NotFoundError(f"unknown method {method_name[:80]!r}")
+            params = msg.get("params")
+            params = {} if params is None else params
+            if method.schema is not None:
+                params = method.schema.validate(method_name, params)
+            elif not isinstance(params, dict):
+                raise ValidationError(f"params of {method_name} must be a JSON object")
+            if self._stopping and not method.early:
+                raise ConflictError("bangerd is stopping; try again once it runs")
+            if not method.early and self._ready is not None and not self._ready.is_set():
+                await self._ready.wait()
+            call = RPCCall(method_name, pid, uid, gid, server=self)
+            calls.add(call)
+            self._calls.add(call)
+            try:
+                result = await self._invoke(method, params, call)
+            finally:
+                calls.discard(call)
+                self._calls.discard(call)
+            if isinstance(result, PassFd):
+                await self._write_fd(writer, write_lock, protocol.ok(req_id, result.result),
+                                     result.fd)
+                return
+            reply = protocol.ok(req_id, result)
+        except CancelledError as exc:
+            message = str(exc)
+            if self._stopping:
+                message = (f"{method_name} was cancelled because the daemon is stopping; "
+                           f"it was rolled back ({exc})")
+            reply = protocol.error(req_id, exc.code, message)
+        except BangerError as exc:
+            reply = protocol.error(req_id, exc.code, str(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            reply = self._unexpected(req_id, method_name, exc)
+        await self._write(writer, write_lock, reply)
+
+    async def _write_fd(self, writer: asyncio.StreamWriter, write_lock: asyncio.Lock,
+                        reply: bytes, fd: int) -> None:
+        """Send ``reply`` with ``fd`` attached, after everything queued before it."""
+        async with write_lock:
+            try:
+                transport = writer.transport
+                while transport.get_write_buffer_size():
+                    await writer.drain()
+                    await asyncio.sleep(0.01)
+                raw = writer.get_extra_info("socket")
+                out = socket.socket(fileno=os.dup(raw.fileno()))
+                try:
+                    sent = 0
+                    deadline = asyncio.get_running_loop().time() + 10
+                    while sent < len(reply):
+                        try:
+                            if sent == 0:
+                                sent = socket.send_fds(out, [reply], [fd])
+                            else:
+                                sent += out.send(reply[sent:])
+                        except BlockingIOError:
+                            if asyncio.get_running_loop().time() > deadline:
+                                raise
+                            await asyncio.sleep(0.01)
+                finally:
+                    out.close()
+            except (OSError, RuntimeError) as exc:
+                logger.warning("passing a descriptor failed: {}", exc)
+            finally:
+                os.close(fd)
+
+    def _unexpected(self, req_id: Any, method_name: str, exc: Exception) -> bytes:
+        """A reply for an exception that is not a :class:`BangerError`."""
+        for translate in self.error_translators:
+            try:
+                known = translate(exc)
+            except Exception:
+                known = None
+            if known is not None:
+                logger.error("{} failed: {}", method_name, known)
+                return protocol.error(req_id, known.code, str(known))
+        logger.opt(exception=exc).error("RPC handler {} crashed", method_name)
+        method = self.methods.get(method_name)
+        if method is not None and method.owner != "core":
+            return protocol.error(
+                req_id, "plugin", f"{method_name} (from {method.owner}) failed: "
+                f"{type(exc).__name__}: {exc}; this is a bug in the plugin, see the daemon log")
+        return protocol.error(req_id, "internal",
+                              f"internal error in {method_name}: {type(exc).__name__}: {exc}")
+
     async def _invoke(self, method: Method, params: dict[str, Any], call: RPCCall) -> Any:
         handler = method.handler
         if inspect.iscoroutinefunction(handler):
             return await handler(params, call)
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.executor, handler, params, call)
+        pool = self.read_executor if method.read else self.executor
+        future = loop.run_in_executor(pool, handler, params, call)
         try:
             return await future
         except asyncio.CancelledError:

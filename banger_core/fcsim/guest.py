@@ -31,6 +31,7 @@ from banger_core.fcsim.state import (
     VETH_PREFIX,
     StateFile,
     cleanup_state,
+    hold_netns_lock,
     proc_starttime,
     run_dir,
 )
@@ -256,6 +257,7 @@ class Guest:
         """The guest netns with one veth per NIC (none when the kernel has no virtio_net)."""
         assert self.state is not None
         self.state.set("netns", self.netns)
+        self._netns_lock = hold_netns_lock(self.netns)  # liveness for other installations
         system.run(["ip", "netns", "add", self.netns], timeout=15)
         netdev.ip("link", "set", "lo", "up", netns=self.netns)
         for index, nic in enumerate(self.vmm.nets if guest_nics else []):
@@ -283,6 +285,13 @@ class Guest:
                 netdev.ip("link", "set", guest_if, "mtu", str(mtu), netns=self.netns)
             with contextlib.suppress(OSError):
                 Path(f"/proc/sys/net/ipv6/conf/{host_if}/disable_ipv6").write_text("1")
+            # The host end only carries frames for the pump: like a TAP's
+            # inside of Firecracker, it must not answer the guest's ARP for
+            # the gateway (the guest would send to its MAC and bypass the
+            # bridge) nor route what arrives on it.
+            for key, value in (("arp_ignore", "8"), ("forwarding", "0")):
+                with contextlib.suppress(OSError):
+                    Path(f"/proc/sys/net/ipv4/conf/{host_if}/{key}").write_text(value)
             netdev.tx_offload_off(host_if)
             netdev.tx_offload_off(guest_if, self.netns)
             netdev.ip("link", "set", host_if, "up")

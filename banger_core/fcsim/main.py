@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from banger_core.fcsim.api import VMM_VERSION, ApiError, Vmm, VmmOptions
 from banger_core.fcsim.httpserver import HttpServer, Request
@@ -72,11 +73,10 @@ FLAG_ARGS = {
 }
 ID_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
-HELP = """Firecracker simulator (banger-fcsim), compatible with firecracker v{ver}.
+HELP = """{title}, compatible with firecracker v{ver}.
 
-Usage: banger-fcsim [--api-sock PATH] [--id ID] [options]
-       banger-fcsim --cleanup [--all | --id ID]
-
+Usage: {prog} [--api-sock PATH] [--id ID] [options]
+{extra_usage}
   --api-sock PATH                  API socket (default /run/firecracker.socket)
   --id ID                          instance id, [A-Za-z0-9-]{{1,64}}
   --config-file PATH               configure and boot from a JSON file
@@ -86,6 +86,7 @@ Usage: banger-fcsim [--api-sock PATH] [--id ID] [options]
   --enable-pci, --http-api-max-payload-size N, --mmds-size-limit N, --metadata F
   --version                        print the version and exit
 """
+FCSIM_USAGE = "       banger-fcsim --cleanup [--all | --id ID]\n"
 
 
 class ArgError(Exception):
@@ -138,10 +139,16 @@ def _die_by_signal(sig: int) -> None:
 
 
 class Simulator:
-    """The process: API server + VMM + (after InstanceStart) the guest."""
+    """The process: API server + VMM + (after InstanceStart) the guest.
 
-    def __init__(self, args: dict[str, str | bool]) -> None:
+    ``guest_class`` is what InstanceStart boots: the simulated guest
+    (:class:`banger_core.fcsim.guest.Guest`, the default) or another backend
+    with the same interface (``banger-fcqemu`` passes its QEMU guest).
+    """
+
+    def __init__(self, args: dict[str, str | bool], guest_class: Any = None) -> None:
         self.args = args
+        self.guest_class = guest_class
         self.instance_id = str(args.get("id", "anonymous-instance"))
         self.api_sock = str(args.get("api-sock", "/run/firecracker.socket"))
         self.logger = Logger(self.instance_id)
@@ -159,10 +166,13 @@ class Simulator:
         self.done = threading.Event()
         self.tearing_down = threading.Lock()
 
-    def _make_guest(self, vmm: Vmm):
-        from banger_core.fcsim.guest import Guest
+    def _make_guest(self, vmm: Vmm) -> Any:
+        guest_class = self.guest_class
+        if guest_class is None:
+            from banger_core.fcsim.guest import Guest
 
-        return Guest(vmm, self._guest_exited, self.api_sock)
+            guest_class = Guest
+        return guest_class(vmm, self._guest_exited, self.api_sock)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -173,7 +183,7 @@ class Simulator:
             if guest is not None:
                 guest.teardown()
 
-    def _guest_exited(self, status: int | None) -> None:
+    def _guest_exited(self, status: int | None, exit_code: int = EXIT_OK) -> None:
         if status is not None and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGINT:
             # reboot(POWER_OFF/HALT) in a PID namespace: on x86 Firecracker keeps running
             # with a dead guest (no ACPI power-off).
@@ -181,7 +191,7 @@ class Simulator:
                 "Guest halted; the VMM keeps running (x86 has no power-off).", "fc_vmm"
             )
             return
-        self.exit_code = EXIT_OK
+        self.exit_code = exit_code
         if self.server is not None:
             self.server.call_soon(self._finish)
         else:
@@ -191,7 +201,10 @@ class Simulator:
         self.logger.info("Vmm is stopping.", "fc_vmm")
         self.teardown()
         self.vmm.write_metrics()
-        self.logger.info(f"Firecracker exiting successfully. exit_code={self.exit_code}")
+        if self.exit_code == EXIT_OK:
+            self.logger.info(f"Firecracker exiting successfully. exit_code={self.exit_code}")
+        else:
+            self.logger.error(f"Firecracker exiting with error. exit_code={self.exit_code}")
         if self.server is not None:
             self.server.stop()
         self.done.set()
@@ -382,8 +395,18 @@ def watchdog(state_path: str, pid: int) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``banger-fcsim``."""
+def main(
+    argv: list[str] | None = None,
+    *,
+    prog: str = "banger-fcsim",
+    title: str = "Firecracker simulator (banger-fcsim)",
+    guest_class: Any = None,
+) -> int:
+    """Entry point of ``banger-fcsim`` (and, with its own guest, ``banger-fcqemu``).
+
+    ``guest_class`` replaces the simulated guest; the simulator-only modes
+    (``--cleanup``, ``--watchdog``) exist only without it.
+    """
     args_list = sys.argv[1:] if argv is None else argv
     try:
         args = parse_args(args_list)
@@ -392,11 +415,21 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         return EXIT_ARG_PARSING
     if args.get("help"):
-        sys.stdout.write(HELP.format(ver=VMM_VERSION))
+        extra = FCSIM_USAGE if guest_class is None else ""
+        sys.stdout.write(
+            HELP.format(title=title, ver=VMM_VERSION, prog=prog, extra_usage=extra)
+        )
         return EXIT_OK
     if args.get("version"):
         sys.stdout.write(f"Firecracker v{VMM_VERSION}\n")
         return EXIT_OK
+    if guest_class is not None and ("watchdog" in args or args.get("cleanup")):
+        flag = "watchdog" if "watchdog" in args else "cleanup"
+        sys.stdout.write(
+            f"Arguments parsing error: Found argument '{flag}' which wasn't expected, or isn't "
+            "valid in this context. \n\nFor more information try --help.\n"
+        )
+        return EXIT_ARG_PARSING
     if "watchdog" in args:
         return watchdog(str(args["watchdog"]), int(str(args.get("watch-pid", "0"))))
     if args.get("cleanup"):
@@ -420,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError, ValueError):
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         _die_by_signal(signal.SIGABRT)
-    sim = Simulator(args)
+    sim = Simulator(args, guest_class)
     code = sim.run()
     sys.stdout.flush()
     return code

@@ -117,6 +117,44 @@ class StateFile:
         self.save()
 
 
+NETNS_LOCK_DIR = Path("/run/lock/banger-fcsim")
+"""Host-wide: a live simulator holds ``<netns name>.lock`` here (flock) for its namespace."""
+
+
+def hold_netns_lock(name: str) -> int:
+    """Take the liveness lock of namespace ``name``; the returned fd is held for life.
+
+    Every installation sees this lock, whatever mount namespace it runs in
+    (``ip netns exec`` hides the namespace's bind mount, not this file).
+    """
+    NETNS_LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    fd = os.open(NETNS_LOCK_DIR / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+@contextlib.contextmanager
+def netns_unused(name: str) -> Any:
+    """Yield True (holding its lock) when no live simulator holds namespace ``name``."""
+    path = NETNS_LOCK_DIR / f"{name}.lock"
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        yield True
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    finally:
+        os.close(fd)
+
+
 def _netns_name_for_inode(inode: int | None) -> str | None:
     if inode is None:
         return None
@@ -206,6 +244,9 @@ def cleanup_state(path: Path, *, force: bool = False) -> bool:
         netns = data.get("netns")
         if netns and os.path.exists(f"/run/netns/{netns}"):
             system.run(["ip", "netns", "del", netns], check=False, timeout=10)
+        if netns:
+            with contextlib.suppress(FileNotFoundError):
+                (NETNS_LOCK_DIR / f"{netns}.lock").unlink()
         for loop in data.get("loops") or []:
             detach_loop(loop["dev"], loop["backing"])
         for group in data.get("cgroups") or []:
@@ -258,10 +299,16 @@ def cleanup_leftovers(vm_id: str | None = None, all_: bool = False) -> list[str]
         with contextlib.suppress(OSError):
             for name in os.listdir("/run/netns"):
                 if name.startswith(NETNS_PREFIX) and name not in known:
-                    if _netns_pids(name):
-                        done.append(f"skipped namespace {name}: processes still run in it")
-                        continue
-                    system.run(["ip", "netns", "del", name], check=False, timeout=10)
+                    with netns_unused(name) as unused:
+                        # The lock decides: another installation's simulator may
+                        # run in a mount namespace that hides its netns mount.
+                        if not unused:
+                            done.append(f"skipped namespace {name}: a live simulator holds it")
+                            continue
+                        if _netns_pids(name):
+                            done.append(f"skipped namespace {name}: processes still run in it")
+                            continue
+                        system.run(["ip", "netns", "del", name], check=False, timeout=10)
                     done.append(f"removed orphan namespace {name}")
     return done
 

@@ -50,6 +50,37 @@ def splice(a: socket.socket, b: socket.socket) -> None:
     b.close()
 
 
+def read_connect_command(
+    conn: socket.socket, wait: Callable[[socket.socket], bool]
+) -> int | None:
+    """Read ``CONNECT <port>\\n`` as Firecracker's ``read_local_stream_port``; None = drop.
+
+    ``wait(conn)`` blocks until ``conn`` is readable (False: give up). The
+    command must arrive in one piece (case-insensitive, at most 32 bytes).
+    """
+    conn.settimeout(None)
+    if not wait(conn):
+        return None
+    try:
+        peek = conn.recv(CMD_MAX, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:
+        return None
+    nl = peek.find(b"\n")
+    if nl < 0:
+        return None  # split command or too long: Firecracker drops the connection
+    line = conn.recv(nl + 1)
+    words = line.decode("ascii", "replace").split()
+    if len(words) != 2 or words[0].lower() != "connect":
+        return None
+    try:
+        port = int(words[1])
+    except ValueError:
+        return None
+    if not 0 <= port < (1 << 32) or not words[1].isdigit():
+        return None
+    return port
+
+
 class VsockMuxer:
     """Serves the host-side vsock socket and the guest's ``host.sock``."""
 
@@ -158,27 +189,7 @@ class VsockMuxer:
 
     def _read_command(self, conn: socket.socket) -> int | None:
         """Read ``CONNECT <port>\\n`` like ``read_local_stream_port``; None = drop."""
-        conn.settimeout(None)
-        if not self._wait(conn):
-            return None
-        try:
-            peek = conn.recv(CMD_MAX, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except OSError:
-            return None
-        nl = peek.find(b"\n")
-        if nl < 0:
-            return None  # split command or too long: Firecracker drops the connection
-        line = conn.recv(nl + 1)
-        words = line.decode("ascii", "replace").split()
-        if len(words) != 2 or words[0].lower() != "connect":
-            return None
-        try:
-            port = int(words[1])
-        except ValueError:
-            return None
-        if not 0 <= port < (1 << 32) or not words[1].isdigit():
-            return None
-        return port
+        return read_connect_command(conn, self._wait)
 
     def _host_conn(self, conn: socket.socket) -> None:
         self.active += 1

@@ -19,10 +19,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import peewee
 from loguru import logger
 
 from banger_core import system
-from banger_core.disks import rootdisk
+from banger_core.disks import rootdisk, space
 from banger_core.doctor import run_checks
 from banger_core.errors import (
     BangerError,
@@ -33,7 +34,7 @@ from banger_core.errors import (
 from banger_core.firecracker.transport import choose_transport, vmm_version
 from banger_core.guestconfig import GuestConfig
 from banger_core.images.kernelcaps import KernelCaps
-from banger_core.lifecycle import boot, failpoints
+from banger_core.lifecycle import boot, failpoints, states
 from banger_core.lifecycle import options as vm_options
 from banger_core.lifecycle.context import LifecycleContext
 from banger_core.lifecycle.hostnet import TAP_PREFIX, HostNetwork
@@ -44,7 +45,7 @@ from banger_core.net import ipam
 from banger_core.plugins import raise_failures
 from banger_core.store.models import Image, VMRecord
 
-RUNNING_STATES = ("running", "starting", "stopping")
+RUNNING_STATES = tuple(s.value for s in states.LIVE_STATES)
 GUEST_MTU = 1500
 """The guest NIC's MTU (the bridge's and TAPs' default)."""
 
@@ -65,6 +66,7 @@ class VMManager:
         self._key_lock = threading.Lock()
         self._procs: dict[str, Any] = {}
         self._root_strategy: str | None = None
+        self.reserve = space.Reserve(self.paths.state_dir / ".reserve")
         # Plugins are fixed for the daemon's life: read their option declarations once.
         self.declared_options = self.hooks.vm_options()
         self.option_defaults = vm_options.defaults(self.declared_options, self.settings)
@@ -85,8 +87,21 @@ class VMManager:
             plugin_states=dict(rec.plugin_state or {}), option_defaults=self.option_defaults)
 
     def _save(self, vm: VM, **fields: Any) -> None:
+        if "state" in fields and fields["state"] != vm.state:
+            states.check_transition(vm.name, vm.state, fields["state"])
         for key, value in fields.items():
             setattr(vm, key, value)
+        try:
+            self._write(vm)
+        except peewee.OperationalError as exc:
+            # A full state file system must not leave a dead VM listed running:
+            # give up the reserve to let this write through.
+            if not space.is_disk_full(exc) or not self.reserve.release():
+                raise
+            logger.error("state file system full: used the reserve to save VM {}", vm.name)
+            self._write(vm)
+
+    def _write(self, vm: VM) -> None:
         VMRecord.update(
             state=vm.state, tap=vm.tap, pid=vm.pid, root_disk=vm.root_disk,
             root_strategy=vm.root_strategy, plugin_state=vm.plugin_states,
@@ -177,8 +192,9 @@ class VMManager:
                 self.preflight()
                 image = self.images.get(spec.image)
                 self._check_image_files(image)
+                self._check_room(spec.name, image)
                 key = self.ssh_key()
-                failpoints.check("preflight")
+                failpoints.check("preflight", lambda: op.cancelled)
             vm_id = uuid.uuid4().hex[:12]
             # Held from the moment the row exists: other commands on this VM
             # wait for the create to finish (or roll back) instead of racing it.
@@ -189,10 +205,11 @@ class VMManager:
                     self._make_root_disk(vm, ctx)
                     self.hooks.vm_create(vm, ctx)
                     self._save(vm)
-                    failpoints.check("disks")
+                    failpoints.check("disks", lambda: op.cancelled)
                 self._boot(vm, ctx, op, key)
             ctx.commit()
-            return self._to_vm(VMRecord.get_by_id(vm.id)).summary()
+            self.write_ssh_config()
+            return self._with_warnings(self._to_vm(VMRecord.get_by_id(vm.id)).summary())
         except BaseException as exc:
             failures = ctx.rollback()
             if vm is not None:
@@ -200,6 +217,20 @@ class VMManager:
             if failures and isinstance(exc, BangerError):
                 raise BangerError(f"{exc} (rollback also failed: {'; '.join(failures)})")
             raise
+
+    def _check_room(self, name: str, image: Image) -> None:
+        """Refuse a create that cannot fit on the state file system (one clear line)."""
+        root = (64 << 20 if self.root_strategy() in ("dm-snapshot", "reflink")
+                else space.allocated(Path(image.rootfs)))
+        seed = space.allocated(Path(image.work_seed)) if image.work_seed else 0
+        space.check_room(self.paths.vms_dir, root + seed + space.RESERVE_BYTES, f"VM {name}")
+
+    def _with_warnings(self, summary: dict[str, Any]) -> dict[str, Any]:
+        warning = space.overcommit_warning(self.paths.vms_dir)
+        if warning:
+            logger.warning("{}", warning)
+            summary["warnings"] = [warning]
+        return summary
 
     def _reserve(self, vm_id: str, spec: VMSpec, image: Image, ctx: LifecycleContext) -> VM:
         with self._alloc_lock:
@@ -250,7 +281,7 @@ class VMManager:
             # A VM being created stays "creating" until ready, so a daemon that
             # dies mid-create leaves a row that reconcile knows to undo.
             self._save(vm, tap=tap, state="creating" if vm.state == "creating" else "starting")
-            failpoints.check("network")
+            failpoints.check("network", lambda: op.cancelled)
         with op.stage("boot"):
             root_path, snapshot = self._activate_root(vm, ctx)
             machine, guest = self._describe(vm, root_path, key, ctx)
@@ -259,18 +290,25 @@ class VMManager:
                                  start_timeout=self.settings.get("firecracker", "start_timeout"))
             self._procs[vm.id] = proc
             ctx.add_undo(lambda: self._kill_and_forget(vm, proc.pid), f"VMM {proc.pid}")
-            self._save(vm, pid=proc.pid, started_at=time.time())
-            if snapshot:
+            if snapshot:  # saved with the PID: reconcile must be able to release it
                 vm.plugin_state("core")["snapshot"] = snapshot
-            failpoints.check("boot")
+            self._save(vm, pid=proc.pid, started_at=time.time())
+            failpoints.check("boot", lambda: op.cancelled)
         with op.stage("waiting for SSH", detail=vm.ip):
             boot.wait_for_ssh(vm, proc.pid, self.settings.get("vm", "ssh_timeout_seconds"),
                               cancelled=lambda: op.cancelled)
-            failpoints.check("waiting for SSH")
+            failpoints.check("waiting for SSH", lambda: op.cancelled)
+        ssh_timeout = float(self.settings.get("vm", "ssh_timeout_seconds"))
+        for _plugin, check in self.hooks.vm_ready_checks(vm, ctx):
+            with op.stage(check.name, detail=check.detail):
+                result = check.wait(check.timeout or ssh_timeout, lambda: op.cancelled)
+                if isinstance(result, str) and result:
+                    logger.debug("VM {}: {}: {}", vm.name, check.name, result)
+                failpoints.check(check.name, lambda: op.cancelled)
         with op.stage("ready"):
             ctx.add_undo(lambda: self._stopped_hooks(vm), "plugins' stopped hooks")
             self.hooks.vm_started(vm, ctx)
-            failpoints.check("ready")
+            failpoints.check("ready", lambda: op.cancelled)
             self._save(vm, state="running", last_error="")
 
     def _kill_and_forget(self, vm: VM, pid: int) -> None:
@@ -318,7 +356,8 @@ class VMManager:
 
     def preflight(self) -> None:
         """Fail early, with the fix, when the host is not ready."""
-        failing = [c for c in run_checks(self.settings, self.hooks) if c.required and not c.ok]
+        failing = [c for c in run_checks(self.settings, self.hooks, preflight=True)
+                   if c.required and not c.ok]
         if failing:
             first = failing[0]
             more = (f" (and {len(failing) - 1} more; run `banger doctor`)"
@@ -339,7 +378,12 @@ class VMManager:
             vm = self.resolve(vm.id)
             if vm.state == "running" and boot.live_pid(vm):
                 return vm.summary()
-            if vm.state not in ("stopped", "error", "running"):
+            if vm.state in RUNNING_STATES and states.settle(vm.state, False) == "release":
+                # Marked live but its VMM is gone (the watcher has not noticed
+                # yet): release the old TAP and run the stopped hooks first.
+                vm.last_error = f"VMM {vm.pid} exited"
+                self._release(vm)
+            if not states.allowed(vm.state, "starting"):
                 raise ConflictError(f"VM {vm.name} is {vm.state}; wait for it to finish")
             self.preflight()
             self._check_image_files(Image.get_by_id(vm.image.id))
@@ -352,7 +396,8 @@ class VMManager:
                 self._save(vm, state="stopped", pid=None, tap=None, last_error=str(exc))
                 raise
             ctx.commit()
-            return self.resolve(vm.id).summary()
+            # The stages (SSH, then every ready check) for the CLI's result line.
+            return {**self.resolve(vm.id).summary(), "stages": op.stages}
 
     def stop(self, ref: str, *, force: bool = False) -> dict[str, Any]:
         """Ctrl-Alt-Del, wait the grace period, then forced cleanup."""
@@ -366,6 +411,7 @@ class VMManager:
         how = "already stopped"
         if pid:
             self._save(vm, state="stopping")
+            failpoints.check("stopping")
             grace = float(self.settings.get("vm", "stop_grace_seconds"))
             graceful = not force and boot.request_shutdown(vm) and self._wait_gone(pid, grace)
             if graceful:
@@ -399,7 +445,7 @@ class VMManager:
         self.stop(ref)
         return self.start(ref, cancelled)
 
-    def _release(self, vm: VM) -> None:
+    def _release(self, vm: VM, *, save: bool = True) -> None:
         """Return host runtime state of a VM whose VMM is gone; mark it stopped."""
         self._reap()
         boot.kill_vmm(vm, None)
@@ -411,9 +457,10 @@ class VMManager:
                 logger.error("removing dm snapshot of {} failed: {}", vm.name, exc)
         self.net.release_tap(vm.tap)
         failures = self._stopped_hooks(vm)
-        self._save(vm, state="stopped", pid=None, tap=None,
-                   last_error="; ".join(failures) if failures else vm.last_error)
         self._procs.pop(vm.id, None)
+        if save:
+            self._save(vm, state="stopped", pid=None, tap=None,
+                       last_error="; ".join(failures) if failures else vm.last_error)
 
     def _stopped_hooks(self, vm: VM) -> list[str]:
         failures = self.hooks.vm_stopped(vm)
@@ -437,12 +484,23 @@ class VMManager:
                     raise ConflictError(f"VM {vm.name} is running; stop it first or use --force")
                 self._stop_locked(vm, force=True)
                 vm = self.resolve(vm.id)
-            failures = self.hooks.vm_deleted(vm)
-            shutil.rmtree(vm.dir, ignore_errors=True)
-            shutil.rmtree(vm.run_dir, ignore_errors=True)
-            VMRecord.delete_by_id(vm.id)
+            elif vm.state in RUNNING_STATES or vm.tap:
+                self._release(vm)  # marked live but its VMM is gone
+            # Persisted first: a daemon that dies from here on finishes the delete.
+            self._save(vm, state="deleting")
+            failpoints.check("deleting")
+            failures = self._remove(vm)
+            self.write_ssh_config()
             raise_failures(failures, f"VM {vm.name} deleted, but cleanup failed")
             return {**vm.summary(), "state": "deleted"}
+
+    def _remove(self, vm: VM) -> list[str]:
+        """Plugins' deleted hooks, the VM's files, then its row."""
+        failures = self.hooks.vm_deleted(vm)
+        shutil.rmtree(vm.dir, ignore_errors=True)
+        shutil.rmtree(vm.run_dir, ignore_errors=True)
+        VMRecord.delete_by_id(vm.id)
+        return failures
 
     def set(self, ref: str, params: dict[str, Any]) -> dict[str, Any]:
         """Change cpus, memory or disk size of a stopped VM."""
@@ -474,7 +532,8 @@ class VMManager:
             except BaseException:
                 ctx.rollback()
                 raise
-            return {**vm.summary(), "changed": sorted(changes)}
+            result = {**vm.summary(), "changed": sorted(changes)}
+            return self._with_warnings(result) if "disk_size" in changes else result
 
     # -- inspection ------------------------------------------------------------------------
     def stats(self, ref: str) -> dict[str, Any]:
@@ -516,40 +575,78 @@ class VMManager:
         return {"path": str(path), "data": data.decode(errors="replace"),
                 "offset": start + len(data), "running": bool(boot.live_pid(vm))}
 
-    def ssh_info(self, ref: str) -> dict[str, Any]:
-        """How the CLI reaches the VM over SSH."""
+    def ssh_info(self, ref: str, uid: int = 0) -> dict[str, Any]:
+        """How the CLI reaches the VM over SSH (with the key itself for other users,
+        who cannot read the daemon's files)."""
         vm = self.resolve(ref)
         if not boot.live_pid(vm):
             raise ConflictError(f"VM {vm.name} is not running; start it with "
                                 f"`banger vm start {vm.name}`")
-        return {"name": vm.name, "ip": vm.ip, "user": "root", "key": str(self.ssh_key()),
+        key = self.ssh_key()
+        info = {"name": vm.name, "ip": vm.ip, "user": "root", "key": str(key),
                 "daemon_pid": os.getpid()}
+        if uid not in (0, os.geteuid()):
+            info["key_text"] = key.read_text()
+        return info
+
+    def connect(self, ref: str, port: int) -> tuple[dict[str, Any], int]:
+        """A TCP connection to the VM's ``port`` made from the daemon's network
+        namespace; returns its description and the connected socket's fd."""
+        import socket
+
+        vm = self.resolve(ref)
+        if not boot.live_pid(vm):
+            raise ConflictError(f"VM {vm.name} is not running; start it with "
+                                f"`banger vm start {vm.name}`")
+        try:
+            sock = socket.create_connection((vm.ip, port), timeout=10)
+        except OSError as exc:
+            raise BangerError(f"cannot connect to {vm.name} ({vm.ip}) port {port}: "
+                              f"{exc.strerror or exc}") from None
+        sock.settimeout(None)
+        return {"name": vm.name, "ip": vm.ip, "port": port}, sock.detach()
+
+    def ssh_config(self, refs: list[str] | None = None) -> dict[str, Any]:
+        """``Host`` blocks for ``refs`` (every VM when empty) and the kept-current file's path."""
+        from banger_core.lifecycle import sshconfig
+
+        vms = ([self.resolve(r) for r in refs] if refs else
+               [self._to_vm(r) for r in VMRecord.select().order_by(VMRecord.name)])
+        seen: set[str] = set()
+        infos = []
+        for vm in vms:
+            if vm.id not in seen:
+                seen.add(vm.id)
+                infos.append({**vm.summary(), "dns_names": self.hooks.vm_dns_names(vm)})
+        # The key's path (it exists once any VM was created; no ssh-keygen here).
+        key = self.paths.ssh_dir / "id_ed25519"
+        text = sshconfig.render(infos, key, self.settings.get("daemon", "netns"))
+        return {"text": text, "path": str(self.paths.ssh_dir / sshconfig.INCLUDED_NAME)}
+
+    def write_ssh_config(self) -> None:
+        """Rewrite the file ``vm ssh-config --install`` includes (every VM); never raises."""
+        from banger_core.lifecycle import sshconfig
+
+        try:
+            info = self.ssh_config()
+            sshconfig.write_atomically(Path(info["path"]), info["text"])
+        except Exception as exc:
+            logger.error("writing the SSH config failed: {}", exc)
 
     # -- reconcile ---------------------------------------------------------------------------
     def reconcile(self) -> dict[str, Any]:
         """At daemon start: mark dead VMs stopped, finish interrupted creates, clear leftovers."""
         report: dict[str, list[str]] = {"stopped": [], "removed": [], "leftovers": []}
+        self.reserve.ensure()
         for rec in list(VMRecord.select()):
             vm = self._to_vm(rec)
-            if vm.state == "creating":
-                pid = boot.live_pid(vm)
-                if pid:
-                    boot.kill_vmm(vm, pid)
-                self._release_quietly(vm)
-                self.hooks.vm_deleted(vm)
-                shutil.rmtree(vm.dir, ignore_errors=True)
-                shutil.rmtree(vm.run_dir, ignore_errors=True)
-                VMRecord.delete_by_id(vm.id)
+            action = self._settle(vm)
+            if action == "remove":
                 report["removed"].append(vm.name)
-            elif vm.state in RUNNING_STATES:
-                pid = boot.live_pid(vm)
-                if pid is None:
-                    self._release_quietly(vm)
-                    report["stopped"].append(vm.name)
-                elif pid != vm.pid:
-                    self._save(vm, pid=pid)
-            elif vm.tap:
-                self._release_quietly(vm)
+            elif action in ("release", "kill_release"):
+                report["stopped"].append(vm.name)
+            elif action == "adopt":
+                report.setdefault("adopted", []).append(vm.name)
         known = {r.id for r in VMRecord.select(VMRecord.id)}
         for parent in (self.paths.vms_dir, self.paths.vm_run_dir):
             for child in parent.iterdir() if parent.exists() else []:
@@ -570,24 +667,24 @@ class VMManager:
                 # One plugin failing to re-publish does not stop the others.
                 for line in self.hooks.vm_republish(vm, LifecycleContext(self.settings)):
                     logger.error("re-publishing {} failed: {}", vm.name, line)
+                self._save(vm)  # plugin state the hooks updated (NAT status, ...)
+        self.write_ssh_config()
         logger.info("reconcile: {}", report)
         return report
 
     def check_crashed(self) -> list[str]:
-        """Release VMs marked running whose VMM died; return their names."""
+        """Settle VMs no operation works on whose VMM died; return their names."""
         gone = []
-        for rec in list(VMRecord.select().where(VMRecord.state == "running")):
+        self.reserve.ensure()  # given up on a full file system: back once there is room
+        live = [st.value for st in states.LIVE_STATES]
+        for rec in list(VMRecord.select().where(VMRecord.state.in_(live))):
             with self._locks_guard:
                 lock = self._locks.setdefault(rec.id, threading.Lock())
             if not lock.acquire(blocking=False):
                 continue  # an operation is working on it
             try:
                 vm = self.resolve(rec.id)
-                if vm.state == "running" and boot.live_pid(vm) is None:
-                    logger.warning("VM {}: VMM {} is gone; releasing its host state",
-                                   vm.name, vm.pid)
-                    vm.last_error = f"VMM {vm.pid} exited"
-                    self._release_quietly(vm)
+                if self._settle(vm) in ("release", "kill_release"):
                     gone.append(vm.name)
             except NotFoundError:
                 pass
@@ -595,9 +692,36 @@ class VMManager:
                 lock.release()
         return gone
 
-    def _release_quietly(self, vm: VM) -> None:
+    def _settle(self, vm: VM) -> str:
+        """Bring one VM nobody works on in line with reality (see :func:`states.settle`)."""
+        pid = boot.live_pid(vm)
+        action = states.settle(vm.state, pid is not None)
+        if action == "keep" and vm.tap and vm.state not in RUNNING_STATES:
+            action = "release"  # a stopped VM still holding host state
+        if action == "keep":
+            if pid != vm.pid:
+                self._save(vm, pid=pid)
+            return action
+        logger.warning("VM {} ({}): VMM {}; {}", vm.name, vm.state,
+                       f"{pid} runs" if pid else f"{vm.pid} is gone", action)
+        if action == "adopt":
+            self._save(vm, state="running", pid=pid)
+            return action
+        if pid and action in ("kill_release", "remove"):
+            boot.kill_vmm(vm, pid)
+        if action == "remove":
+            self._release_quietly(vm, save=False)
+            for line in self._remove(vm):
+                logger.error("{}", line)
+            return action
+        if vm.state in RUNNING_STATES and not vm.last_error:
+            vm.last_error = f"VMM {vm.pid} exited" if vm.pid else f"{vm.state} was interrupted"
+        self._release_quietly(vm)
+        return action
+
+    def _release_quietly(self, vm: VM, *, save: bool = True) -> None:
         try:
-            self._release(vm)
+            self._release(vm, save=save)
         except Exception as exc:
             logger.error("releasing {} failed: {}", vm.name, exc)
 
@@ -613,6 +737,7 @@ class _InlineOp:
     def __init__(self, cancelled: Callable[[], bool]) -> None:
         self._cancelled = cancelled
         self.target = ""
+        self.stages: list[dict[str, Any]] = []
 
     @property
     def cancelled(self) -> bool:
@@ -626,7 +751,9 @@ class _InlineOp:
             raise CancelledError(f"cancelled before {name}")
         started = time.monotonic()
         yield
-        logger.debug("stage {} took {:.3f}s", name, time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        self.stages.append({"name": name, "elapsed": round(elapsed, 3), "detail": detail})
+        logger.debug("stage {} took {:.3f}s", name, elapsed)
 
 
 def _parse_signal(sig: str | int) -> int:

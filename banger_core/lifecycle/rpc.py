@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from banger_core.daemon.server import RPCCall
-from banger_core.errors import ValidationError
+from banger_core.access import check_host_paths
+from banger_core.daemon.server import PassFd, RPCCall
 from banger_core.images.registry import image_dict
+from banger_core.rpc.schema import Field, with_params
 
-
-def _ref(params: dict[str, Any]) -> str:
-    ref = params.get("ref")
-    if not isinstance(ref, str) or not ref:
-        raise ValidationError("parameter 'ref' (a VM name or id) is required")
-    return ref
+MAX_LOG_CHUNK = 4 << 20
+READS = {"vm.list", "vm.show", "vm.ssh_config", "vm.stats", "vm.logs", "image.list", "image.show"}
+"""Quick reads: served from their own pool, never behind lock waits."""
 
 
 def register(daemon: Any, vms: Any, images: Any) -> None:
@@ -28,39 +26,76 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
         return op.as_dict()
 
     def build(params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
-        name = str(params.get("name") or "")
-        os_name = str(params.get("os") or "debian")
+        name = params["name"]
+        os_name = params.get("os") or "debian"
         images.validate_build(name, os_name)
         op = ops.begin("image.build", name, lambda op: images.build(op, name, os_name))
         return op.as_dict()
+
+    def register_image(params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
+        files = {k: params.get(k)
+                 for k in ("kernel", "rootfs", "initrd", "work_seed", "kernel_config")}
+        check_host_paths(call.peer_uid, files,
+                         daemon.settings.get("daemon", "allowed_image_dirs"))
+        return images.register(params["name"], params["kernel"], params["rootfs"],
+                               params.get("initrd"), params.get("work_seed"),
+                               params.get("kernel_config"))
 
     def doctor(params: dict[str, Any], call: RPCCall) -> list[dict[str, Any]]:
         from banger_core.doctor import run_checks
 
         return [c.as_dict() for c in run_checks(daemon.settings, daemon.hooks)]
 
+    def show(params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
+        vm = vms.resolve(params["ref"])
+        return {**vm.summary(), "dns_names": daemon.hooks.vm_dns_names(vm)}
+
+    def ssh_config(params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
+        return vms.ssh_config(params.get("refs") or [])
+
+    ref = Field.str(required=True, max=255)
+    path = Field.str(max=4096, nullable=True)
+    size = Field.size()
     methods = {
-        "vm.create": create,
-        "vm.list": lambda p, c: vms.list(),
-        "vm.show": lambda p, c: vms.resolve(_ref(p)).summary(),
-        "vm.start": lambda p, c: vms.start(_ref(p), c.cancelled.is_set),
-        "vm.stop": lambda p, c: vms.stop(_ref(p), force=bool(p.get("force"))),
-        "vm.restart": lambda p, c: vms.restart(_ref(p), c.cancelled.is_set),
-        "vm.kill": lambda p, c: vms.kill(_ref(p), p.get("signal", "SIGKILL")),
-        "vm.delete": lambda p, c: vms.delete(_ref(p), force=bool(p.get("force"))),
-        "vm.set": lambda p, c: vms.set(_ref(p), {k: v for k, v in p.items() if k != "ref"}),
-        "vm.stats": lambda p, c: vms.stats(_ref(p)),
-        "vm.logs": lambda p, c: vms.logs(_ref(p), p.get("log", "console"), p.get("offset"),
-                                         int(p.get("limit", 65536))),
-        "vm.ssh_info": lambda p, c: vms.ssh_info(_ref(p)),
-        "image.build": build,
-        "image.register": lambda p, c: images.register(
-            str(p.get("name", "")), p.get("kernel", ""), p.get("rootfs", ""), p.get("initrd"),
-            p.get("work_seed"), p.get("kernel_config")),
-        "image.list": lambda p, c: images.list(),
-        "image.show": lambda p, c: image_dict(images.get(str(p.get("ref", "")))),
-        "image.delete": lambda p, c: images.delete(str(p.get("ref", ""))),
-        "doctor.run": doctor,
+        "vm.create": with_params(create, name=Field.any(required=True), image=Field.str(max=255),
+                                 cpus=Field.int(), memory=size, disk_size=size,
+                                 options=Field.any()),
+        "vm.list": with_params(lambda p, c: vms.list()),
+        "vm.show": with_params(show, ref=ref),
+        "vm.start": with_params(lambda p, c: vms.start(p["ref"], c.cancelled.is_set), ref=ref),
+        "vm.stop": with_params(lambda p, c: vms.stop(p["ref"], force=p.get("force", False)),
+                               ref=ref, force=Field.bool()),
+        "vm.restart": with_params(lambda p, c: vms.restart(p["ref"], c.cancelled.is_set),
+                                  ref=ref),
+        "vm.kill": with_params(lambda p, c: vms.kill(p["ref"], p.get("signal", "SIGKILL")),
+                               ref=ref, signal=Field.any()),
+        "vm.delete": with_params(lambda p, c: vms.delete(p["ref"], force=p.get("force", False)),
+                                 ref=ref, force=Field.bool()),
+        "vm.set": with_params(lambda p, c: vms.set(p["ref"], {k: v for k, v in p.items()
+                                                              if k != "ref"}),
+                              ref=ref, cpus=Field.int(), memory=size,
+                              disk_size=size, options=Field.any()),
+        "vm.stats": with_params(lambda p, c: vms.stats(p["ref"]), ref=ref),
+        "vm.logs": with_params(lambda p, c: vms.logs(p["ref"], p["log"], p.get("offset"),
+                                                     p["limit"]),
+                               ref=ref, log=Field.enum("console", "vmm", default="console"),
+                               offset=Field.int(min=0, nullable=True),
+                               limit=Field.int(min=1, max=MAX_LOG_CHUNK, default=65536)),
+        "vm.ssh_info": with_params(lambda p, c: vms.ssh_info(p["ref"], c.peer_uid), ref=ref),
+        "vm.ssh_config": with_params(ssh_config, refs=Field.list(Field.str(min=1, max=255))),
+        "vm.connect": with_params(lambda p, c: PassFd(*vms.connect(p["ref"], p["port"])),
+                                  ref=ref, port=Field.int(min=1, max=65535, default=22)),
+        "image.build": with_params(build, name=Field.str(required=True, max=255),
+                                   os=Field.str(max=64)),
+        "image.register": with_params(
+            register_image,
+            name=Field.str(required=True, max=255), kernel=Field.str(required=True, max=4096),
+            rootfs=Field.str(required=True, max=4096), initrd=path, work_seed=path,
+            kernel_config=path),
+        "image.list": with_params(lambda p, c: images.list()),
+        "image.show": with_params(lambda p, c: image_dict(images.get(p["ref"])), ref=ref),
+        "image.delete": with_params(lambda p, c: images.delete(p["ref"]), ref=ref),
+        "doctor.run": with_params(doctor),
     }
     for name, handler in methods.items():
-        daemon.server.register(name, handler)
+        daemon.server.register(name, handler, read=name in READS)

@@ -152,6 +152,17 @@ def ensure_bridge(name: str, gateway_cidr: str, *, netns: str | None = None) -> 
                 f"interface {name!r} already exists and is not a bridge "
                 f"(kind {kind or 'unknown'}); choose another bridge name"
             )
+        # A bridge without an address of its own takes the lowest MAC of its
+        # ports, so it changes as TAPs come and go and guests' ARP entries
+        # for the gateway go stale (their frames get bridged to an idle TAP
+        # instead of routed). A fixed MAC, derived from the gateway address
+        # like the guests' (06:00:<IPv4>), never changes.
+        mac = "06:00:" + ":".join(f"{b:02x}" for b in iface.ip.packed)
+        if ipr.get_links(index)[0].get_attr("IFLA_ADDRESS") != mac:
+            try:
+                ipr.link("set", index=index, address=mac)
+            except NetlinkError as exc:
+                raise _fail(f"set MAC {mac} of bridge", name, exc)
         have = {(a.get("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=index, family=2)}
         if (address, prefixlen) not in have:
             try:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import socket
 from pathlib import Path
 from typing import Any
 
-from banger_core.errors import DaemonError, error_from_code
+from banger_core.errors import DaemonError, DeniedError, error_from_code
 from banger_core.rpc.protocol import MAX_LINE, request
 
 
@@ -33,7 +34,9 @@ class RPCClient:
             raise DaemonError(f"bangerd is not running (no listener on {self.socket_path})")
         except PermissionError:
             sock.close()
-            raise DaemonError(f"permission denied on {self.socket_path}")
+            raise DeniedError(
+                f"permission denied on {self.socket_path}: bangerd runs, but you may not use "
+                "it; ask its administrator to add you to its [daemon] socket_group") from None
         self._sock = sock
         return self
 
@@ -56,17 +59,64 @@ class RPCClient:
         assert self._sock is not None
         req_id = next(self._ids)
         try:
-            self._sock.sendall(request(req_id, method, params))
-            line = self._readline()
+            try:
+                self._sock.sendall(request(req_id, method, params))
+            except (BrokenPipeError, ConnectionResetError):
+                # The daemon may have answered before we wrote (a refusal does):
+                # read what it said before it hung up.
+                line = self._waiting_reply()
+            else:
+                line = self._readline()
         except (BrokenPipeError, ConnectionResetError):
             raise DaemonError("bangerd closed the connection")
         except TimeoutError:
             raise DaemonError(f"bangerd did not answer {method} in time")
-        msg = json.loads(line)
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            raise DaemonError("bangerd sent a reply that is not JSON")
         if "error" in msg:
             err = msg["error"]
             raise error_from_code(err.get("code", "error"), err.get("message", "unknown error"))
         return msg.get("result")
+
+    def call_with_fd(self, method: str, params: dict[str, Any] | None = None
+                     ) -> tuple[Any, int]:
+        """Call a method that answers with a file descriptor (``SCM_RIGHTS``)."""
+        if self._sock is None:
+            self.connect()
+        assert self._sock is not None
+        self._sock.sendall(request(next(self._ids), method, params))
+        fds: list[int] = []
+        while b"\n" not in self._buf:
+            data, got, _flags, _addr = socket.recv_fds(self._sock, 65536, 4)
+            fds += got
+            if not data:
+                raise DaemonError("bangerd closed the connection")
+            self._buf += data
+        line, self._buf = self._buf.split(b"\n", 1)
+        msg = json.loads(line)
+        if "error" in msg:
+            for fd in fds:
+                os.close(fd)
+            err = msg["error"]
+            raise error_from_code(err.get("code", "error"), err.get("message", "unknown error"))
+        if not fds:
+            raise DaemonError(f"bangerd answered {method} without a file descriptor")
+        for extra in fds[1:]:
+            os.close(extra)
+        return msg.get("result"), fds[0]
+
+    def _waiting_reply(self) -> bytes:
+        """A reply already in our receive buffer after the daemon hung up, if any."""
+        assert self._sock is not None
+        self._sock.settimeout(1.0)
+        try:
+            return self._readline()
+        except (DaemonError, OSError):
+            raise DaemonError("bangerd closed the connection") from None
+        finally:
+            self._sock.settimeout(self.timeout)
 
     def _readline(self) -> bytes:
         assert self._sock is not None

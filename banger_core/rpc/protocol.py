@@ -33,3 +33,50 @@ def ok(req_id: Any, result: Any) -> bytes:
 def error(req_id: Any, code: str, message: str) -> bytes:
     """Encode an error response."""
     return encode({"id": req_id, "error": {"code": code, "message": message}})
+
+
+MAX_DEPTH = 64
+"""How deeply a request may nest JSON arrays and objects."""
+
+
+def decode_request(line: bytes) -> dict[str, Any]:
+    """Parse one request line; any malformed input is a one-line ``invalid`` error."""
+    from banger_core.errors import ValidationError
+
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"request is not UTF-8 text (bad byte at offset {exc.start})")
+    if text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
+        raise ValidationError(f"request nests deeper than {MAX_DEPTH} levels")
+    try:
+        msg = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ValidationError(f"request is not valid JSON: {str(exc)[:120]}")
+    if not isinstance(msg, dict):
+        raise ValidationError("request must be a JSON object")
+    if not isinstance(msg.get("method"), str) or not msg["method"]:
+        raise ValidationError("request has no method (a string like 'vm.list')")
+    return msg
+
+
+def _depth(text: str) -> int:
+    """Maximum bracket nesting outside strings (a cheap guard before parsing)."""
+    depth = deepest = 0
+    in_str = escaped = False
+    for ch in text:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest

@@ -2,7 +2,9 @@
 
 Everything it makes (the namespace, the daemon, VMM processes, the state
 directory) is removed by :meth:`SimulatedHost.close`, also after a failure.
-Plugin authors use it through the ``sim_host`` fixture.
+Plugin authors use it through the ``sim_host`` fixture. ``vmm="banger-fcqemu"``
+boots the guests' real kernels under QEMU instead (slow under TCG: raise
+``ssh_timeout`` and ``stop_grace``).
 """
 
 from __future__ import annotations
@@ -32,8 +34,11 @@ class SimulatedHost:
     """One private banger installation running on the simulator."""
 
     def __init__(self, *, subnet: str = "172.30.0.0/24", tap_pool_size: int = 2,
-                 extra_config: str = "", env: dict[str, str] | None = None) -> None:
+                 extra_config: str = "", env: dict[str, str] | None = None,
+                 internet: bool = False, vmm: str = "banger-fcsim",
+                 ssh_timeout: float = 60.0, stop_grace: float = 5.0) -> None:
         token = secrets.token_hex(3)
+        self.vmm = console_script(vmm) if "/" not in vmm else vmm
         self.tap_pool_size = tap_pool_size
         # Short paths: AF_UNIX socket paths are limited to 108 bytes.
         self.root = Path(tempfile.mkdtemp(prefix=f"bgr-{token}-", dir="/tmp"))
@@ -46,10 +51,10 @@ class SimulatedHost:
             f'netns = "{self.netns}"\n'
             'log_level = "debug"\n'
             "[firecracker]\n"
-            f'binary = "{console_script("banger-fcsim")}"\n'
+            f'binary = "{self.vmm}"\n'
             "[vm]\n"
-            "stop_grace_seconds = 5.0\n"
-            "ssh_timeout_seconds = 60.0\n"
+            f"stop_grace_seconds = {stop_grace}\n"
+            f"ssh_timeout_seconds = {ssh_timeout}\n"
             "[network]\n"
             'bridge = "bgbr0"\n'
             f'subnet = "{subnet}"\n'
@@ -62,6 +67,14 @@ class SimulatedHost:
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
             **(env or {}),
         }
+        #: With ``internet=True``: a :class:`~banger_core.testing.internet.FakeInternet`
+        #: behind the host's uplink (``bgup0``, default route), made by :meth:`start`.
+        self.internet = None
+        self._internet_started = False
+        if internet:
+            from banger_core.testing.internet import FakeInternet
+
+            self.internet = FakeInternet(self.netns, self.root)
         for var in ("BANGER_PLUGINS", "BANGER_DISABLE_PLUGINS", "BANGER_FIRECRACKER_BIN",
                     "BANGER_LOG_LEVEL"):
             if env is None or var not in env:
@@ -78,8 +91,19 @@ class SimulatedHost:
         """Run a ``--json`` command and parse its output."""
         return json.loads(self.cli(*args, "--json").stdout)
 
+    def add_config(self, text: str) -> None:
+        """Append TOML to the host's config file (takes effect at the next daemon start)."""
+        with self.config_path.open("a") as fh:
+            fh.write("\n" + text + "\n")
+
     def start(self) -> SimulatedHost:
-        """Start the daemon (it enters the host's namespace itself)."""
+        """Start the daemon (it enters the host's namespace itself).
+
+        With a fake internet, its namespace and uplink are made first (once).
+        """
+        if self.internet is not None and not self._internet_started:
+            self.internet.start()
+            self._internet_started = True
         self.cli("daemon", "start")
         return self
 
@@ -136,6 +160,8 @@ class SimulatedHost:
                 wait_for_exit(vmm, 5)
         system.run([console_script("banger-fcsim"), "--cleanup", "--all"], check=False, timeout=60,
                    env=self.env)
+        if self.internet is not None:
+            self.internet.close()
         delete_netns(self.netns, runner=lambda argv, **kw: system.run(argv, check=False))
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -46,8 +46,10 @@ def names(pm, status: str = "loaded") -> set[str]:
     return {i.name for i in pm.infos.values() if i.status == status}
 
 
-def test_loads_entry_points(plugin_site) -> None:
+def test_loads_entry_points(plugin_site, monkeypatch) -> None:
     plugin_site.add("tgood", "banger_tgood", GOOD, distribution="banger-tgood", version="1.2.3")
+    # only this plugin: the installed ones (dns, nat) would get the fake VM too
+    monkeypatch.setenv("BANGER_PLUGINS", "tgood")
     pm = get_plugin_manager()
     info = pm.infos["tgood"]
     assert (info.status, info.distribution, info.version) == ("loaded", "banger-tgood", "1.2.3")

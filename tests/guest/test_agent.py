@@ -82,6 +82,15 @@ def _get(conn: http.client.HTTPConnection, path: str) -> tuple[int, dict]:
     return resp.status, json.loads(resp.read())
 
 
+def _accepts(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 @pytest.fixture
 def running_agent(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, Path]]:
     vsock_dir = tmp_path / "vsock"
@@ -96,9 +105,9 @@ def running_agent(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, Path]]:
     sock_path = vsock_dir / "1234.sock"
     try:
         deadline = time.monotonic() + 10
-        while not sock_path.exists():
+        while not _accepts(sock_path):  # bound comes before listening: wait for accept
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "agent did not create its socket"
+            assert time.monotonic() < deadline, "agent did not listen on its socket"
             time.sleep(0.02)
         yield proc, sock_path
     finally:
@@ -116,7 +125,7 @@ def test_agent_http_api(running_agent: tuple[subprocess.Popen, Path]) -> None:
         status, body = _get(conn, "/healthz")
         assert status == 200
         assert body["status"] == "ok"
-        assert body["agent_version"] == 1
+        assert body["agent_version"] == agent.AGENT_VERSION
         assert body["hostname"] == socket.gethostname()
         assert body["uptime_seconds"] >= 0
         # keep-alive: more requests on the same connection
@@ -142,7 +151,7 @@ def test_agent_ports_lists_listener_with_owner(
         conn.close()
         listener.close()
     assert status == 200
-    assert body["agent_version"] == 1
+    assert body["agent_version"] == agent.AGENT_VERSION
     mine = [p for p in body["ports"] if p["port"] == port and p["proto"] == "tcp"]
     assert len(mine) == 1, body
     entry = mine[0]

@@ -39,6 +39,22 @@ def test_ensure_bridge_creates_and_is_idempotent(netns: str) -> None:
     assert _addrs(netns, "bgrbr0") == {"172.30.0.1/24", "172.31.0.1/24"}
 
 
+def test_bridge_mac_is_fixed_when_taps_come_and_go(netns: str) -> None:
+    host.ensure_bridge("bgrbr0", "172.30.0.1/24", netns=netns)
+
+    def mac() -> str:
+        with IPRoute(netns=netns) as ipr:
+            return ipr.get_links(ifname="bgrbr0")[0].get_attr("IFLA_ADDRESS")
+
+    assert mac() == "06:00:ac:1e:00:01"
+    for name in ("bgrtap0", "bgrtap1"):  # ports with random (often lower) MACs
+        host.create_tap(name, "bgrbr0", netns=netns)
+        assert mac() == "06:00:ac:1e:00:01"
+    host.delete_link("bgrtap0", netns=netns)
+    host.ensure_bridge("bgrbr0", "172.30.0.1/24", netns=netns)
+    assert mac() == "06:00:ac:1e:00:01"
+
+
 def test_ensure_bridge_refuses_non_bridge(netns: str, bridge: str) -> None:
     host.create_tap("bgrtap9", bridge, netns=netns)
     with pytest.raises(ConflictError, match="'bgrtap9' already exists and is not a bridge"):

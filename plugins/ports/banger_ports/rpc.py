@@ -1,0 +1,44 @@
+"""``vm.ports``: the agent's listeners, probed and named from the daemon."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from banger_core import Field, rpc_params
+from banger_core.errors import BangerError, ConflictError, ValidationError
+
+NAME = "ports"
+
+
+def _plugin_config(call: Any) -> Any:
+    try:
+        return call.config
+    except Exception:  # an older core without per-plugin config on the call
+        return {}
+
+
+@rpc_params(ref=Field.str(required=True, max=255))
+def ports(params: dict[str, Any], call: Any) -> dict[str, Any]:
+    """``vm.ports {ref}`` -> ``{"name", "host", "ports": [rows]}``."""
+    from banger_ports.enrich import rows
+    from banger_ports.probe import classify
+
+    ref = params.get("ref")
+    if not isinstance(ref, str) or not ref:
+        raise ValidationError("parameter 'ref' (a VM name or id) is required")
+    info = call.call("vm.show", {"ref": ref})
+    if info["state"] != "running":
+        raise ConflictError(f"VM {info['name']} is {info['state']}; start it to see its ports")
+    try:
+        answer = call.call("vm.agent", {"ref": info["id"], "path": "/ports"})
+    except BangerError as exc:
+        if "unknown method" in str(exc):
+            raise BangerError("vm ports needs the guest agent channel: install banger-vsock") \
+                from None
+        raise
+    names = info.get("dns_names") or []
+    host = names[0] if names else info["ip"]
+    timeout = float(_plugin_config(call).get("probe_timeout_seconds", 1.0))
+    listed = rows(answer.get("ports") or [], host, info["ip"],
+                  lambda ip, port: classify(ip, port, timeout, host))
+    return {"name": info["name"], "host": host, "ports": listed}

@@ -1,0 +1,98 @@
+"""The vsock plugin's RPC methods (daemon side)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from banger_core import Field, rpc_params
+from banger_core.errors import BangerError, ConflictError, ValidationError
+
+NAME = "vsock"
+GET_PATHS = ("/healthz", "/ports")
+
+
+def _vm(params: dict[str, Any], call: Any) -> Any:
+    ref = params.get("ref")
+    if not isinstance(ref, str) or not ref:
+        raise ValidationError("parameter 'ref' (a VM name or id) is required")
+    finder = getattr(call, "vm", None)  # i8's call context; else through vm.show
+    if callable(finder):
+        return finder(ref)
+    return _VMView(call.call("vm.show", {"ref": ref}))
+
+
+class _VMView:
+    """The bits of a VM these handlers need, from ``vm.show`` data."""
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        from pathlib import Path
+
+        self.name = info["name"]
+        self.state = info["state"]
+        self.pid = info.get("pid")
+        self.plugin_states = info.get("plugins") or {}
+        self.vsock_path = Path(info["api_sock"]).with_name("vsock.sock")
+
+    def plugin_state(self, name: str) -> dict[str, Any]:
+        return self.plugin_states.setdefault(name, {})
+
+
+def _connect(vm: Any, timeout: float = 2.0) -> Any:
+    from banger_vsock.hostconn import connect_port
+
+    if vm.state != "running":
+        raise ConflictError(f"VM {vm.name} is {vm.state}; the guest agent answers only while "
+                            f"it runs (banger vm start {vm.name})")
+    state = vm.plugin_state(NAME)
+    if "cid" not in state:
+        raise ConflictError(f"VM {vm.name} has no vsock device (it booted before banger-vsock "
+                            "was installed); restart it")
+    return connect_port(vm.vsock_path, int(state.get("port", 1024)), timeout=timeout)
+
+
+REF = Field.str(required=True, max=255)
+
+
+@rpc_params(ref=REF)
+def health(params: dict[str, Any], call: Any) -> dict[str, Any]:
+    """``vm.health {ref}``: the agent's ``/healthz`` answer, with the VM's name."""
+    from banger_vsock.protocol import AgentConnection
+
+    vm = _vm(params, call)
+    try:
+        with AgentConnection(_connect(vm)) as conn:
+            conn.sock.settimeout(5.0)
+            body = conn.get_json("/healthz")
+    except BangerError as exc:
+        if isinstance(exc, ConflictError):
+            raise
+        raise BangerError(f"VM {vm.name}: guest agent not answering: {exc}") from None
+    return {"name": vm.name, "state": vm.state, **body}
+
+
+@rpc_params(ref=REF, path=Field.enum(*GET_PATHS, required=True))
+def agent_get(params: dict[str, Any], call: Any) -> Any:
+    """``vm.agent {ref, path}``: a JSON GET on the agent (``/healthz``, ``/ports``)."""
+    from banger_vsock.protocol import AgentConnection
+
+    path = params.get("path")
+    if path not in GET_PATHS:
+        raise ValidationError(f"path {path!r} is not one of {', '.join(GET_PATHS)}")
+    vm = _vm(params, call)
+    with AgentConnection(_connect(vm)) as conn:
+        conn.sock.settimeout(10.0)
+        return conn.get_json(path)
+
+
+@rpc_params(ref=REF)
+def agent_connect(params: dict[str, Any], call: Any) -> Any:
+    """``vm.agent_connect {ref}``: a connected agent stream, handed over as a descriptor."""
+    from banger_core import PassFd
+
+    vm = _vm(params, call)
+    sock = _connect(vm)
+    fd = sock.detach()
+    return PassFd({"name": vm.name, "protocol": 2}, fd)
+
+
+METHODS = {"vm.health": health, "vm.agent": agent_get, "vm.agent_connect": agent_connect}

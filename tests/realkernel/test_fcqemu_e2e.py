@@ -1,0 +1,161 @@
+"""The default Debian image, unchanged, boots its own kernel through banger-fcqemu (slow).
+
+Driven like a user would: ``BANGER_VMM=qemu make demo`` (``python -m
+banger_core.demo``) on a simulated host running the simulator switches the
+daemon to ``banger-fcqemu`` and creates VM ``demo-qemu``; then the CLI
+checks it. Under TCG (no usable KVM here) one boot takes tens of seconds,
+so the checks share one VM.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from banger_core import system
+from banger_core.testing.simhost import SimulatedHost
+
+pytestmark = [pytest.mark.net, pytest.mark.slow, pytest.mark.realkernel]
+
+VM = "demo-qemu"
+AGENT_PORT = 1024
+# A plugin giving every VM a hybrid vsock device (what banger-vsock does), so the
+# test reaches the agent through banger-fcqemu's bridge.
+VSOCK_PLUGIN = '''
+from banger_core import Vsock, hookimpl
+
+
+@hookimpl
+def banger_vm_configure(vm, machine):
+    machine.vsock = Vsock(guest_cid=3, uds_path=str(vm.vsock_path))
+'''
+
+
+def _need_qemu() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces, TAP devices)")
+    if system.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed (scripts/install-host-deps)")
+
+
+@pytest.fixture(scope="module")
+def plugin_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="bgr-e2e-site-"))
+    (path / "e2e_vsock.py").write_text(VSOCK_PLUGIN)
+    info = path / "banger_test_e2e_vsock-0.0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: banger-test-e2e-vsock\n"
+                                   "Version: 0.0.1\n")
+    (info / "entry_points.txt").write_text("[banger]\ne2e_vsock = e2e_vsock\n")
+    yield path
+    system.run(["rm", "-rf", str(path)], check=False)
+
+
+@pytest.fixture(scope="module")
+def qhost(plugin_dir: Path) -> Iterator[SimulatedHost]:
+    _need_qemu()
+    from banger_core.testing.images import cached_debian_image
+
+    image = cached_debian_image()
+    pythonpath = os.pathsep.join(p for p in (str(plugin_dir), os.environ.get("PYTHONPATH")) if p)
+    with SimulatedHost(ssh_timeout=420.0, stop_grace=180.0, subnet="172.30.7.0/24",
+                       env={"PYTHONPATH": pythonpath}) as h:
+        h.start()
+        h.register_image(image)
+        yield h
+
+
+def _vsock_get(uds: Path, path: str) -> bytes:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(str(uds))
+        s.sendall(f"CONNECT {AGENT_PORT}\n".encode())
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = s.recv(1)
+            if not chunk:
+                raise ConnectionError("closed without OK")
+            line += chunk
+        assert line.startswith(b"OK ")
+        s.sendall(f"GET {path} HTTP/1.0\r\nHost: agent\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data
+
+
+def _poll(fn, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = fn()
+            if value:
+                return value
+        except (OSError, AssertionError) as exc:
+            last = exc
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
+def test_real_kernel_end_to_end(qhost: SimulatedHost) -> None:
+    # `BANGER_VMM=qemu make demo`: the daemon moves from the simulator to banger-fcqemu.
+    assert "the Firecracker simulator" in qhost.cli("doctor").stdout
+    started = time.monotonic()
+    demo = system.run([sys.executable, "-m", "banger_core.demo"], timeout=900,
+                      env={**qhost.env, "BANGER_VMM": "qemu"})
+    boot_seconds = time.monotonic() - started
+    assert "restarting the daemon on banger-fcqemu" in demo.stdout, demo.stdout
+    assert f"VM {VM} is ready at 172.30.7." in demo.stdout, demo.stdout + demo.stderr
+    assert demo.stdout.splitlines()[-2] == VM  # `banger vm ssh demo-qemu -- hostname`
+    print(f"\nBANGER_VMM=qemu demo (daemon restart + vm create to SSH): {boot_seconds:.1f}s")
+    doctor = qhost.cli("doctor").stdout
+    assert "banger-fcqemu: the guest's own kernel under QEMU" in doctor
+
+    # The guest's own kernel, its own hostname, configured by banger-boot.
+    assert qhost.cli("vm", "ssh", VM, "--", "hostname").stdout.strip() == VM
+    uname = qhost.cli("vm", "ssh", VM, "--", "uname", "-r").stdout.strip()
+    assert uname.endswith("-cloud-amd64") and uname != os.uname().release
+
+    # The transport banger chose (MMIO, described by ACPI for this kernel) is what QEMU got.
+    vmm_log = qhost.cli("vm", "logs", VM, "--vmm").stdout
+    command = next(line for line in vmm_log.splitlines() if "QEMU command line:" in line)
+    assert "-M microvm,pit=on,pic=on,rtc=on,isa-serial=on,acpi=on,pcie=off" in command
+    assert "virtio-blk-device,drive=drive0" in command and "virtio-blk-pci" not in command
+    shown = qhost.json("vm", "show", VM)
+    assert "--enable-pci" not in Path(f"/proc/{shown['pid']}/cmdline").read_bytes().decode()
+    assert "pci=off" in command  # the MMIO command line keeps Firecracker's pci=off
+    console = qhost.cli("vm", "logs", VM).stdout
+    assert "virtio_blk virtio0: [vda]" in console
+
+    # The agent answers /healthz through the hybrid vsock socket, bridged to virtio-serial.
+    uds = qhost.state_dir / "run" / "vms" / shown["id"] / "vsock.sock"
+    reply = _poll(lambda: _vsock_get(uds, "/healthz"), 120, "the agent's /healthz")
+    assert reply.startswith(b"HTTP/1.1 200") or reply.startswith(b"HTTP/1.0 200"), reply
+    assert b'"status": "ok"' in reply and f'"hostname": "{VM}"'.encode() in reply
+
+    # A file under /root (the work disk) survives stop and start.
+    qhost.cli("vm", "ssh", VM, "--", "sh", "-c", "'echo kept > /root/note.txt; sync'")
+    stopped = qhost.cli("vm", "stop", VM, timeout=600).stdout
+    assert stopped.startswith(f"{VM}: stopped (shut down)"), stopped  # Ctrl-Alt-Del, no kill
+    vmm_log = qhost.cli("vm", "logs", VM, "--vmm").stdout
+    assert "QEMU exited: the guest rebooted or powered off." in vmm_log
+    assert "Firecracker exiting successfully. exit_code=0" in vmm_log
+    assert "reboot: Restarting system" in qhost.cli("vm", "logs", VM).stdout
+    assert qhost.vmm_pids() == []
+
+    qhost.cli("vm", "start", VM, timeout=600)
+    assert qhost.cli("vm", "ssh", VM, "--", "cat", "/root/note.txt").stdout.strip() == "kept"
+
+    qhost.cli("vm", "delete", "--force", VM, timeout=300)
+    assert qhost.vmm_pids() == []
+    leftover = system.run(["pgrep", "-f", f"qemu-system-x86_64 -name banger-{shown['id']}"],
+                          check=False)
+    assert leftover.stdout.strip() == ""
