@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -107,11 +108,12 @@ def _drive(conn: p.AgentConnection, tty: bool) -> int:
             with contextlib.suppress(OSError):
                 conn.send(p.F_WINSIZE, f"{size[0]} {size[1]}".encode())
 
-    handlers = {signal.SIGINT: forward, signal.SIGTERM: forward, signal.SIGHUP: forward}
+    handlers: dict[int, Callable[[int, Any], None]] = {
+        signal.SIGINT: forward, signal.SIGTERM: forward, signal.SIGHUP: forward}
     if tty:
         handlers[signal.SIGWINCH] = resize
-    for signum, handler in handlers.items():
-        previous[signum] = signal.signal(signum, handler)
+    for sig_num, fn in handlers.items():
+        previous[sig_num] = signal.signal(sig_num, fn)
     threading.Thread(target=_pump_stdin, args=(conn,), daemon=True).start()
     out_ok = err_ok = True
     try:
@@ -134,8 +136,8 @@ def _drive(conn: p.AgentConnection, tty: bool) -> int:
                     click.echo(f"banger: error: {info['error']}", err=True)
                 return p.shell_exit_code(info)
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for sig_num, old in previous.items():
+            signal.signal(sig_num, old)
         if saved is not None:
             _restore(saved)
 

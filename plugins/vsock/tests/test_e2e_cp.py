@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pty
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
+
+from banger_core.testing.simhost import console_script
 
 pytestmark = [pytest.mark.net, pytest.mark.slow]
 
@@ -86,6 +90,34 @@ def test_cp_errors_are_one_line(host, tmp_path):
     assert result.stderr == ""
     digest = host.cli("vm", "exec", "cp1", "--", "sha256sum", "/tmp/big.bin").stdout.split()[0]
     assert digest == hashlib.sha256(big.read_bytes()).hexdigest()
+
+
+def test_progress_bar_on_a_terminal(host, tmp_path):
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(4 << 20))
+    master, slave = pty.openpty()
+    try:
+        result = subprocess.run([console_script("banger"), "vm", "cp", str(big), "cp1:/tmp/b2"],
+                                env=host.env, stdout=subprocess.PIPE, stderr=slave, timeout=120,
+                                check=False)
+        os.close(slave)
+        slave = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's other side is closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    assert result.returncode == 0
+    text = shown.decode()
+    assert "big.bin -> cp1:/tmp/b2 [" in text and "100.0% 4.0/4.0 MiB" in text, text
 
 
 def test_included_ssh_config_follows_vms(host):
