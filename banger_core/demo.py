@@ -81,7 +81,8 @@ def use_qemu() -> None:
     fcqemu = _script("banger-fcqemu")
     os.environ["BANGER_FIRECRACKER_BIN"] = fcqemu  # the CLI passes it to the daemon it starts
     _say(f"BANGER_VMM=qemu: VMs boot their own kernel under QEMU ({fcqemu}); under TCG "
-         "(no usable KVM) a boot takes about a minute.")
+         "(no usable KVM) a boot takes about a minute (more on a busy machine: if `vm create` "
+         "times out, raise [vm] ssh_timeout_seconds).")
     checks = json.loads(_banger("doctor", "--json", capture=True, check=False).stdout or "[]")
     vmm = next((c["detail"] for c in checks if c["name"] == "firecracker"), "")
     if "banger-fcqemu" not in vmm:

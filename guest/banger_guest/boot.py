@@ -13,6 +13,10 @@ Modes:
   as the guest's init): mount tmpfs on ``/run`` and ``/tmp``, apply the
   configuration, run ``sshd`` and the agent as children, reap zombies, and on
   SIGINT/SIGTERM stop everything, sync, unmount what it mounted and exit 0.
+  As the real PID 1 of a guest kernel (``init=/usr/lib/banger/banger-boot``)
+  it also mounts ``/proc``, ``/sys`` and ``/dev`` when the initrd did not,
+  brings ``lo`` up, asks the kernel to turn Ctrl-Alt-Del into SIGINT, and
+  ends by remounting ``/`` read-only and rebooting (``reboot=k``: the VMM exits).
 
 The guest-config drive is a raw block device holding the line
 ``BANGER-GUEST-CONFIG 1`` followed by one UTF-8 JSON document and NUL padding
@@ -643,13 +647,46 @@ def mount_tmpfs(target: str, mode: str) -> bool:
     return ok
 
 
-class Init:
-    """PID-1 mode for the simulated guest: supervise sshd and the agent."""
+LINUX_REBOOT_CMD_CAD_OFF = 0
+"""``reboot(2)``: Ctrl-Alt-Del sends SIGINT to PID 1 instead of restarting at once."""
+LINUX_REBOOT_CMD_RESTART = 0x01234567
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-    def __init__(self) -> None:
+
+def _reboot(cmd: int) -> bool:
+    """Call ``reboot(2)`` with ``cmd`` (PID 1 on a real kernel only); False on failure."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.reboot(ctypes.c_int(cmd)) == 0
+    except OSError:
+        return False
+
+
+def prepare_real_init() -> None:
+    """What the kernel leaves to PID 1: PATH, /proc, /sys, /dev, lo, Ctrl-Alt-Del as SIGINT."""
+    os.environ.setdefault("PATH", DEFAULT_PATH)
+    for fstype, target in (("proc", "/proc"), ("sysfs", "/sys"), ("devtmpfs", "/dev")):
+        if not os.path.ismount(target):
+            with contextlib.suppress(OSError):
+                os.makedirs(target, exist_ok=True)
+            if _run(["mount", "-n", "-t", fstype, fstype, target]):
+                log(f"mounted {fstype} on {target}")
+    _run(["ip", "link", "set", "dev", "lo", "up"])
+    if not _reboot(LINUX_REBOOT_CMD_CAD_OFF):
+        log("error: cannot route Ctrl-Alt-Del to PID 1")
+
+
+class Init:
+    """PID-1 mode: supervise sshd and the agent (simulated guest, or a real kernel's init)."""
+
+    def __init__(self, real_kernel: bool = False) -> None:
         self.children: dict[int, tuple[str, subprocess.Popen]] = {}
         self.mounted: list[str] = []
         self.stopping = False
+        self.real_kernel = real_kernel
         self.rfd, self.wfd = os.pipe()
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
@@ -753,7 +790,11 @@ class Init:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
         signal.signal(signal.SIGCHLD, lambda *_: None)
-        log("starting (simulated guest, PID-1 mode)")
+        if self.real_kernel:
+            log("starting (PID-1 mode on the guest's own kernel)")
+            prepare_real_init()
+        else:
+            log("starting (simulated guest, PID-1 mode)")
         try:
             self.boot()
         except Exception as exc:  # PID 1 must not die: the VM would be over
@@ -765,6 +806,13 @@ class Init:
         for target in reversed(self.mounted):
             if _run(["umount", "-n", "-R", target]) or _run(["umount", "-n", "-l", target]):
                 log(f"unmounted {target}")
+        if self.real_kernel:
+            _run(["mount", "-n", "-o", "remount,ro", "/"])
+            os.sync()
+            log("rebooting")
+            _reboot(LINUX_REBOOT_CMD_RESTART)
+            while True:  # PID 1 must not exit (the kernel would panic)
+                time.sleep(60)
         log("halted")
         return 0
 
@@ -783,9 +831,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if os.environ.get("BANGER_GUEST_SIMULATED") == "1":
         return Init().run()
+    if os.getpid() == 1:  # init=/usr/lib/banger/banger-boot on a real kernel
+        return Init(real_kernel=True).run()
     print(
         "usage: banger-boot --systemd | --print-config DEVICE "
-        "(PID-1 mode needs BANGER_GUEST_SIMULATED=1)",
+        "(PID-1 mode: as the kernel's init, or with BANGER_GUEST_SIMULATED=1)",
         file=sys.stderr,
     )
     return 2

@@ -26,15 +26,21 @@ pytestmark = [pytest.mark.net, pytest.mark.slow, pytest.mark.realkernel]
 
 VM = "demo-qemu"
 AGENT_PORT = 1024
-# A plugin giving every VM a hybrid vsock device (what banger-vsock does), so the
-# test reaches the agent through banger-fcqemu's bridge.
-VSOCK_PLUGIN = '''
-from banger_core import Vsock, hookimpl
+# The vsock device comes from banger-vsock (installed with banger), so the agent is
+# reached through banger-fcqemu's bridge. Once the file "pid1" exists next to this
+# plugin, it boots banger-boot as the guest's PID 1 (init=, no systemd).
+PID1_PLUGIN = '''
+from pathlib import Path
+
+from banger_core import hookimpl
+
+PID1_FLAG = Path(__file__).with_name("pid1")
 
 
 @hookimpl
-def banger_vm_configure(vm, machine):
-    machine.vsock = Vsock(guest_cid=3, uds_path=str(vm.vsock_path))
+def banger_vm_configure(machine):
+    if PID1_FLAG.exists():
+        machine.boot_args.append("init=/usr/lib/banger/banger-boot")
 '''
 
 
@@ -48,12 +54,12 @@ def _need_qemu() -> None:
 @pytest.fixture(scope="module")
 def plugin_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="bgr-e2e-site-"))
-    (path / "e2e_vsock.py").write_text(VSOCK_PLUGIN)
-    info = path / "banger_test_e2e_vsock-0.0.1.dist-info"
+    (path / "e2e_pid1.py").write_text(PID1_PLUGIN)
+    info = path / "banger_test_e2e_pid1-0.0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: banger-test-e2e-vsock\n"
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: banger-test-e2e-pid1\n"
                                    "Version: 0.0.1\n")
-    (info / "entry_points.txt").write_text("[banger]\ne2e_vsock = e2e_vsock\n")
+    (info / "entry_points.txt").write_text("[banger]\ne2e_pid1 = e2e_pid1\n")
     yield path
     system.run(["rm", "-rf", str(path)], check=False)
 
@@ -105,7 +111,7 @@ def _poll(fn, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}: {last!r}")
 
 
-def test_real_kernel_end_to_end(qhost: SimulatedHost) -> None:
+def test_real_kernel_end_to_end(qhost: SimulatedHost, plugin_dir: Path) -> None:
     # `BANGER_VMM=qemu make demo`: the daemon moves from the simulator to banger-fcqemu.
     assert "the Firecracker simulator" in qhost.cli("doctor").stdout
     started = time.monotonic()
@@ -114,6 +120,7 @@ def test_real_kernel_end_to_end(qhost: SimulatedHost) -> None:
     boot_seconds = time.monotonic() - started
     assert "restarting the daemon on banger-fcqemu" in demo.stdout, demo.stdout
     assert f"VM {VM} is ready at 172.30.7." in demo.stdout, demo.stdout + demo.stderr
+    assert "waiting for agent" in demo.stderr  # banger-vsock's check, through the bridge
     assert demo.stdout.splitlines()[-2] == VM  # `banger vm ssh demo-qemu -- hostname`
     print(f"\nBANGER_VMM=qemu demo (daemon restart + vm create to SSH): {boot_seconds:.1f}s")
     doctor = qhost.cli("doctor").stdout
@@ -151,8 +158,23 @@ def test_real_kernel_end_to_end(qhost: SimulatedHost) -> None:
     assert "reboot: Restarting system" in qhost.cli("vm", "logs", VM).stdout
     assert qhost.vmm_pids() == []
 
+    # The next boot runs banger-boot as PID 1 on the real kernel (the faster guest mode).
+    (plugin_dir / "pid1").touch()
+    started = time.monotonic()
     qhost.cli("vm", "start", VM, timeout=600)
+    print(f"vm start to SSH with banger-boot as PID 1: {time.monotonic() - started:.1f}s")
     assert qhost.cli("vm", "ssh", VM, "--", "cat", "/root/note.txt").stdout.strip() == "kept"
+    assert qhost.cli("vm", "ssh", VM, "--", "cat", "/proc/1/comm").stdout.strip() != "systemd"
+    assert qhost.cli("vm", "ssh", VM, "--", "hostname").stdout.strip() == VM
+    console = qhost.cli("vm", "logs", VM).stdout
+    assert "banger-boot: starting (PID-1 mode on the guest's own kernel)" in console
+    reply = _poll(lambda: _vsock_get(uds, "/healthz"), 120, "the agent's /healthz (PID 1)")
+    assert b'"status": "ok"' in reply
+    stopped = qhost.cli("vm", "stop", VM, timeout=600).stdout
+    assert stopped.startswith(f"{VM}: stopped (shut down)"), stopped
+    vmm_log = qhost.cli("vm", "logs", VM, "--vmm").stdout
+    assert vmm_log.count("Firecracker exiting successfully. exit_code=0") == 2
+    assert "banger-boot: rebooting" in qhost.cli("vm", "logs", VM).stdout
 
     qhost.cli("vm", "delete", "--force", VM, timeout=300)
     assert qhost.vmm_pids() == []
