@@ -16,7 +16,6 @@ The rest of the core calls hooks only through :class:`Hooks`.
 
 from __future__ import annotations
 
-import copy
 import os
 import sys
 from collections.abc import Iterable
@@ -157,7 +156,8 @@ def _named(exc: BaseException, plugin: str, hook: str) -> BaseException:
         message = str(exc)
         if message.startswith(f"plugin {plugin}") or message.startswith(f"{plugin}:"):
             return exc
-        err = copy.copy(exc)
+        err = type(exc).__new__(type(exc))
+        err.__dict__.update(exc.__dict__)
         err.message = f"plugin {plugin}: {message}"
         err.args = (err.message,)
         return err

@@ -88,10 +88,9 @@ def click_param(d: DeclaredOption) -> click.Option:
     """The flag a declared option becomes (its value is None when not given)."""
     opt = d.option
     default = opt.default
+    shown = "" if default in (None, [], ()) else str(default)
     if opt.config_key:
-        shown = f"[plugins.{d.plugin}] {opt.config_key}, else {default!r}"
-    else:
-        shown = repr(default) if default not in (None, [], ()) else ""
+        shown = f"{shown or 'none'}, or [plugins.{d.plugin}] {opt.config_key}"
     help_text = f"{opt.help}  ({d.plugin})" + (f"  [default: {shown}]" if shown else "")
     dest = f"banger_opt_{opt.key}"
     if opt.type == "bool":
