@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from banger_core.vmoptions import DeclaredOption, clash_problems
+if TYPE_CHECKING:
+    from banger_core.vmoptions import DeclaredOption
 
 META_KEY = "banger.vm_options"
 
@@ -137,6 +138,8 @@ def add_vm_options(root: click.Group, declared: list[DeclaredOption],
     """Add plugins' per-VM options to ``vm create`` and ``vm set``; refuse clashes."""
     if not declared:
         return
+    from banger_core.vmoptions import clash_problems
+
     chain = _find_path(root, "vm")
     if chain is None:
         return

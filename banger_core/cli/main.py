@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import traceback
 from typing import Any
 
 import click
@@ -95,17 +94,19 @@ def build_cli(pm: Any = None, args: list[str] | None = None, *,
         key = startup_cache.fingerprint()
         data = startup_cache.load(key)
         if data is not None and not startup_cache.needs_plugins(list(args or []), data):
-            from banger_core.vmoptions import DeclaredOption, VMOption
-
             problems = list(data.get("problems", []))
             _add_commands(group, [(v["plugin"], _placeholder(name, v.get("help", "")))
                                   for name, v in data.get("commands", {}).items()], [])
             add_subcommands(group, [(s["plugin"], s["group"],
                                      _placeholder(s["name"], s.get("help", "")))
                                     for s in data.get("subcommands", [])], [])
-            declared = [DeclaredOption(o["plugin"], VMOption.from_description(o))
-                        for o in data.get("options", [])]
-            add_vm_options(group, declared, [])
+            declared: list[Any] = []
+            if data.get("options") and _edits_vms(list(args or [])):
+                from banger_core.vmoptions import DeclaredOption, VMOption
+
+                declared = [DeclaredOption(o["plugin"], VMOption.from_description(o))
+                            for o in data.get("options", [])]
+                add_vm_options(group, declared, [])
             return group, {"pm": None, "hooks": None, "problems": problems,
                            "vm_option_types": _option_types(declared)}
 
@@ -127,6 +128,12 @@ def build_cli(pm: Any = None, args: list[str] | None = None, *,
                                                      problems))
     return group, {"pm": pm, "hooks": hooks, "problems": problems,
                    "vm_option_types": _option_types(declared)}
+
+
+def _edits_vms(args: list[str]) -> bool:
+    """Whether the command is ``vm create``/``vm set``/``vm show`` (they need plugin options)."""
+    words = [a for a in args if not a.startswith("-")]
+    return words[:1] == ["vm"] and (len(words) < 2 or words[1] in ("create", "set", "show"))
 
 
 def _option_types(declared: list[Any]) -> dict[str, str]:
@@ -175,11 +182,15 @@ def main(argv: list[str] | None = None, *, pm: Any = None) -> int:
         return 130
     except BangerError as exc:
         if debug:
+            import traceback
+
             traceback.print_exc()
         click.echo(f"banger: error: {exc}", err=True)
         return 1
     except Exception as exc:
         if debug:
+            import traceback
+
             traceback.print_exc()
         else:
             click.echo(f"banger: internal error: {type(exc).__name__}: {exc} "

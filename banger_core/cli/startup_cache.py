@@ -16,7 +16,6 @@ drop it; ``BANGER_CLI_CACHE=0`` disables it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -50,7 +49,7 @@ def _config_files() -> list[str]:
 
 def fingerprint() -> str:
     """A key that changes whenever the installed plugin set may have changed."""
-    h = hashlib.sha256()
+    h = _Key()
     h.update(f"{FORMAT}\0{banger_core.__version__}\0{sys.executable}\0".encode())
     for var in ("BANGER_PLUGINS", "BANGER_DISABLE_PLUGINS"):
         h.update(f"{var}={os.environ.get(var, '')}\0".encode())
@@ -100,6 +99,22 @@ def _editable_sources(path: str) -> bytes:
         except OSError:
             continue
     return repr(sorted(stamps)).encode()
+
+
+class _Key:
+    """Collects the key's parts (hashlib costs the CLI an import; crc32 of the parts will do)."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def update(self, data: bytes) -> None:
+        self.parts.append(data)
+
+    def hexdigest(self) -> str:
+        import zlib
+
+        blob = b"".join(self.parts)
+        return f"{zlib.crc32(blob):08x}{len(blob):x}{zlib.adler32(blob):08x}"
 
 
 def load(key: str) -> dict[str, Any] | None:

@@ -195,3 +195,27 @@ def test_env_switches_in_cli(site_home) -> None:
     assert by_name["tbroken"]["status"] == "disabled"
     result = site_home.run("plugins", "--json", env={"BANGER_DISABLE_PLUGINS": "tgood"})
     assert {p["name"]: p for p in result.json()}["tgood"]["status"] == "disabled"
+
+
+OLD_STYLE = '''
+from banger_core import hookimpl
+from banger_core.errors import ValidationError
+from banger_core.pluginconfig import Option
+
+@hookimpl
+def banger_config_defaults():
+    return {"x": Option(1, "x")}
+'''
+
+
+def test_old_documented_paths_work_and_warn(banger_plugin_site, monkeypatch) -> None:
+    banger_plugin_site.add("oldstyle", "banger_oldstyle", OLD_STYLE)
+    monkeypatch.setenv("BANGER_PLUGINS", "oldstyle")
+    with pytest.warns(DeprecationWarning) as record:
+        pm = get_plugin_manager()
+    assert pm.infos["oldstyle"].status == "loaded"
+    messages = [str(w.message) for w in record]
+    assert ("plugin oldstyle: banger_oldstyle.py:3 imports banger_core.errors; import from "
+            "banger_core itself (the old path works through this release)") in messages
+    assert any("banger_core.pluginconfig" in m for m in messages)
+    assert Hooks(pm).config_defaults()["oldstyle"]["x"].default == 1
