@@ -64,6 +64,8 @@ _LAZY: dict[str, str] = {
     "ImageBuildContext": "banger_core.images.artifacts",
     # the CLI's helpers for plugin commands
     "rpc": "banger_core.cli.context",
+    "connect": "banger_core.cli.context",
+    "run_on_vms": "banger_core.cli.refs",
     "emit_json": "banger_core.cli.output",
     "table": "banger_core.cli.output",
     "human_bytes": "banger_core.cli.output",
@@ -114,6 +116,7 @@ __all__ = [
     "ValidationError",
     "Vsock",
     "__version__",
+    "connect",
     "emit_json",
     "format_size",
     "hookimpl",
@@ -122,6 +125,7 @@ __all__ = [
     "rpc",
     "rpc_params",
     "run",
+    "run_on_vms",
     "table",
     "which",
 ]
@@ -144,8 +148,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from banger_core.api import DaemonAPI, PluginCall, RPCCall
-    from banger_core.cli.context import rpc
+    from banger_core.cli.context import connect, rpc
     from banger_core.cli.output import emit_json, human_bytes, table
+    from banger_core.cli.refs import run_on_vms
     from banger_core.daemon.server import PassFd
     from banger_core.doctor import Check, DoctorContext
     from banger_core.guestconfig import GuestConfig

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from banger_core import emit_json, table
-from banger_core.cli.context import rpc  # `banger_core.rpc` is also a subpackage: the name clashes
+from banger_core import emit_json, rpc, table
 
 
 @click.group()

@@ -15,8 +15,7 @@ def ports(ref: str, as_json: bool) -> None:
     http(s)://NAME.vm:PORT/ links (the VM's IP without the dns plugin).
     Ports bound to the guest's loopback show its address.
     """
-    from banger_core.cli.context import rpc
-    from banger_core.cli.output import emit_json, table
+    from banger_core import emit_json, rpc, table
 
     result = rpc("vm.ports", {"ref": ref})
     if as_json:

@@ -14,7 +14,7 @@ from banger_core import hookimpl
 
 @hookimpl
 def banger_config_defaults() -> dict[str, Any]:
-    from banger_core.pluginconfig import Option
+    from banger_core import Option
 
     return {"probe_timeout_seconds": Option(1.0, "how long one HTTP(S) probe of a port may take")}
 

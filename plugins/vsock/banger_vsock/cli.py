@@ -47,11 +47,10 @@ def cp(src: str, dst: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def health(refs: tuple[str, ...], as_json: bool) -> None:
     """Ask VMs' guest agents whether they answer (over vsock)."""
-    from banger_core.cli.context import rpc
-    from banger_core.cli.refs import run_on_vms
+    from banger_core import rpc, run_on_vms
 
     if as_json:
-        from banger_core.cli.output import emit_json
+        from banger_core import emit_json
 
         emit_json([rpc("vm.health", {"ref": r}) for r in refs])
         return

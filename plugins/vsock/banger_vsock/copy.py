@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from banger_core.errors import BangerError, ValidationError
+from banger_core import BangerError, ValidationError
 from banger_vsock import protocol as p
 from banger_vsock.session import open_agent
 

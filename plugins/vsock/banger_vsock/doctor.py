@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from banger_core.doctor import Check
+from banger_core import Check
 
 VHOST_VSOCK = "/dev/vhost-vsock"
 

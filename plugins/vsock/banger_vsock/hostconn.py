@@ -11,7 +11,7 @@ import socket
 import time
 from pathlib import Path
 
-from banger_core.errors import BangerError
+from banger_core import BangerError
 
 OK_MAX = 32
 
@@ -45,7 +45,7 @@ def connect_port(uds_path: Path | str, port: int, timeout: float = 2.0) -> socke
 def wait_healthy(uds_path: Path | str, port: int, timeout: float,
                  cancelled: object = None) -> dict:
     """Poll ``GET /healthz`` until it answers ok; the health body, or :class:`BangerError`."""
-    from banger_core.errors import CancelledError
+    from banger_core import CancelledError
     from banger_vsock.protocol import AgentConnection
 
     deadline = time.monotonic() + timeout

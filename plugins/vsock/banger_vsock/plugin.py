@@ -43,7 +43,7 @@ def cid_for(vm: Any) -> int:
 
 @hookimpl
 def banger_config_defaults() -> dict[str, Any]:
-    from banger_core.pluginconfig import Option
+    from banger_core import Option
 
     return {
         "agent_port": Option(1024, "the guest agent's vsock port"),
@@ -67,7 +67,7 @@ def banger_vm_create(vm: Any, ctx: Any) -> None:
 
 @hookimpl
 def banger_vm_configure(vm: Any, machine: Any, guest: Any) -> None:
-    from banger_core.lifecycle.machine import Vsock
+    from banger_core import Vsock
 
     state = vm.plugin_state(NAME)
     # A VM created before this plugin was installed gets its device at its next boot.
@@ -82,7 +82,7 @@ def banger_vm_configure(vm: Any, machine: Any, guest: Any) -> None:
 
 @hookimpl
 def banger_vm_ready_checks(vm: Any, ctx: Any) -> list[Any]:
-    from banger_core.lifecycle.ready import ReadyCheck
+    from banger_core import ReadyCheck
     from banger_vsock.hostconn import wait_healthy
 
     config = _config(ctx)

@@ -13,7 +13,7 @@ import struct
 import threading
 from typing import Any
 
-from banger_core.errors import BangerError
+from banger_core import BangerError
 
 PROTOCOL_VERSION = 2
 UPGRADE_TOKEN = "banger-stream/1"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from banger_core import Field, rpc_params
-from banger_core.errors import BangerError, ConflictError, ValidationError
+from banger_core import BangerError, ConflictError, Field, ValidationError, rpc_params
 
 NAME = "vsock"
 GET_PATHS = ("/healthz", "/ports")

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from banger_core.errors import BangerError, ValidationError
+from banger_core import BangerError, ValidationError
 from banger_vsock import protocol as p
 
 
@@ -31,7 +31,7 @@ def parse_env(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
 
 def open_agent(ref: str) -> p.AgentConnection:
     """Ask the daemon for a connection to ``ref``'s guest agent (handed over as a descriptor)."""
-    from banger_core.cli.context import connect
+    from banger_core import connect
 
     with connect() as client:
         _info, fd = client.call_with_fd("vm.agent_connect", {"ref": ref})
