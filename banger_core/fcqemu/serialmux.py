@@ -68,7 +68,7 @@ class FrameReader:
     def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
         """Add ``data``; return the complete frames as ``(type, channel, payload)``."""
         self.buffer += data
-        frames = []
+        frames: list[tuple[int, int, bytes]] = []
         while True:
             start = self.buffer.find(MAGIC)
             if start < 0:
@@ -252,12 +252,12 @@ class SerialBridge:
     def _wait(self, sock: socket.socket) -> bool:
         while not self.stopped.is_set():
             try:
-                ready, _, _ = select.select([sock, self.stop_r], [], [], 1.0)
+                ready, _, _ = select.select([sock.fileno(), self.stop_r], [], [], 1.0)
             except (OSError, ValueError):
                 return False
             if self.stopped.is_set() or self.stop_r in ready:
                 return False
-            if sock in ready:
+            if sock.fileno() in ready:
                 return True
         return False
 
