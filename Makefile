@@ -19,14 +19,16 @@ $(BIN)/banger: pyproject.toml $(wildcard plugins/*/pyproject.toml)
 
 dev: $(BIN)/banger  ## create .venv with the core and every plugin installed editable
 
-test: deps dev lint  ## lint, then the whole test suite (root: namespaces, TAPs, loop devices)
+test: deps dev lint  ## lint, the whole test suite (root: namespaces, TAPs, loop devices), scaffold check
 	$(BIN)/python -m pytest -q
+	$(BIN)/python scripts/check_scaffold.py
 
 test-fast: dev  ## tests that build no image
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: dev  ## ruff, mypy over banger_core and plugins/, and the generated hook docs check
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python scripts/hookdocs.py --check
 
 docs: dev  ## regenerate the hook reference in docs/plugins.md from the hookspecs

@@ -60,6 +60,8 @@ _LAZY: dict[str, str] = {
     # images
     "GuestOS": "banger_core.images.providers",
     "ProvisionStep": "banger_core.images.providers",
+    "ImageArtifact": "banger_core.images.artifacts",
+    "ImageBuildContext": "banger_core.images.artifacts",
     # the CLI's helpers for plugin commands
     "rpc": "banger_core.cli.context",
     "emit_json": "banger_core.cli.output",
@@ -90,6 +92,8 @@ __all__ = [
     "Field",
     "GuestConfig",
     "GuestOS",
+    "ImageArtifact",
+    "ImageBuildContext",
     "ImageInfo",
     "LifecycleContext",
     "MachineSpec",
@@ -127,6 +131,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'banger_core' has no attribute {name!r}")
+    if name == "rpc":  # also the name of a subpackage, which is callable for this reason
+        return importlib.import_module("banger_core.rpc")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
@@ -144,6 +150,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from banger_core.doctor import Check, DoctorContext
     from banger_core.guestconfig import GuestConfig
     from banger_core.hookspecs import hookimpl
+    from banger_core.images.artifacts import ImageArtifact, ImageBuildContext
     from banger_core.images.providers import GuestOS, ProvisionStep
     from banger_core.lifecycle.context import LifecycleContext
     from banger_core.lifecycle.machine import Drive, MachineSpec, NetworkInterface, Vsock

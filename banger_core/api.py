@@ -107,7 +107,7 @@ class PluginCall:
         return self.daemon.runner
 
     @property
-    def log(self) -> logging.LoggerAdapter:  # type: ignore[type-arg]
+    def log(self) -> logging.LoggerAdapter:
         """A logger bound to the plugin."""
         if self._log is None:
             from banger_core.lifecycle.context import plugin_logger

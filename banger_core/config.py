@@ -44,7 +44,6 @@ CORE_SCHEMA: dict[str, dict[str, Option]] = {
         "default_image": Option("debian", "image used when vm create has no --image"),
         "cpus": Option(2, "vCPUs of a new VM"),
         "memory_mib": Option(1024, "memory of a new VM in MiB"),
-        "disk_size": Option("8G", "work disk size of a new VM"),
         "stop_grace_seconds": Option(10.0, "how long vm stop waits after Ctrl-Alt-Del"),
         "ssh_timeout_seconds": Option(90.0, "how long create/start wait for SSH"),
     },

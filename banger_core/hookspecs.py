@@ -10,6 +10,7 @@ Plugins import the marker as ``from banger_core import hookimpl``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from banger_core.api import DaemonAPI
     from banger_core.doctor import Check, DoctorContext
     from banger_core.guestconfig import GuestConfig
+    from banger_core.images.artifacts import ImageArtifact, ImageBuildContext
     from banger_core.lifecycle.context import LifecycleContext
     from banger_core.lifecycle.machine import MachineSpec
     from banger_core.lifecycle.ready import ReadyCheck
@@ -46,7 +48,7 @@ def banger_config_defaults() -> dict[str, Option]:
     The core calls each plugin's implementation separately, so it knows which
     plugin declared which keys; they become the ``[plugins.<name>]`` section.
 
-    :return: a mapping of key name to :class:`banger_core.pluginconfig.Option`
+    :return: a mapping of key name to :class:`banger_core.Option`
         (default value, type, description). Unknown keys in a user's
         ``[plugins.<name>]`` section, and values of the wrong type, are
         reported with the file and key.
@@ -60,7 +62,7 @@ def banger_cli_commands() -> list[click.Command]:
     Called every time the CLI starts, so keep the module that implements it
     cheap to import: import daemon-side code inside the command's callback,
     never at module level. Commands talk to the daemon through
-    :func:`banger_core.cli.context.rpc` (usually a method the same plugin
+    :func:`banger_core.rpc` (usually a method the same plugin
     added with :func:`banger_rpc_methods`).
 
     :return: click commands or groups. A name that clashes with a core
@@ -178,7 +180,7 @@ def banger_doctor_checks(ctx: DoctorContext) -> list[Check]:
     and ``vm start`` (a failing check with ``required=True`` stops them).
 
     :param ctx: settings, plugin config and the ``which`` helper.
-    :return: :class:`banger_core.doctor.Check` items, each with a fix hint
+    :return: :class:`banger_core.Check` items, each with a fix hint
         when it fails. Must be quick and side-effect free.
     """
 
@@ -197,7 +199,7 @@ def banger_vm_validate(spec: VMSpec) -> None:
 
     :param spec: the requested name, image, cpus, memory and disk size, and
         for ``vm set`` the current VM and the changed fields.
-    :raise banger_core.errors.ValidationError: one line naming the bad value
+    :raise banger_core.ValidationError: one line naming the bad value
         and what is allowed.
     """
 
@@ -362,7 +364,7 @@ def banger_vm_dns_names(vm: VM) -> list[str]:
 def banger_guest_os() -> list[Any]:
     """Offer guest operating systems that ``banger image build`` can build.
 
-    :return: :class:`banger_core.images.providers.GuestOS` items (name,
+    :return: :class:`banger_core.GuestOS` items (name,
         description, build function). The core's own Debian provider is
         always available; a plugin's provider of the same name replaces it.
     """
@@ -376,8 +378,31 @@ def banger_image_provision(image: Any, steps: list[Any]) -> None:
     bootstrapped.
 
     :param image: ``{"name": ..., "os": ...}`` of the image being built.
-    :param steps: append :class:`banger_core.images.providers.ProvisionStep`
+    :param steps: append :class:`banger_core.ProvisionStep`
         items (files to install into the root file system, in order, after
         banger's own guest files). Their content counts in the image's
         fingerprint.
     """
+
+
+@hookspec
+def banger_image_artifacts(image: dict[str, Any], root: Path,
+                           ctx: ImageBuildContext) -> list[ImageArtifact]:
+    """Add files of the plugin's own to an image being built.
+
+    Called once per ``banger image build`` (and by the test image cache),
+    after the guest OS is bootstrapped and provisioned and before ``root``
+    becomes the read-only ``rootfs.ext4``. A plugin may move content out of
+    the tree (the workdisk plugin moves ``/root`` into its work seed) and
+    write files into ``ctx.out_dir``; ``ctx.make_ext4(source, dest, label=...)``
+    turns a directory into an ext4 image, ``ctx.runner`` runs programs. Which
+    plugins implement this hook is part of the image's fingerprint. When the
+    plugin is disabled, images are built without its artifacts.
+
+    :param image: ``{"name": ..., "os": ...}`` of the image being built.
+    :param root: the image's root file system tree (a directory).
+    :return: :class:`banger_core.ImageArtifact` items (a name such as
+        ``"work-seed"`` and a file directly in ``ctx.out_dir``); hooks find
+        them as ``vm.image.artifact(name)``.
+    """
+

@@ -7,6 +7,7 @@ wrong types for all of them.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,11 +24,11 @@ class Option:
 
     default: Any
     description: str = ""
-    type: type | tuple[type, ...] | None = None
+    type: builtins.type | tuple[builtins.type, ...] | None = None
     choices: tuple[Any, ...] = field(default_factory=tuple)
 
     @property
-    def accepted(self) -> tuple[type, ...]:
+    def accepted(self) -> tuple[builtins.type, ...]:
         """The types a value of this key may have."""
         if self.type is not None:
             return self.type if isinstance(self.type, tuple) else (self.type,)
@@ -39,13 +40,14 @@ class Option:
             return (int, float)
         if self.default is None:
             return (object,)
-        return (type(self.default),)
+        return (builtins.type(self.default),)
 
     def type_name(self) -> str:
         """Human name of the accepted types, for error messages."""
-        names = {bool: "boolean", int: "integer", float: "number", str: "string",
-                 list: "list", dict: "table", object: "any value"}
-        return " or ".join(names.get(t, t.__name__) for t in self.accepted)
+        names: dict[builtins.type, str] = {bool: "boolean", int: "integer", float: "number",
+                                           str: "string", list: "list", dict: "table",
+                                           object: "any value"}
+        return " or ".join(names.get(t) or t.__name__ for t in self.accepted)
 
     def check(self, value: Any) -> str | None:
         """Return why ``value`` is not acceptable, or None when it is."""

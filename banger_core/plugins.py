@@ -16,12 +16,13 @@ The rest of the core calls hooks only through :class:`Hooks`.
 
 from __future__ import annotations
 
-import copy
 import os
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -127,7 +128,10 @@ def get_plugin_manager(*, load_entrypoints: bool = True, extra: Iterable[tuple[s
                 pm.infos[ep.name] = PluginInfo(ep.name, dist, version, where, status="failed",
                                                error=f"{type(exc).__name__}: {exc}")
                 continue
-            pm.add_plugin(plugin, ep.name, distribution=dist, version=version, entry_point=where)
+            info = pm.add_plugin(plugin, ep.name, distribution=dist, version=version,
+                                 entry_point=where)
+            if info.status == "loaded":
+                warn_deprecated_imports(ep.name, plugin)
     for name, plugin in extra:
         if name in blocked:
             continue
@@ -136,6 +140,46 @@ def get_plugin_manager(*, load_entrypoints: bool = True, extra: Iterable[tuple[s
         pm.trace.root.setwriter(sys.stderr.write)
         pm.enable_tracing()
     return pm
+
+
+#: module paths the first plugin guide named; they keep working through this release
+DEPRECATED_PATHS = ("banger_core.errors", "banger_core.pluginconfig", "banger_core.doctor",
+                    "banger_core.cli.context", "banger_core.cli.output",
+                    "banger_core.lifecycle.context", "banger_core.hookspecs")
+_OLD_IMPORT = re.compile(r"^\s*(?:from\s+(banger_core(?:\.\w+)+)\s+import|import\s+"
+                         r"(banger_core(?:\.\w+)+))", re.MULTILINE)
+
+
+def warn_deprecated_imports(name: str, plugin: object) -> list[str]:
+    """Warn (``DeprecationWarning``) where a plugin imports a path the old guide named.
+
+    Reads the plugin's own source files (its module, or its package's
+    top-level modules) once at load; the imports keep working. Returns the
+    warnings' texts.
+    """
+    import warnings
+
+    path = getattr(plugin, "__file__", None)
+    if not path:
+        return []
+    base = Path(path)
+    files = sorted(base.parent.glob("*.py")) if base.name == "__init__.py" else [base]
+    found = []
+    for file in files:
+        try:
+            text = file.read_text(errors="replace")
+        except OSError:
+            continue
+        for match in _OLD_IMPORT.finditer(text):
+            module = match.group(1) or match.group(2)
+            if module in DEPRECATED_PATHS:
+                line = text.count("\n", 0, match.start()) + 1
+                found.append(f"plugin {name}: {file.name}:{line} imports {module}; import "
+                             "from banger_core itself (the old path works through this "
+                             "release)")
+    for message in found:
+        warnings.warn(message, DeprecationWarning, stacklevel=2)
+    return found
 
 
 def failure_lines(pm: BangerPluginManager) -> list[str]:
@@ -157,7 +201,8 @@ def _named(exc: BaseException, plugin: str, hook: str) -> BaseException:
         message = str(exc)
         if message.startswith(f"plugin {plugin}") or message.startswith(f"{plugin}:"):
             return exc
-        err = copy.copy(exc)
+        err = type(exc).__new__(type(exc))
+        err.__dict__.update(exc.__dict__)
         err.message = f"plugin {plugin}: {message}"
         err.args = (err.message,)
         return err

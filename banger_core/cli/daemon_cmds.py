@@ -30,18 +30,43 @@ def start() -> None:
     click.echo(f"bangerd started (pid {status['pid']}, socket {status['socket']})")
 
 
+def restart_daemon(paths: Paths, timeout: float = 30.0) -> None:
+    """Stop the running daemon (VMs keep running) and start a new one."""
+    if daemon_running(paths):
+        _stop(paths, timeout)
+    start_daemon(paths)
+
+
+@daemon.command()
+@click.option("--timeout", default=30.0, show_default=True, help="seconds to wait for exit")
+def restart(timeout: float) -> None:
+    """Restart the daemon (to load newly installed plugins). Running VMs keep running."""
+    paths = Paths.from_env()
+    restart_daemon(paths, timeout)
+    status = rpc("daemon.status", autostart=False)
+    click.echo(f"bangerd restarted (pid {status['pid']}, socket {status['socket']})")
+
+
 @daemon.command()
 @click.option("--timeout", default=30.0, show_default=True, help="seconds to wait for exit")
 def stop(timeout: float) -> None:
     """Stop the daemon. Running VMs keep running."""
     paths = Paths.from_env()
+    pid = _stop(paths, timeout)
+    if pid is None:
+        click.echo("bangerd is not running")
+        return
+    click.echo(f"bangerd stopped (pid {pid}, socket {paths.socket})")
+
+
+def _stop(paths: Paths, timeout: float) -> int | None:
+    """Ask the daemon to stop and wait for its process to exit; None when none ran."""
     try:
         result = rpc("daemon.stop", autostart=False)
     except DeniedError:
         raise
     except DaemonError:
-        click.echo("bangerd is not running")
-        return
+        return None
     pid = int(result["pid"])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -52,7 +77,7 @@ def stop(timeout: float) -> None:
         time.sleep(0.05)
     else:
         raise DaemonError(f"bangerd (pid {pid}) did not exit within {timeout:.0f}s")
-    click.echo(f"bangerd stopped (pid {pid}, socket {paths.socket})")
+    return pid
 
 
 @daemon.command()

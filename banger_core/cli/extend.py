@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from banger_core.vmoptions import DeclaredOption, clash_problems
+if TYPE_CHECKING:
+    from banger_core.vmoptions import DeclaredOption
 
 META_KEY = "banger.vm_options"
 
@@ -88,10 +89,9 @@ def click_param(d: DeclaredOption) -> click.Option:
     """The flag a declared option becomes (its value is None when not given)."""
     opt = d.option
     default = opt.default
+    shown = "" if default in (None, [], ()) else str(default)
     if opt.config_key:
-        shown = f"[plugins.{d.plugin}] {opt.config_key}, else {default!r}"
-    else:
-        shown = repr(default) if default not in (None, [], ()) else ""
+        shown = f"{shown or 'none'}, or [plugins.{d.plugin}] {opt.config_key}"
     help_text = f"{opt.help}  ({d.plugin})" + (f"  [default: {shown}]" if shown else "")
     dest = f"banger_opt_{opt.key}"
     if opt.type == "bool":
@@ -138,6 +138,8 @@ def add_vm_options(root: click.Group, declared: list[DeclaredOption],
     """Add plugins' per-VM options to ``vm create`` and ``vm set``; refuse clashes."""
     if not declared:
         return
+    from banger_core.vmoptions import clash_problems
+
     chain = _find_path(root, "vm")
     if chain is None:
         return

@@ -29,13 +29,17 @@ def build(name: str, os_name: str) -> None:
 @click.option("--kernel", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--rootfs", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--initrd", type=click.Path(exists=True, dir_okay=False))
-@click.option("--work-seed", type=click.Path(exists=True, dir_okay=False),
-              help="ext4 image holding /root, cloned for each VM's work disk")
+@click.option("--artifact", "artifacts", multiple=True, metavar="NAME=PATH",
+              help="a plugin's image artifact, e.g. work-seed=/path/work-seed.ext4 "
+                   "(repeatable)")
+@click.option("--work-seed", type=click.Path(exists=True, dir_okay=False), hidden=True,
+              help="deprecated: --artifact work-seed=PATH")
 @click.option("--kernel-config", type=click.Path(exists=True, dir_okay=False),
               help="the kernel's .config (default: the rootfs's /boot/config-<version>, "
                    "else the kernel's embedded IKCONFIG)")
 def register(name: str, kernel: str, rootfs: str, initrd: str | None,
-             work_seed: str | None, kernel_config: str | None) -> None:
+             artifacts: tuple[str, ...], work_seed: str | None,
+             kernel_config: str | None) -> None:
     """Register an image made elsewhere (files are used in place).
 
     The kernel's capabilities are read and recorded; a kernel that no virtio
@@ -43,10 +47,17 @@ def register(name: str, kernel: str, rootfs: str, initrd: str | None,
     """
     import os
 
+    extra: dict[str, str] = {}
+    for item in artifacts:
+        key, sep, path = item.partition("=")
+        if not sep or not key or not path:
+            raise click.BadParameter(f"{item!r} is not NAME=PATH", param_hint="--artifact")
+        extra[key] = os.path.abspath(path)
+    if work_seed:
+        extra.setdefault("work-seed", os.path.abspath(work_seed))
     params = {
         "name": name, "kernel": os.path.abspath(kernel), "rootfs": os.path.abspath(rootfs),
-        "initrd": os.path.abspath(initrd) if initrd else None,
-        "work_seed": os.path.abspath(work_seed) if work_seed else None}
+        "initrd": os.path.abspath(initrd) if initrd else None, "artifacts": extra}
     if kernel_config:
         params["kernel_config"] = os.path.abspath(kernel_config)
     result = rpc("image.register", params)
@@ -75,9 +86,11 @@ def show(ref: str, as_json: bool) -> None:
     if as_json:
         emit_json(info)
         return
-    for key in ("name", "id", "os", "kernel", "initrd", "rootfs", "work_seed", "fingerprint",
-                "managed", "vms"):
+    for key in ("name", "id", "os", "kernel", "initrd", "rootfs", "fingerprint", "managed",
+                "vms"):
         click.echo(f"{key + ':':<12} {info.get(key) if info.get(key) is not None else '-'}")
+    for name, path in sorted((info.get("artifacts") or {}).items()):
+        click.echo(f"{name + ':':<12} {path}")
     caps = info.get("kernel_caps") or {}
     if caps:
         click.echo("kernel capabilities:")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import traceback
 from typing import Any
 
 import click
@@ -31,21 +30,13 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.ensure_object(dict)["debug"] = debug
 
 
-def build_cli(pm: Any = None) -> tuple[click.Group, dict]:
-    """The command tree with core and plugin commands; refuses name clashes.
+class NeedPlugins(Exception):
+    """A cached placeholder of a plugin command was invoked: load the plugins and rerun."""
 
-    Builds a fresh group every time (the module-level ``cli`` only supplies
-    the options), so building twice in one process never mixes plugin sets.
 
-    :param pm: a plugin manager to use instead of loading entry points (tests).
-    """
+def _core_group() -> click.Group:
     import importlib
 
-    from banger_core.plugins import Hooks, failure_lines, get_plugin_manager
-
-    if pm is None:
-        pm = get_plugin_manager(disabled=_disabled_plugins())
-    hooks = Hooks(pm)
     group = click.Group(cli.name, callback=cli.callback, params=list(cli.params), help=cli.help,
                         context_settings=cli.context_settings)
     for module_name, attr in CORE_COMMANDS:
@@ -56,21 +47,98 @@ def build_cli(pm: Any = None) -> tuple[click.Group, dict]:
                 raise
             continue
         group.add_command(getattr(module, attr))
+    return group
+
+
+def _add_commands(group: click.Group, commands: list[tuple[str, Any]],
+                  problems: list[str]) -> None:
     owners = {name: "banger core" for name in group.commands}
-    problems = failure_lines(pm)
-    for plugin, command in hooks.cli_commands():
+    for plugin, command in commands:
         if command.name in owners:
             problems.append(f"plugin {plugin!r}: command {command.name!r} clashes with "
                             f"{owners[command.name]}; not added")
             continue
         owners[command.name] = f"plugin {plugin!r}"
         group.add_command(command)
+
+
+def _placeholder(name: str, help_text: str) -> click.Command:
+    def run(**_: Any) -> None:
+        raise NeedPlugins(name)
+
+    return click.Command(name, callback=run, help=help_text, short_help=help_text,
+                         add_help_option=False,
+                         context_settings={"ignore_unknown_options": True,
+                                           "allow_extra_args": True})
+
+
+def build_cli(pm: Any = None, args: list[str] | None = None, *,
+              use_cache: bool = True) -> tuple[click.Group, dict]:
+    """The command tree with core and plugin commands; refuses name clashes.
+
+    Builds a fresh group every time (the module-level ``cli`` only supplies
+    the options), so building twice in one process never mixes plugin sets.
+    Without ``pm``, a core command is built from the start-up cache
+    (:mod:`banger_core.cli.startup_cache`) without loading any plugin; a
+    plugin's command, or a stale cache, loads them.
+
+    :param pm: a plugin manager to use instead of loading entry points (tests).
+    :param args: the command line, to tell a core command from a plugin's.
+    """
+    from banger_core.cli import startup_cache
     from banger_core.cli.extend import add_subcommands, add_vm_options
 
-    add_subcommands(group, hooks.cli_subcommands(), problems)
-    add_vm_options(group, hooks.vm_options(), problems)
+    group = _core_group()
+    key = ""
+    if pm is None and use_cache and startup_cache.enabled():
+        key = startup_cache.fingerprint()
+        data = startup_cache.load(key)
+        if data is not None and not startup_cache.needs_plugins(list(args or []), data):
+            problems = list(data.get("problems", []))
+            _add_commands(group, [(v["plugin"], _placeholder(name, v.get("help", "")))
+                                  for name, v in data.get("commands", {}).items()], [])
+            add_subcommands(group, [(s["plugin"], s["group"],
+                                     _placeholder(s["name"], s.get("help", "")))
+                                    for s in data.get("subcommands", [])], [])
+            declared: list[Any] = []
+            if data.get("options") and _edits_vms(list(args or [])):
+                from banger_core.vmoptions import DeclaredOption, VMOption
+
+                declared = [DeclaredOption(o["plugin"], VMOption.from_description(o))
+                            for o in data.get("options", [])]
+                add_vm_options(group, declared, [])
+            return group, {"pm": None, "hooks": None, "problems": problems,
+                           "vm_option_types": _option_types(declared)}
+
+    from banger_core.plugins import Hooks, failure_lines, get_plugin_manager
+
+    if pm is None:
+        pm = get_plugin_manager(disabled=_disabled_plugins())
+    hooks = Hooks(pm)
+    problems = failure_lines(pm)
+    commands = hooks.cli_commands()
+    subcommands = hooks.cli_subcommands()
+    declared = hooks.vm_options()
+    _add_commands(group, commands, problems)
+    add_subcommands(group, subcommands, problems)
+    add_vm_options(group, declared, problems)
     problems.extend(hooks.problems)
-    return group, {"pm": pm, "hooks": hooks, "problems": problems}
+    if key:
+        startup_cache.save(key, startup_cache.layout(commands, subcommands, declared,
+                                                     problems))
+    return group, {"pm": pm, "hooks": hooks, "problems": problems,
+                   "vm_option_types": _option_types(declared)}
+
+
+def _edits_vms(args: list[str]) -> bool:
+    """Whether the command is ``vm create``/``vm set``/``vm show`` (they need plugin options)."""
+    words = [a for a in args if not a.startswith("-")]
+    return words[:1] == ["vm"] and (len(words) < 2 or words[1] in ("create", "set", "show"))
+
+
+def _option_types(declared: list[Any]) -> dict[str, str]:
+    """``{"plugin.key": type}`` so ``vm show`` can format option values."""
+    return {f"{d.plugin}.{d.option.key}": d.option.type for d in declared}
 
 
 def _disabled_plugins() -> list[str]:
@@ -90,10 +158,15 @@ def main(argv: list[str] | None = None, *, pm: Any = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        group, obj = build_cli(pm)
+        group, obj = build_cli(pm, args)
         for line in obj["problems"]:
             click.echo(f"banger: warning: {line}", err=True)
-        group.main(args=args, prog_name="banger", obj=obj, standalone_mode=False)
+        try:
+            group.main(args=args, prog_name="banger", obj=obj, standalone_mode=False)
+        except NeedPlugins:
+            # The cache said "core command" but a plugin's command was asked for.
+            group, obj = build_cli(pm, args, use_cache=False)
+            group.main(args=args, prog_name="banger", obj=obj, standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("banger: aborted", err=True)
         return 130
@@ -109,11 +182,15 @@ def main(argv: list[str] | None = None, *, pm: Any = None) -> int:
         return 130
     except BangerError as exc:
         if debug:
+            import traceback
+
             traceback.print_exc()
         click.echo(f"banger: error: {exc}", err=True)
         return 1
     except Exception as exc:
         if debug:
+            import traceback
+
             traceback.print_exc()
         else:
             click.echo(f"banger: internal error: {type(exc).__name__}: {exc} "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import click
@@ -49,6 +48,8 @@ def run_on_vms(refs: list[str], action: Callable[[dict], str]) -> None:
             return True, f"{vm['name']}: {action(vm)}"
         except BangerError as exc:
             return False, f"{vm['name']}: error: {exc}"
+
+    from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(max_workers=max(1, min(16, len(targets))))
     try:

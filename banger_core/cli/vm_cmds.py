@@ -22,9 +22,9 @@ def _defaults() -> dict[str, Any]:
 
         s = load_settings()
         return {"image": s.get("vm", "default_image"), "cpus": s.get("vm", "cpus"),
-                "memory": f"{s.get('vm', 'memory_mib')}M", "disk_size": s.get("vm", "disk_size")}
+                "memory": f"{s.get('vm', 'memory_mib')}M"}
     except BangerError:
-        return {"image": "debian", "cpus": 2, "memory": "1024M", "disk_size": "8G"}
+        return {"image": "debian", "cpus": 2, "memory": "1024M"}
 
 
 DEFAULTS = _defaults()
@@ -44,16 +44,13 @@ def vm() -> None:
 @click.option("--cpus", type=int, default=None, help=f"vCPUs  [default: {DEFAULTS['cpus']}]")
 @click.option("--memory", default=None,
               help=f"memory (MiB, or with a K/M/G suffix)  [default: {DEFAULTS['memory']}]")
-@click.option("--disk-size", default=None,
-              help=f"work disk size (/root), e.g. 20G  [default: {DEFAULTS['disk_size']}]")
 @click.option("--json", "as_json", is_flag=True, help="print the VM as JSON when ready")
 def create(name: str, image: str | None, cpus: int | None, memory: str | None,
-           disk_size: str | None, as_json: bool) -> None:
+           as_json: bool) -> None:
     """Create a VM and boot it; shows each stage live. Ctrl-C cancels and rolls back."""
     params: dict[str, Any] = {"name": name}
     # Only what the user changed is sent: the daemon owns the defaults.
-    for key, value in (("image", image), ("cpus", cpus), ("memory", memory),
-                       ("disk_size", disk_size)):
+    for key, value in (("image", image), ("cpus", cpus), ("memory", memory)):
         if value is not None:
             params[key] = value
     options = given_options()
@@ -131,14 +128,15 @@ def list_(as_json: bool) -> None:
         emit_json(vms)
         return
     table([(v["name"], v["id"], v["state"], v["image"], v["ip"], v["cpus"],
-            human_bytes(v["memory_mib"] << 20), human_bytes(v["disk_size"])) for v in vms],
-          ["NAME", "ID", "STATE", "IMAGE", "IP", "CPUS", "MEMORY", "DISK"])
+            human_bytes(v["memory_mib"] << 20)) for v in vms],
+          ["NAME", "ID", "STATE", "IMAGE", "IP", "CPUS", "MEMORY"])
 
 
 @vm.command()
 @click.argument("ref")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def show(ref: str, as_json: bool) -> None:
+@click.pass_context
+def show(ctx: click.Context, ref: str, as_json: bool) -> None:
     """Show one VM in detail."""
     info = rpc("vm.show", {"ref": ref})
     if as_json:
@@ -147,7 +145,7 @@ def show(ref: str, as_json: bool) -> None:
     rows = [("name", info["name"]), ("id", info["id"]), ("state", info["state"]),
             ("image", info["image"]), ("cpus", info["cpus"]),
             ("memory", human_bytes(info["memory_mib"] << 20)),
-            ("disk size", human_bytes(info["disk_size"])), ("ip", info["ip"]),
+            ("ip", info["ip"]),
             ("mac", info["mac"]), ("tap", info["tap"] or "-"), ("pid", info["pid"] or "-"),
             ("root disk", f"{info['root_disk']} ({info['root_strategy']})"),
             ("console log", info["console_log"]), ("vmm log", info["vmm_log"]),
@@ -156,9 +154,12 @@ def show(ref: str, as_json: bool) -> None:
         rows.append(("dns names", ", ".join(info["dns_names"])))
     if info.get("last_error"):
         rows.append(("last error", info["last_error"]))
+    types = (ctx.obj or {}).get("vm_option_types", {}) if isinstance(ctx.obj, dict) else {}
     for plugin, values in sorted((info.get("options") or {}).items()):
         for key, value in sorted(values.items()):
             shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+            if types.get(f"{plugin}.{key}") == "size" and isinstance(value, int):
+                shown = human_bytes(value)
             rows.append((f"--{key.replace('_', '-')} ({plugin})", shown))
     for plugin, state in sorted((info.get("plugins") or {}).items()):
         for key, value in sorted(state.items()):
@@ -224,18 +225,16 @@ def delete(refs: tuple[str, ...], force: bool) -> None:
 @click.argument("refs", nargs=-1, required=True)
 @click.option("--cpus", type=int, default=None, help="vCPUs")
 @click.option("--memory", default=None, help="memory (MiB, or with a K/M/G suffix)")
-@click.option("--disk-size", default=None, help="grow the work disk (never shrinks)")
-def set_(refs: tuple[str, ...], cpus: int | None, memory: str | None,
-         disk_size: str | None) -> None:
-    """Change stopped VMs' CPUs, memory or work disk size."""
-    params: dict[str, Any] = {k: v for k, v in (("cpus", cpus), ("memory", memory),
-                                                 ("disk_size", disk_size)) if v is not None}
+def set_(refs: tuple[str, ...], cpus: int | None, memory: str | None) -> None:
+    """Change stopped VMs' CPUs or memory, or plugins' per-VM options."""
+    params: dict[str, Any] = {k: v for k, v in (("cpus", cpus), ("memory", memory))
+                              if v is not None}
     options = given_options()
     if options:
         params["options"] = options
     if not params:
-        raise click.UsageError("nothing to change: give --cpus, --memory, --disk-size or a "
-                               "plugin's option (see --help)")
+        raise click.UsageError("nothing to change: give --cpus, --memory or a plugin's "
+                               "option (see --help)")
 
     def action(vm: dict) -> str:
         result = rpc("vm.set", {"ref": vm["id"], **params})

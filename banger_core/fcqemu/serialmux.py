@@ -41,6 +41,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from banger_core.fcsim.vsock import HOST_PORT_BASE, read_connect_command
 
@@ -252,12 +253,13 @@ class SerialBridge:
     def _wait(self, sock: socket.socket) -> bool:
         while not self.stopped.is_set():
             try:
-                ready, _, _ = select.select([sock.fileno(), self.stop_r], [], [], 1.0)
+                watched: list[Any] = [sock, self.stop_r]
+                ready, _, _ = select.select(watched, [], [], 1.0)
             except (OSError, ValueError):
                 return False
             if self.stopped.is_set() or self.stop_r in ready:
                 return False
-            if sock.fileno() in ready:
+            if sock in ready:
                 return True
         return False
 

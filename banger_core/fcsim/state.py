@@ -205,7 +205,7 @@ def _kill_recorded(procs: list[dict[str, Any]]) -> None:
     live = []
     for rec in procs:
         pid, start = rec.get("pid"), rec.get("start")
-        if same_process(pid, start):
+        if isinstance(pid, int) and same_process(pid, start):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             live.append((pid, start))

@@ -182,16 +182,16 @@ def host_leftovers(marker: str | None = None, tokens: set[str] | None = None) ->
             if marker is None or marker in backing:
                 found.append(f"loop /dev/{entry.name} -> {backing}")
     me = os.getpid()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
+    for pid_dir in os.listdir("/proc"):
+        if not pid_dir.isdigit() or int(pid_dir) == me:
             continue
         with contextlib.suppress(OSError):
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cmd = Path(f"/proc/{pid_dir}/cmdline").read_bytes().replace(b"\0", b" ").decode()
             ours = "banger_core.fcsim" in cmd or "guestinit.py" in cmd
             if ours and (marker is None or marker in cmd):
-                state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+                state = Path(f"/proc/{pid_dir}/stat").read_text().rsplit(")", 1)[-1].split()[0]
                 if state != "Z":
-                    found.append(f"process {entry}: {cmd.strip()}")
+                    found.append(f"process {pid_dir}: {cmd.strip()}")
     return found
 
 

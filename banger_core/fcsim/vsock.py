@@ -153,7 +153,7 @@ class VsockMuxer:
     def _wait(self, sock: socket.socket) -> bool:
         while not self.stopped.is_set():
             try:
-                ready, _, _ = select.select([sock, self.stop_r], [], [], 1.0)
+                ready, _, _ = select.select([sock.fileno(), self.stop_r], [], [], 1.0)
             except (OSError, ValueError):
                 return False
             if self.stopped.is_set():
@@ -163,7 +163,7 @@ class VsockMuxer:
                 with contextlib.suppress(OSError):
                     os.read(self.stop_r, 64)
                 continue
-            if sock in ready:
+            if sock.fileno() in ready:
                 return True
         return False
 

@@ -4,8 +4,9 @@ An image is a directory holding::
 
     vmlinuz          the guest kernel (from the image's /boot)
     initrd.img       its initrd (when the kernel package made one)
-    rootfs.ext4      the root file system (read-only base for every VM), /root empty
-    work-seed.ext4   the image's /root, cloned and grown into each VM's work disk
+    rootfs.ext4      the root file system (read-only base for every VM)
+    <artifacts>      files plugins made at build time (``banger_image_artifacts``):
+                     the workdisk plugin's work-seed.ext4 holds the image's /root
     image.json       metadata, written last: its presence marks a complete image
 
 Everything is built in a temp dir under the output directory and moved in
@@ -15,6 +16,7 @@ system is ever mounted: ``mkfs.ext4 -d`` turns directories into images.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -24,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +34,16 @@ from banger_core import system
 from banger_core.errors import BangerError, CancelledError, CommandError, NotFoundError
 from banger_core.images.recipe import InstalledFile, Recipe, installed_files
 
+ArtifactMaker = Callable[[Path, Path, system.Runner], list[Any]]
+"""``maker(root tree, staging dir, runner) -> [ImageArtifact]`` (plugins' artifacts)."""
+
 IMAGE_FORMAT = 1
 METADATA = "image.json"
 KERNEL = "vmlinuz"
 INITRD = "initrd.img"
 ROOTFS = "rootfs.ext4"
-WORK_SEED = "work-seed.ext4"
 ROOT_LABEL = "banger-root"
-WORK_LABEL = "banger-work"
-STAGES = ("bootstrap", "provision", "kernel", "rootfs", "work-seed")
+STAGES = ("bootstrap", "provision", "kernel", "artifacts", "rootfs")
 """Stage names passed to ``on_stage``, in order."""
 
 BOOTSTRAP_TIMEOUT = 1800.0
@@ -62,14 +65,18 @@ class BuiltImage:
     kernel: Path
     initrd: Path | None
     rootfs: Path
-    work_seed: Path
     fingerprint: str
     recipe_name: str
     size_bytes: int
-    work_seed_size_bytes: int
     kernel_version: str
     suite: str
     built_at: float
+    artifacts: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def work_seed(self) -> Path | None:
+        """Deprecated: ``artifacts.get("work-seed")`` (the workdisk plugin's artifact)."""
+        return self.artifacts.get("work-seed")
 
     def to_json(self) -> dict[str, Any]:
         """Metadata as stored in ``image.json`` (file names relative to the directory)."""
@@ -81,10 +88,9 @@ class BuiltImage:
             "kernel": self.kernel.name,
             "initrd": self.initrd.name if self.initrd else None,
             "rootfs": self.rootfs.name,
-            "work_seed": self.work_seed.name,
+            "artifacts": {name: path.name for name, path in sorted(self.artifacts.items())},
             "kernel_version": self.kernel_version,
             "size_bytes": self.size_bytes,
-            "work_seed_size_bytes": self.work_seed_size_bytes,
             "built_at": self.built_at,
         }
 
@@ -105,23 +111,25 @@ def read_image(directory: str | Path) -> BuiltImage:
     if not isinstance(meta, dict) or meta.get("format") != IMAGE_FORMAT:
         raise BangerError(f"{meta_path}: unsupported image format {meta.get('format')!r}")
     try:
+        artifacts = dict(meta.get("artifacts") or {})
+        if meta.get("work_seed"):  # images built before artifacts were plugins'
+            artifacts.setdefault("work-seed", meta["work_seed"])
         image = BuiltImage(
             directory=d,
             kernel=d / meta["kernel"],
             initrd=d / meta["initrd"] if meta.get("initrd") else None,
             rootfs=d / meta["rootfs"],
-            work_seed=d / meta["work_seed"],
             fingerprint=meta["fingerprint"],
             recipe_name=meta["recipe_name"],
             size_bytes=int(meta["size_bytes"]),
-            work_seed_size_bytes=int(meta["work_seed_size_bytes"]),
             kernel_version=meta.get("kernel_version", ""),
             suite=meta.get("suite", ""),
             built_at=float(meta.get("built_at", 0)),
+            artifacts={str(k): d / str(v) for k, v in artifacts.items()},
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise BangerError(f"{meta_path}: bad image metadata ({exc})") from None
-    for path in (image.kernel, image.initrd, image.rootfs, image.work_seed):
+    for path in (image.kernel, image.initrd, image.rootfs, *image.artifacts.values()):
         if path is not None and not path.is_file():
             raise NotFoundError(f"image in {d} is incomplete: {path.name} is missing")
     return image
@@ -139,16 +147,21 @@ def build_image(
     runner: system.Runner = system.run,
     cancel: threading.Event | None = None,
     extra_files: list[InstalledFile] | None = None,
+    artifacts: ArtifactMaker | None = None,
+    fingerprint_extra: str = "",
 ) -> BuiltImage:
     """Build ``recipe`` into ``out_dir`` and return the image.
 
     Stages (reported through ``on_stage``): bootstrap, provision, kernel,
-    rootfs, work-seed. ``cancel`` is checked between stages (a running
+    artifacts, rootfs. ``cancel`` is checked between stages (a running
     command finishes first); a cancelled or failed build raises
     (CancelledError / CommandError / BangerError) and leaves nothing behind
     in ``out_dir`` except what was there before. ``extra_files`` (from
     plugins' ``banger_image_provision`` steps) are installed after banger's
-    own guest files and count in the fingerprint.
+    own guest files and count in the fingerprint. ``artifacts(root, dir,
+    runner)`` runs plugins' ``banger_image_artifacts`` over the root tree
+    before it becomes ``rootfs.ext4``; ``fingerprint_extra`` (which plugins
+    contribute artifacts) is mixed into the fingerprint.
     """
     out = Path(out_dir).absolute()
     out.mkdir(parents=True, exist_ok=True)
@@ -157,6 +170,8 @@ def build_image(
     # Snapshot the guest files once: what is installed is what is fingerprinted.
     files = recipe.installed_files() + list(extra_files or [])
     fingerprint = recipe.fingerprint(files)
+    if fingerprint_extra:
+        fingerprint = hashlib.sha256(f"{fingerprint}\n{fingerprint_extra}".encode()).hexdigest()
 
     def stage(name: str) -> None:
         if cancel is not None and cancel.is_set():
@@ -171,25 +186,22 @@ def build_image(
         provision(root, files)
         stage("kernel")
         kernel, initrd, kernel_version = export_kernel(root, staging)
+        stage("artifacts")
+        made = artifacts(root, staging, runner) if artifacts is not None else []
         stage("rootfs")
-        work = staging / "work"
-        split_root_home(root, work)
         rootfs = staging / ROOTFS
         rootfs_mib = max(
             recipe.rootfs_min_size_mib,
             _mib(tree_usage(root) * 1.1) + recipe.rootfs_headroom_mib,
         )
         make_ext4(root, rootfs, rootfs_mib, ROOT_LABEL, runner=runner)
-        stage("work-seed")
-        seed = staging / WORK_SEED
-        seed_mib = max(recipe.work_seed_size_mib, _mib(tree_usage(work) * 1.2) + 16)
-        make_ext4(work, seed, seed_mib, WORK_LABEL, runner=runner, root_mode=0o700)
         if cancel is not None and cancel.is_set():
             raise CancelledError(f"image build of {recipe.name} cancelled")
 
         # Publish: drop the old marker, move files in, write the marker last.
         (out / METADATA).unlink(missing_ok=True)
-        outputs = [p for p in (kernel, initrd, rootfs, seed) if p is not None]
+        outputs = [p for p in (kernel, initrd, rootfs) if p is not None]
+        outputs += [a.path for a in made]
         for p in outputs:
             os.replace(p, out / p.name)
             moved.append(out / p.name)
@@ -198,11 +210,10 @@ def build_image(
             kernel=out / kernel.name,
             initrd=out / initrd.name if initrd else None,
             rootfs=out / ROOTFS,
-            work_seed=out / WORK_SEED,
+            artifacts={a.name: out / a.path.name for a in made},
             fingerprint=fingerprint,
             recipe_name=recipe.name,
             size_bytes=(out / ROOTFS).stat().st_size,
-            work_seed_size_bytes=(out / WORK_SEED).stat().st_size,
             kernel_version=kernel_version,
             suite=recipe.suite,
             built_at=time.time(),
@@ -344,7 +355,7 @@ def export_kernel(root: Path, dest: Path) -> tuple[Path, Path | None, str]:
 
 
 def split_root_home(root: Path, work: Path) -> None:
-    """Move the content of ``root/root`` into ``work`` (the work seed); keep /root empty."""
+    """Move the content of ``root/root`` into ``work``; keep /root empty (a plugin's helper)."""
     home = root / "root"
     home.mkdir(mode=0o700, exist_ok=True)
     work.mkdir(mode=0o700)
@@ -457,4 +468,6 @@ def stage_names() -> tuple[str, ...]:
 
 def as_dict(image: BuiltImage) -> dict[str, Any]:
     """Image fields as plain JSON-friendly values (paths as strings)."""
-    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(image).items()}
+    out = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(image).items()}
+    out["artifacts"] = {k: str(v) for k, v in image.artifacts.items()}
+    return out

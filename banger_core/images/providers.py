@@ -31,8 +31,12 @@ class ProvisionStep:
 class GuestOS:
     """A buildable guest OS.
 
-    :param build: ``build(out_dir, on_stage, cancel, steps) -> BuiltImage``, where
-        ``steps`` are the plugins' :class:`ProvisionStep` items.
+    :param build: ``build(out_dir, on_stage, cancel, steps, **kwargs) -> BuiltImage``,
+        where ``steps`` are the plugins' :class:`ProvisionStep` items. A build
+        function that accepts ``artifacts`` and ``fingerprint_extra`` keywords
+        gets the plugins' image-artifact maker (pass both on to
+        ``build_image``); one that does not builds images without plugin
+        artifacts.
     """
 
     name: str
@@ -44,13 +48,15 @@ def debian_guest_os() -> GuestOS:
     """The core's default provider: Debian via mmdebstrap and guest/'s recipe."""
 
     def build(out_dir: Path, on_stage: Callable[[str], None], cancel: Any,
-              steps: list[ProvisionStep]) -> Any:
+              steps: list[ProvisionStep], artifacts: Any = None,
+              fingerprint_extra: str = "") -> Any:
         from banger_core.images.build import build_image
         from banger_core.images.recipe import default_recipe
         from banger_core.net.namespaces import host_network_runner
 
         extra = [f for step in steps for f in step.installed_files()]
         return build_image(default_recipe(), out_dir, on_stage=on_stage, cancel=cancel,
-                           extra_files=extra, runner=host_network_runner())
+                           extra_files=extra, runner=host_network_runner(),
+                           artifacts=artifacts, fingerprint_extra=fingerprint_extra)
 
     return GuestOS("debian", "Debian bookworm (mmdebstrap minbase, sshd, python3)", build)

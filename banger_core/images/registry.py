@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import shutil
 import threading
 import uuid
@@ -19,14 +20,15 @@ from banger_core.units import check_vm_name
 
 def image_dict(image: Image) -> dict[str, Any]:
     """JSON-ready form of an image row."""
-    files = [image.kernel, image.rootfs, image.initrd, image.work_seed]
+    artifacts = image_artifacts(image)
+    files = [image.kernel, image.rootfs, image.initrd, *artifacts.values()]
     return {
         "id": image.id,
         "name": image.name,
         "kernel": image.kernel,
         "initrd": image.initrd,
         "rootfs": image.rootfs,
-        "work_seed": image.work_seed,
+        "artifacts": artifacts,
         "managed": image.managed,
         "os": image.os,
         "fingerprint": image.fingerprint,
@@ -35,6 +37,14 @@ def image_dict(image: Image) -> dict[str, Any]:
         "vms": VMRecord.select().where(VMRecord.image == image.id).count(),
         "kernel_caps": KernelCaps.from_dict(image.kernel_caps).summary(),
     }
+
+
+def image_artifacts(image: Image) -> dict[str, str]:
+    """``{name: path}`` of the files plugins made for the image (older rows: the work seed)."""
+    artifacts = dict(image.artifacts or {})
+    if image.work_seed:
+        artifacts.setdefault("work-seed", image.work_seed)
+    return artifacts
 
 
 def kernel_caps_for(kernel: str, *, initrd: str | None, rootfs: str,
@@ -95,6 +105,7 @@ class ImageService:
         rootfs: str,
         initrd: str | None = None,
         work_seed: str | None = None,
+        artifacts: dict[str, str] | None = None,
         kernel_config: str | None = None,
     ) -> dict[str, Any]:
         """Record an image made elsewhere; files are used where they are.
@@ -102,14 +113,23 @@ class ImageService:
         The kernel's capabilities are read (``kernel_config``, else the
         rootfs's ``/boot/config-*``, else IKCONFIG) and a kernel that no
         virtio transport can boot is refused.
+
+        :param artifacts: ``{name: path}`` of plugin artifacts (``work-seed``);
+            ``work_seed`` is the older spelling of ``{"work-seed": path}``.
         """
         check_vm_name(name)
-        paths = {"kernel": kernel, "rootfs": rootfs, "initrd": initrd, "work seed": work_seed,
-                 "kernel config": kernel_config}
+        if artifacts is not None and not isinstance(artifacts, dict):
+            raise ValidationError(f"artifacts {artifacts!r} must map names to files")
+        extra = {str(k): v for k, v in (artifacts or {}).items()}
+        if work_seed:
+            extra.setdefault("work-seed", work_seed)
+        paths = {"kernel": kernel, "rootfs": rootfs, "initrd": initrd,
+                 "kernel config": kernel_config,
+                 **{f"artifact {k}": v for k, v in extra.items()}}
         for what, value in paths.items():
             if value is None:
                 continue
-            if not Path(value).is_file():
+            if not isinstance(value, str) or not Path(value).is_file():
                 raise ValidationError(f"{what} {value!r} is not a file")
         if Image.get_or_none(Image.name == name):
             raise ConflictError(f"image {name!r} already exists")
@@ -123,7 +143,7 @@ class ImageService:
                 kernel=str(Path(kernel).absolute()),
                 rootfs=str(Path(rootfs).absolute()),
                 initrd=str(Path(initrd).absolute()) if initrd else None,
-                work_seed=str(Path(work_seed).absolute()) if work_seed else None,
+                artifacts={k: str(Path(v).absolute()) for k, v in extra.items()},
                 managed=False,
                 kernel_caps=caps.to_dict(),
             )
@@ -172,8 +192,9 @@ class ImageService:
         stages = StageTracker(op)
         try:
             steps: list[Any] = []
-            self.daemon.hooks.image_provision({"name": name, "os": os_name}, steps)
-            built = provider.build(out, stages.enter, op.cancel_event, steps)
+            info = {"name": name, "os": os_name}
+            self.daemon.hooks.image_provision(info, steps)
+            built = self._build_with_artifacts(provider, info, out, stages, op, steps)
             stages.close()
             with op.stage("kernel capabilities"):
                 caps = kernel_caps_for(str(built.kernel), rootfs=str(built.rootfs),
@@ -187,7 +208,7 @@ class ImageService:
                     kernel=str(built.kernel),
                     initrd=str(built.initrd) if built.initrd else None,
                     rootfs=str(built.rootfs),
-                    work_seed=str(built.work_seed),
+                    artifacts={k: str(v) for k, v in built.artifacts.items()},
                     managed=True,
                     os=os_name,
                     fingerprint=built.fingerprint,
@@ -198,6 +219,23 @@ class ImageService:
             shutil.rmtree(out, ignore_errors=True)
             raise
         return image_dict(image)
+
+
+    def _build_with_artifacts(self, provider: GuestOS, info: dict[str, Any], out: Path,
+                              stages: StageTracker, op: Any, steps: builtins.list[Any]) -> Any:
+        import inspect
+
+        from banger_core.images.artifacts import ArtifactCollector
+
+        collector = ArtifactCollector(self.daemon.hooks, self.daemon.settings, info)
+        try:
+            accepts = "artifacts" in inspect.signature(provider.build).parameters
+        except (TypeError, ValueError):
+            accepts = False
+        if not accepts:
+            return provider.build(out, stages.enter, op.cancel_event, steps)
+        return provider.build(out, stages.enter, op.cancel_event, steps, artifacts=collector,
+                              fingerprint_extra=",".join(collector.providers()))
 
 
 class StageTracker:

@@ -30,7 +30,7 @@ class Undo:
     fn: Callable[[], Any]
 
 
-class PluginLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+class PluginLogger(logging.LoggerAdapter):
     """A logger whose lines start with the plugin's name (``plugin nat: ...``)."""
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
@@ -38,7 +38,7 @@ class PluginLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         return f"plugin {self.extra['plugin'] if self.extra else '?'}: {msg}", kwargs
 
 
-def plugin_logger(name: str) -> logging.LoggerAdapter:  # type: ignore[type-arg]
+def plugin_logger(name: str) -> logging.LoggerAdapter:
     """The logger :attr:`LifecycleContext.log` and ``call.log`` give plugin ``name``.
 
     Records go to the ``banger.plugins.<name>`` stdlib logger; the daemon
@@ -85,7 +85,7 @@ class LifecycleContext:
         return self.plugin_config(self.plugin_name)
 
     @property
-    def log(self) -> logging.LoggerAdapter:  # type: ignore[type-arg]
+    def log(self) -> logging.LoggerAdapter:
         """A logger bound to this plugin (``plugin <name>: ...`` lines in the daemon log)."""
         return plugin_logger(self.plugin_name or "core")
 

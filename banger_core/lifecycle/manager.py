@@ -8,6 +8,7 @@ nothing behind.
 
 from __future__ import annotations
 
+import builtins
 import os
 import shutil
 import signal
@@ -34,6 +35,7 @@ from banger_core.errors import (
 from banger_core.firecracker.transport import choose_transport, vmm_version
 from banger_core.guestconfig import GuestConfig
 from banger_core.images.kernelcaps import KernelCaps
+from banger_core.images.registry import image_artifacts
 from banger_core.lifecycle import boot, failpoints, states
 from banger_core.lifecycle import options as vm_options
 from banger_core.lifecycle.context import LifecycleContext
@@ -77,7 +79,7 @@ class VMManager:
         return VM(
             id=rec.id, name=rec.name,
             image=ImageInfo(image.id, image.name, image.kernel, image.rootfs, image.initrd,
-                            image.work_seed),
+                            artifacts=image_artifacts(image)),
             cpus=rec.cpus, memory_mib=rec.memory_mib, disk_size=rec.disk_size, state=rec.state,
             ip=rec.ip, mac=rec.mac, gateway=self.net.subnet.gateway,
             prefixlen=self.net.subnet.prefixlen, dir=self.paths.vms_dir / rec.id,
@@ -316,13 +318,13 @@ class VMManager:
         self._reap()
         self._procs.pop(vm.id, None)
 
-    def _activate_root(self, vm: VM, ctx: LifecycleContext) -> tuple[str, dict | None]:
+    def _activate_root(self, vm: VM, ctx: LifecycleContext) -> tuple[str, dict[str, Any] | None]:
         if vm.root_strategy != "dm-snapshot":
             return vm.root_disk, None
         handles = rootdisk.activate_snapshot(f"banger-{vm.id}", Path(vm.image.rootfs),
                                              Path(vm.root_disk))
         ctx.add_undo(lambda: rootdisk.deactivate_snapshot(handles), "dm snapshot")
-        return handles.device_path, handles.to_dict()
+        return str(handles.device_path), handles.to_dict()
 
     def _describe(self, vm: VM, root_path: str, key: Path,
                   ctx: LifecycleContext | None = None) -> tuple[MachineSpec, GuestConfig]:
@@ -462,7 +464,7 @@ class VMManager:
             self._save(vm, state="stopped", pid=None, tap=None,
                        last_error="; ".join(failures) if failures else vm.last_error)
 
-    def _stopped_hooks(self, vm: VM) -> list[str]:
+    def _stopped_hooks(self, vm: VM) -> builtins.list[str]:
         failures = self.hooks.vm_stopped(vm)
         for line in failures:
             logger.error("{}", line)
@@ -494,7 +496,7 @@ class VMManager:
             raise_failures(failures, f"VM {vm.name} deleted, but cleanup failed")
             return {**vm.summary(), "state": "deleted"}
 
-    def _remove(self, vm: VM) -> list[str]:
+    def _remove(self, vm: VM) -> builtins.list[str]:
         """Plugins' deleted hooks, the VM's files, then its row."""
         failures = self.hooks.vm_deleted(vm)
         shutil.rmtree(vm.dir, ignore_errors=True)
@@ -606,7 +608,7 @@ class VMManager:
         sock.settimeout(None)
         return {"name": vm.name, "ip": vm.ip, "port": port}, sock.detach()
 
-    def ssh_config(self, refs: list[str] | None = None) -> dict[str, Any]:
+    def ssh_config(self, refs: builtins.list[str] | None = None) -> dict[str, Any]:
         """``Host`` blocks for ``refs`` (every VM when empty) and the kept-current file's path."""
         from banger_core.lifecycle import sshconfig
 
@@ -672,7 +674,7 @@ class VMManager:
         logger.info("reconcile: {}", report)
         return report
 
-    def check_crashed(self) -> list[str]:
+    def check_crashed(self) -> builtins.list[str]:
         """Settle VMs no operation works on whose VMM died; return their names."""
         gone = []
         self.reserve.ensure()  # given up on a full file system: back once there is room
@@ -725,7 +727,7 @@ class VMManager:
         except Exception as exc:
             logger.error("releasing {} failed: {}", vm.name, exc)
 
-    def taps_in_use(self) -> set[str]:
+    def taps_in_use(self) -> builtins.set[str]:
         """TAPs held by VMs that run (for the pool's adoption at start)."""
         return {r.tap for r in VMRecord.select() if r.tap and r.tap.startswith(TAP_PREFIX)
                 and r.state in RUNNING_STATES}

@@ -7,6 +7,7 @@ key is accepted too (``{"disk_size": "20G"}``), so older clients keep working.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from banger_core.errors import ValidationError
@@ -58,7 +59,7 @@ def for_create(given: dict[str, Any], declared: list[DeclaredOption],
 
 
 def for_set(given: dict[str, Any], declared: list[DeclaredOption],
-            current: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+            current: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """The options a ``vm set`` changes, checked; unchanged values are dropped.
 
     :param current: each plugin's current values (defaults filled in).

@@ -6,6 +6,7 @@ from typing import Any
 
 from banger_core.access import check_host_paths
 from banger_core.daemon.server import PassFd, RPCCall
+from banger_core.errors import ValidationError
 from banger_core.images.registry import image_dict
 from banger_core.rpc.schema import Field, with_params
 
@@ -35,11 +36,16 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
     def register_image(params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
         files = {k: params.get(k)
                  for k in ("kernel", "rootfs", "initrd", "work_seed", "kernel_config")}
+        artifacts = params.get("artifacts") or {}
+        if not isinstance(artifacts, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) and v for k, v in artifacts.items()):
+            raise ValidationError(f"artifacts {artifacts!r} must map names to file paths")
+        files.update({f"artifact {k}": v for k, v in artifacts.items()})
         check_host_paths(call.peer_uid, files,
                          daemon.settings.get("daemon", "allowed_image_dirs"))
         return images.register(params["name"], params["kernel"], params["rootfs"],
                                params.get("initrd"), params.get("work_seed"),
-                               params.get("kernel_config"))
+                               artifacts=artifacts, kernel_config=params.get("kernel_config"))
 
     def doctor(params: dict[str, Any], call: RPCCall) -> list[dict[str, Any]]:
         from banger_core.doctor import run_checks
@@ -91,7 +97,7 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
             register_image,
             name=Field.str(required=True, max=255), kernel=Field.str(required=True, max=4096),
             rootfs=Field.str(required=True, max=4096), initrd=path, work_seed=path,
-            kernel_config=path),
+            kernel_config=path, artifacts=Field.any()),
         "image.list": with_params(lambda p, c: images.list()),
         "image.show": with_params(lambda p, c: image_dict(images.get(p["ref"])), ref=ref),
         "image.delete": with_params(lambda p, c: images.delete(p["ref"]), ref=ref),

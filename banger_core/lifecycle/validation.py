@@ -9,11 +9,10 @@ from banger_core.errors import ValidationError
 from banger_core.lifecycle.vm import VM, VMSpec
 from banger_core.units import check_vm_name, format_size, parse_size
 
-CREATE_KEYS = {"name", "image", "cpus", "memory", "disk_size"}
-SET_KEYS = {"cpus", "memory", "disk_size"}
+CREATE_KEYS = {"name", "image", "cpus", "memory"}
+SET_KEYS = {"cpus", "memory"}
 MAX_VCPUS = 32  # Firecracker's limit
 MIN_MEMORY_MIB = 64
-MIN_DISK = 64 << 20
 
 
 def host_memory_mib() -> int:
@@ -44,17 +43,6 @@ def check_memory(value: Any) -> int:
     return mib
 
 
-def check_disk_size(value: Any, state_dir: Any) -> int:
-    """Disk size: bytes from a size string; within the state file system's size."""
-    size = parse_size(value, "disk size", default_unit="G")
-    st = os.statvfs(state_dir if os.path.exists(state_dir) else "/")
-    limit = st.f_blocks * st.f_frsize
-    if not MIN_DISK <= size <= limit:
-        raise ValidationError(f"disk size {value!r} is not allowed: use {format_size(MIN_DISK)} "
-                              f"to {format_size(limit)} (the size of {state_dir}'s file system)")
-    return size
-
-
 def _unknown(params: dict[str, Any], allowed: set[str], what: str) -> None:
     extra = sorted(set(params) - allowed)
     if extra:
@@ -73,8 +61,7 @@ def resolve_create(params: dict[str, Any], settings: Any, images: Any) -> VMSpec
         name=name, image=image,
         cpus=check_cpus(params.get("cpus", settings.get("vm", "cpus"))),
         memory_mib=check_memory(params.get("memory", settings.get("vm", "memory_mib"))),
-        disk_size=check_disk_size(params.get("disk_size", settings.get("vm", "disk_size")),
-                                  settings.paths.state_dir),
+        disk_size=0,
     )
 
 
@@ -89,16 +76,10 @@ def validate_set(vm: VM, params: dict[str, Any], *, allow_empty: bool = False) -
         changes["cpus"] = check_cpus(params["cpus"])
     if "memory" in params:
         changes["memory_mib"] = check_memory(params["memory"])
-    if "disk_size" in params:
-        size = check_disk_size(params["disk_size"], vm.dir)
-        if size < vm.disk_size:
-            raise ValidationError(f"disk size {params['disk_size']!r} is smaller than the "
-                                  f"current {format_size(vm.disk_size)}; disks only grow")
-        changes["disk_size"] = size
     changes = {k: v for k, v in changes.items() if getattr(vm, k) != v}
     if not changes and not params and not allow_empty:
-        raise ValidationError("nothing to change: give --cpus, --memory or --disk-size")
+        raise ValidationError("nothing to change: give --cpus, --memory or a plugin's option")
     return VMSpec(name=vm.name, image=vm.image.name, cpus=changes.get("cpus", vm.cpus),
                   memory_mib=changes.get("memory_mib", vm.memory_mib),
-                  disk_size=changes.get("disk_size", vm.disk_size), is_create=False, vm=vm,
+                  disk_size=vm.disk_size, is_create=False, vm=vm,
                   changes=changes)

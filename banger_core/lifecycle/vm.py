@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 
-class OptionValues(dict):  # type: ignore[type-arg]
+class OptionValues(dict):
     """A plugin's option values; ``values["disk-size"]`` and ``values["disk_size"]`` agree."""
 
     def __getitem__(self, key: str) -> Any:
         return super().__getitem__(key.replace("-", "_"))
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         """Like :meth:`dict.get`, accepting dashed names."""
         return super().get(key.replace("-", "_"), default)
 
@@ -57,6 +57,8 @@ class VM:
     cpus: int
     memory_mib: int
     disk_size: int
+    """Deprecated: the workdisk plugin's ``plugin_options("workdisk")["disk_size"]``;
+    0 for VMs created since the work disk became a plugin option."""
     state: str
     ip: str
     mac: str

@@ -59,7 +59,7 @@ def host_network_runner(runner: system.Runner = system.run) -> system.Runner:
         return runner
     ns_path = f"/proc/{os.getpid()}/fd/{fd}"
 
-    def run_in_host_netns(argv, **kwargs):  # type: ignore[no-untyped-def]
+    def run_in_host_netns(argv, **kwargs):
         return runner(["nsenter", f"--net={ns_path}", "--", *argv], **kwargs)
 
     return run_in_host_netns

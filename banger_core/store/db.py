@@ -36,8 +36,17 @@ def _v2(db: peewee.Database) -> None:
         db.execute_sql("ALTER TABLE images ADD COLUMN kernel_caps TEXT NOT NULL DEFAULT '{}'")
 
 
+def _v3(db: peewee.Database) -> None:
+    """Images carry plugins' build artifacts (the work seed became the workdisk plugin's)."""
+    columns = {c.name for c in db.get_columns("images")}
+    if "artifacts" not in columns:
+        db.execute_sql("ALTER TABLE images ADD COLUMN artifacts TEXT NOT NULL DEFAULT '{}'")
+    db.execute_sql("UPDATE images SET artifacts = json_object('work-seed', work_seed), "
+                   "work_seed = NULL WHERE work_seed IS NOT NULL")
+
+
 # Each entry moves the schema from version N-1 to N; never edit a shipped one.
-MIGRATIONS: list[Callable[[peewee.Database], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[peewee.Database], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -34,7 +34,8 @@ class Image(BaseModel):
     kernel = peewee.TextField()
     initrd = peewee.TextField(null=True)
     rootfs = peewee.TextField()
-    work_seed = peewee.TextField(null=True)
+    work_seed = peewee.TextField(null=True)  # before v2; now artifacts["work-seed"]
+    artifacts = JSONField(default=dict)
     managed = peewee.BooleanField(default=False)
     os = peewee.CharField(default="")
     fingerprint = peewee.CharField(default="")

@@ -99,7 +99,7 @@ def fake_context(plugin: str = "test", config: Mapping[str, Any] | None = None, 
     plugins = {k: dict(v) for k, v in (other_plugins or {}).items()}
     plugins[plugin] = dict(config or {})
     return FakeContext(settings=_Settings(plugins),
-                       runner=runner or FakeRunner(),  # type: ignore[arg-type]
+                       runner=runner or FakeRunner(),
                        plugin_name=plugin, can_undo=can_undo, hook=hook)
 
 

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from banger_core.errors import BangerError, NotFoundError
 from banger_core.images.build import BuiltImage, build_image, read_image, remove_tree
@@ -52,9 +53,40 @@ def _complete(directory: Path, fingerprint: str) -> BuiltImage | None:
     return image if image.fingerprint == fingerprint else None
 
 
-def cached_image(recipe: Recipe, *, verbose: bool = True) -> BuiltImage:
-    """Return a built image for ``recipe``, building it at most once per fingerprint."""
+def _artifact_maker() -> tuple[Any, str]:
+    """The installed plugins' image-artifact maker, as ``banger image build`` uses it."""
+    from banger_core.config import load_settings
+    from banger_core.images.artifacts import ArtifactCollector
+    from banger_core.plugins import Hooks, get_plugin_manager
+
+    hooks = Hooks(get_plugin_manager())
+    settings = load_settings(hooks.config_defaults(), files=[])
+    hooks.settings = settings
+    collector = ArtifactCollector(hooks, settings, {"name": "debian", "os": "debian"})
+    return collector, ",".join(collector.providers())
+
+
+def image_fingerprint(recipe: Recipe, providers: str | None = None) -> str:
+    """The cache key of ``recipe``: its fingerprint and which plugins add artifacts."""
+    import hashlib
+
+    if providers is None:
+        providers = _artifact_maker()[1]
     fingerprint = recipe.fingerprint()
+    if providers:
+        fingerprint = hashlib.sha256(f"{fingerprint}\n{providers}".encode()).hexdigest()
+    return fingerprint
+
+
+def cached_image(recipe: Recipe, *, verbose: bool = True) -> BuiltImage:
+    """Return a built image for ``recipe``, building it at most once per fingerprint.
+
+    The installed plugins' ``banger_image_artifacts`` run as in a real build
+    (the workdisk plugin's work seed); which plugins contribute is part of
+    the cache key.
+    """
+    maker, providers = _artifact_maker()
+    fingerprint = image_fingerprint(recipe, providers)
     root = cache_root()
     directory = root / fingerprint
     image = _complete(directory, fingerprint)
@@ -80,7 +112,8 @@ def cached_image(recipe: Recipe, *, verbose: bool = True) -> BuiltImage:
                     flush=True,
                 )
 
-        image = build_image(recipe, directory, on_stage=on_stage)
+        image = build_image(recipe, directory, on_stage=on_stage, artifacts=maker,
+                            fingerprint_extra=providers)
         if verbose:
             print(
                 f"[banger test image {fingerprint[:12]}] built in "

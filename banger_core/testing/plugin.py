@@ -156,6 +156,7 @@ class BangerHome:
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
         env["BANGER_STATE_DIR"] = str(self.state_dir)
         env["BANGER_CONFIG"] = str(self.config)
+        env["XDG_CACHE_HOME"] = str(self.root / "cache")  # the CLI's start-up cache
         if self.pythonpath:
             parts = [str(p) for p in self.pythonpath]
             if env.get("PYTHONPATH"):
@@ -327,7 +328,7 @@ def banger_home(tmp_path: Path) -> Iterator[BangerHome]:
 
 
 @pytest.fixture
-def daemon(banger_home: BangerHome) -> Iterator[DaemonHandle]:
+def banger_daemon(banger_home: BangerHome) -> Iterator[DaemonHandle]:
     """A running ``bangerd`` in ``banger_home``, stopped by PID afterwards."""
     handle = start_daemon(banger_home)
     try:
@@ -338,7 +339,7 @@ def daemon(banger_home: BangerHome) -> Iterator[DaemonHandle]:
 
 
 @pytest.fixture
-def plugin_manager() -> Callable[..., Any]:
+def banger_plugin_manager() -> Callable[..., Any]:
     """Factory: ``plugin_manager(plugin, ("name", plugin), disabled=[...])``.
 
     Plugins are registered as ``extra`` plugins (entry points are not loaded
@@ -392,7 +393,7 @@ class PluginSite:
 
 
 @pytest.fixture
-def plugin_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PluginSite]:
+def banger_plugin_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PluginSite]:
     """A throwaway site directory on ``sys.path`` for fake installed plugins.
 
     Add it to ``banger_home.pythonpath`` to make subprocesses see it too.
@@ -442,7 +443,7 @@ def banger_cli() -> Callable[..., CliResult]:
 
 
 @pytest.fixture
-def sim_host() -> Iterator[Any]:
+def banger_sim_host() -> Iterator[Any]:
     """A started simulated host (root only); closed, with all it made, afterwards."""
     if os.geteuid() != 0:
         pytest.skip("the simulated host needs root (network namespaces, TAP devices)")
@@ -451,3 +452,28 @@ def sim_host() -> Iterator[Any]:
     with SimulatedHost() as host:
         host.start()
         yield host
+
+
+# -- deprecated names ----------------------------------------------------------
+# The first release named these fixtures without the ``banger_`` prefix; those
+# names keep working through this release and warn. They are removed next.
+
+
+def _deprecated(old: str, new: str) -> Any:
+    def fixture(request: pytest.FixtureRequest) -> Any:
+        import warnings
+
+        warnings.warn(f"the pytest fixture {old!r} is deprecated; use {new!r}",
+                      DeprecationWarning, stacklevel=2)
+        return request.getfixturevalue(new)
+
+    fixture.__name__ = old
+    fixture.__doc__ = f"Deprecated alias of ``{new}``."
+    return pytest.fixture(name=old)(fixture)
+
+
+daemon = _deprecated("daemon", "banger_daemon")
+plugin_manager = _deprecated("plugin_manager", "banger_plugin_manager")
+plugin_site = _deprecated("plugin_site", "banger_plugin_site")
+sim_host = _deprecated("sim_host", "banger_sim_host")
+

@@ -64,6 +64,7 @@ class SimulatedHost:
             "BANGER_STATE_DIR": str(self.state_dir),
             "BANGER_CONFIG": str(self.config_path),
             "BANGER_FCSIM_RUN_DIR": str(self.fcsim_run_dir),
+            "XDG_CACHE_HOME": str(self.root / "cache"),
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
             **(env or {}),
         }
@@ -90,6 +91,31 @@ class SimulatedHost:
     def json(self, *args: str) -> Any:
         """Run a ``--json`` command and parse its output."""
         return json.loads(self.cli(*args, "--json").stdout)
+
+    def install_plugin(self, name: str, module: str, source_dir: str | Path, *,
+                       distribution: str | None = None, version: str = "0.0.1",
+                       restart: bool = True) -> None:
+        """Make the plugin in ``source_dir`` (holding package ``module``) installed for this host.
+
+        Writes a throwaway distribution with a ``banger`` entry point ``name``
+        and puts it and ``source_dir`` on the host's ``PYTHONPATH``, so the CLI
+        and ``bangerd`` find it the way they find a pip-installed plugin; then
+        restarts the daemon if it runs (plugins load at daemon start).
+        """
+        site = self.root / "site"
+        dist = distribution or f"banger-test-{name}"
+        info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir(parents=True, exist_ok=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\n"
+                                       f"Version: {version}\n")
+        (info / "entry_points.txt").write_text(f"[banger]\n{name} = {module}\n")
+        paths = [str(site), str(Path(source_dir).absolute())]
+        old = self.env.get("PYTHONPATH", "")
+        self.env["PYTHONPATH"] = ":".join([p for p in paths if p not in old.split(":")]
+                                          + ([old] if old else []))
+        if restart and self.daemon_pid():
+            self.cli("daemon", "stop")
+            self.start()
 
     def add_config(self, text: str) -> None:
         """Append TOML to the host's config file (takes effect at the next daemon start)."""
@@ -123,7 +149,9 @@ class SimulatedHost:
     def register_image(self, image: Any, name: str = "debian") -> None:
         """Register a built image (``banger_core.images.build.BuiltImage``)."""
         args = ["image", "register", name, "--kernel", str(image.kernel),
-                "--rootfs", str(image.rootfs), "--work-seed", str(image.work_seed)]
+                "--rootfs", str(image.rootfs)]
+        for artifact, path in sorted(getattr(image, "artifacts", {}).items()):
+            args += ["--artifact", f"{artifact}={path}"]
         if image.initrd:
             args += ["--initrd", str(image.initrd)]
         self.cli(*args)

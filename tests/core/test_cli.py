@@ -42,8 +42,8 @@ class Greeter:
         return [greet]
 
 
-def test_user_error_is_one_line(plugin_manager, banger_cli) -> None:
-    result = banger_cli(["bad-input"], pm=plugin_manager(("cmds", Commands())))
+def test_user_error_is_one_line(banger_plugin_manager, banger_cli) -> None:
+    result = banger_cli(["bad-input"], pm=banger_plugin_manager(("cmds", Commands())))
     assert result.exit_code == 1
     assert result.stdout == ""
     lines = [ln for ln in result.stderr.splitlines() if not ln.startswith("banger: warning:")]
@@ -51,8 +51,8 @@ def test_user_error_is_one_line(plugin_manager, banger_cli) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_traceback_only_with_debug(plugin_manager, banger_cli) -> None:
-    pm = plugin_manager(("cmds", Commands()))
+def test_traceback_only_with_debug(banger_plugin_manager, banger_cli) -> None:
+    pm = banger_plugin_manager(("cmds", Commands()))
     result = banger_cli(["--debug", "bad-input"], pm=pm)
     assert result.exit_code == 1
     assert "Traceback (most recent call last)" in result.stderr
@@ -60,8 +60,8 @@ def test_traceback_only_with_debug(plugin_manager, banger_cli) -> None:
                                            "(use 512M, 4G, ...)")
 
 
-def test_internal_error_is_one_line_with_hint(plugin_manager, banger_cli) -> None:
-    pm = plugin_manager(("cmds", Commands()))
+def test_internal_error_is_one_line_with_hint(banger_plugin_manager, banger_cli) -> None:
+    pm = banger_plugin_manager(("cmds", Commands()))
     result = banger_cli(["crash"], pm=pm)
     assert result.exit_code == 1
     lines = [ln for ln in result.stderr.splitlines() if not ln.startswith("banger: warning:")]
@@ -73,14 +73,14 @@ def test_internal_error_is_one_line_with_hint(plugin_manager, banger_cli) -> Non
     assert "ZeroDivisionError" in debug.stderr
 
 
-def test_usage_error(banger_cli, plugin_manager) -> None:
-    result = banger_cli(["no-such-command"], pm=plugin_manager())
+def test_usage_error(banger_cli, banger_plugin_manager) -> None:
+    result = banger_cli(["no-such-command"], pm=banger_plugin_manager())
     assert result.exit_code == 2
     assert "No such command 'no-such-command'" in result.stderr
 
 
-def test_plugin_command_clash_refused(plugin_manager, banger_cli) -> None:
-    pm = plugin_manager(("cmds", Commands()), ("greeter", Greeter()))
+def test_plugin_command_clash_refused(banger_plugin_manager, banger_cli) -> None:
+    pm = banger_plugin_manager(("cmds", Commands()), ("greeter", Greeter()))
     result = banger_cli(["daemon", "--help"], pm=pm)
     assert result.exit_code == 0
     assert "Manage bangerd" in result.stdout  # the core command was not replaced
@@ -95,14 +95,14 @@ def test_plugin_command_clash_refused(plugin_manager, banger_cli) -> None:
     assert banger_cli(["greet"], pm=pm).stdout.strip() == f"from {winner}"
 
 
-def test_building_twice_does_not_leak_commands(plugin_manager, banger_cli) -> None:
-    assert banger_cli(["greet"], pm=plugin_manager(("greeter", Greeter()))).exit_code == 0
-    result = banger_cli(["greet"], pm=plugin_manager())
+def test_building_twice_does_not_leak_commands(banger_plugin_manager, banger_cli) -> None:
+    assert banger_cli(["greet"], pm=banger_plugin_manager(("greeter", Greeter()))).exit_code == 0
+    result = banger_cli(["greet"], pm=banger_plugin_manager())
     assert result.exit_code == 2  # the previous run's plugin command is gone
 
 
-def test_version_and_help(banger_cli, plugin_manager) -> None:
-    pm = plugin_manager()
+def test_version_and_help(banger_cli, banger_plugin_manager) -> None:
+    pm = banger_plugin_manager()
     assert banger_cli(["--version"], pm=pm).stdout.strip() == "banger, version 0.1.0"
     help_text = banger_cli(["--help"], pm=pm).stdout
     for command in ("daemon", "plugins", "config"):

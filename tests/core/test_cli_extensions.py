@@ -49,9 +49,9 @@ class Scratch:
         return {"vm": [scratch, clashing], "image": [images], "nope": [images]}
 
 
-def test_subcommands_join_core_groups_and_clashes_are_refused(plugin_manager,
+def test_subcommands_join_core_groups_and_clashes_are_refused(banger_plugin_manager,
                                                               banger_cli) -> None:
-    pm = plugin_manager(("scratch", Scratch()))
+    pm = banger_plugin_manager(("scratch", Scratch()))
     result = banger_cli(["vm", "scratch", "box"], pm=pm)
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "scratch of box\n"
@@ -60,23 +60,23 @@ def test_subcommands_join_core_groups_and_clashes_are_refused(plugin_manager,
     assert "command group 'nope' does not exist" in result.stderr
     assert banger_cli(["image", "scratch-images"], pm=pm).stdout == "images!\n"
     # the module-level groups are untouched: a build without the plugin has no `vm scratch`
-    plain = banger_cli(["vm", "scratch", "box"], pm=plugin_manager())
+    plain = banger_cli(["vm", "scratch", "box"], pm=banger_plugin_manager())
     assert plain.exit_code != 0
 
 
-def test_options_show_in_help(plugin_manager, banger_cli) -> None:
-    pm = plugin_manager(("scratch", Scratch()))
+def test_options_show_in_help(banger_plugin_manager, banger_cli) -> None:
+    pm = banger_plugin_manager(("scratch", Scratch()))
     create = banger_cli(["vm", "create", "--help"], pm=pm).stdout
     assert "--scratch-size SIZE" in create
     assert "--nat / --no-nat" in create
     assert "--egress-allow VALUE" in create and "(repeatable)" in create
-    assert "[default: [plugins.scratch] default, else False]" in " ".join(create.split())
+    assert "[default: False, or [plugins.scratch] default]" in " ".join(create.split())
     set_help = banger_cli(["vm", "set", "--help"], pm=pm).stdout
     assert "--scratch-size" in set_help
     assert "--scratch-count" not in set_help  # on_set=False
 
 
-def test_cli_sends_only_what_the_user_gave(plugin_manager, banger_cli,
+def test_cli_sends_only_what_the_user_gave(banger_plugin_manager, banger_cli,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from banger_core.cli import context, vm_cmds
 
@@ -91,7 +91,7 @@ def test_cli_sends_only_what_the_user_gave(plugin_manager, banger_cli,
     monkeypatch.setattr(vm_cmds, "rpc", fake_rpc)
     monkeypatch.setattr(context, "rpc", fake_rpc)
     monkeypatch.setattr(vm_cmds, "follow_operation", lambda op, quiet=False: op)
-    pm = plugin_manager(("scratch", Scratch()))
+    pm = banger_plugin_manager(("scratch", Scratch()))
     result = banger_cli(["vm", "create", "box", "--scratch-size", "2G", "--no-nat",
                          "--egress-allow", "a", "--egress-allow", "b"], pm=pm)
     assert result.exit_code == 0, result.stderr
@@ -172,13 +172,13 @@ def test_vm_plugin_options_fill_in_defaults() -> None:
     assert "core" not in vm.summary()["plugins"]
 
 
-def test_clashing_option_names_are_refused(plugin_manager, banger_cli) -> None:
+def test_clashing_option_names_are_refused(banger_plugin_manager, banger_cli) -> None:
     class Clash:
         @hookimpl
         def banger_vm_options(self) -> list[VMOption]:
             return [VMOption("cpus", int, 1, "mine"), VMOption("nat", bool, True, "also mine")]
 
-    pm = plugin_manager(("scratch", Scratch()), ("zclash", Clash()))
+    pm = banger_plugin_manager(("scratch", Scratch()), ("zclash", Clash()))
     result = banger_cli(["vm", "create", "--help"], pm=pm)
     assert "plugin 'zclash': VM option --cpus clashes with banger core; not added" in \
         result.stderr
@@ -189,3 +189,15 @@ def test_clashing_option_names_are_refused(plugin_manager, banger_cli) -> None:
 def test_public_api_is_importable_from_banger_core() -> None:
     for name in banger_core.__all__:
         assert getattr(banger_core, name) is not None, name
+
+
+def test_rpc_helper_is_callable_whatever_was_imported_first(monkeypatch) -> None:
+    """``banger_core.rpc`` is both the wire-format package and the CLI helper."""
+    import banger_core.rpc.client  # noqa: F401  (the subpackage sets banger_core.rpc)
+    from banger_core import rpc
+    from banger_core.cli import context
+
+    seen = []
+    monkeypatch.setattr(context, "rpc", lambda m, p=None, autostart=True: seen.append((m, p)))
+    rpc("x.y", {"a": 1})
+    assert seen == [("x.y", {"a": 1})]

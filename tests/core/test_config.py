@@ -48,10 +48,10 @@ def test_layering_later_file_wins_and_origins(tmp_path) -> None:
     settings = load_settings(files=[system, user])
     assert settings.get("vm", "cpus") == 8
     assert settings.get("vm", "memory_mib") == 2048
-    assert settings.get("vm", "disk_size") == "8G"
+    assert settings.get("vm", "default_image") == "debian"
     assert settings.origins[("vm", "cpus")] == str(user)
     assert settings.origins[("vm", "memory_mib")] == str(system)
-    assert ("vm", "disk_size") not in settings.origins
+    assert ("vm", "default_image") not in settings.origins
 
 
 def test_missing_file_is_fine(tmp_path) -> None:
@@ -117,9 +117,9 @@ def test_env_overrides_log_level(monkeypatch, tmp_path) -> None:
         load_settings(files=[cfg])
 
 
-def test_config_show_cli(banger_home, plugin_site) -> None:
-    plugin_site.add("tcfg", "banger_tcfg", PLUGIN)
-    banger_home.pythonpath.append(plugin_site.path)
+def test_config_show_cli(banger_home, banger_plugin_site) -> None:
+    banger_plugin_site.add("tcfg", "banger_tcfg", PLUGIN)
+    banger_home.pythonpath.append(banger_plugin_site.path)
     banger_home.write_config('[vm]\ncpus = 6\n[plugins.tcfg]\nport = 53\n')
     rows = banger_home.run("config", "show", "--json", env={"BANGER_LOG_LEVEL": "debug"}).json()
     by_key = {(r["section"], r["key"]): r for r in rows}

@@ -44,9 +44,9 @@ def call(daemon: Daemon, method: str, params: dict | None = None):
     return daemon.server.methods[method].handler(params or {}, RPCCall(method, 1, 0, 0))
 
 
-def test_plugin_methods_registered_and_clashes_refused(plugin_manager, tmp_path, monkeypatch,
+def test_plugin_methods_registered_and_clashes_refused(banger_plugin_manager, tmp_path, monkeypatch,
                                                        log_lines) -> None:
-    daemon = make_daemon(plugin_manager(("ports", Ports()), ("other", Other())), tmp_path,
+    daemon = make_daemon(banger_plugin_manager(("ports", Ports()), ("other", Other())), tmp_path,
                          monkeypatch)
     methods = daemon.server.methods
     assert methods["daemon.status"].owner == "core"
@@ -59,8 +59,8 @@ def test_plugin_methods_registered_and_clashes_refused(plugin_manager, tmp_path,
     assert f"'vm.ports' from {loser.pop()} clashes with the one from {winner}" in text
 
 
-def test_status_and_plugins_list(plugin_manager, tmp_path, monkeypatch) -> None:
-    daemon = make_daemon(plugin_manager(("ports", Ports())), tmp_path, monkeypatch)
+def test_status_and_plugins_list(banger_plugin_manager, tmp_path, monkeypatch) -> None:
+    daemon = make_daemon(banger_plugin_manager(("ports", Ports())), tmp_path, monkeypatch)
     status = call(daemon, "daemon.status")
     assert status["plugins"] == ["ports"]
     assert status["socket"] == str(tmp_path / "run" / "bangerd.sock")

@@ -64,19 +64,20 @@ def test_start_status_stop(banger_home) -> None:
     assert "not running" in banger_home.run("daemon", "stop").stdout
 
 
-def test_socket_is_private(daemon) -> None:
-    mode = os.stat(daemon.socket).st_mode
+def test_socket_is_private(banger_daemon) -> None:
+    mode = os.stat(banger_daemon.socket).st_mode
     assert stat.S_ISSOCK(mode)
     assert stat.S_IMODE(mode) == 0o600
 
 
-def test_second_daemon_refuses_to_start(daemon, banger_home) -> None:
+def test_second_daemon_refuses_to_start(banger_daemon, banger_home) -> None:
     result = banger_home.run_argv([*_bangerd()], timeout=30)
     assert result.returncode == 1
     assert "already running" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    assert daemon.rpc("daemon.status")["pid"] == daemon.pid  # the first one is untouched
-    assert daemon.socket.exists()
+    # the first one is untouched
+    assert banger_daemon.rpc("daemon.status")["pid"] == banger_daemon.pid
+    assert banger_daemon.socket.exists()
 
 
 def test_stale_socket_is_reclaimed(banger_home) -> None:
@@ -91,33 +92,34 @@ def test_stale_socket_is_reclaimed(banger_home) -> None:
     assert int(paths.pid_file.read_text()) == handle.pid
 
 
-def test_sigterm_exits_cleanly(daemon) -> None:
-    paths = daemon.home.paths
+def test_sigterm_exits_cleanly(banger_daemon) -> None:
+    paths = banger_daemon.home.paths
     assert paths.pid_file.exists()
-    os.kill(daemon.pid, signal.SIGTERM)
-    assert daemon.proc.wait(timeout=10) == 0
+    os.kill(banger_daemon.pid, signal.SIGTERM)
+    assert banger_daemon.proc.wait(timeout=10) == 0
     assert not paths.socket.exists()
     assert not paths.pid_file.exists()
     assert "bangerd stopped" in paths.daemon_log.read_text()
 
 
-def test_unknown_method_and_bad_json(daemon) -> None:
-    reply = raw_exchange(daemon.socket, b'{"id": 7, "method": "no.such", "params": {}}\n')
+def test_unknown_method_and_bad_json(banger_daemon) -> None:
+    reply = raw_exchange(banger_daemon.socket, b'{"id": 7, "method": "no.such", "params": {}}\n')
     assert reply == {"id": 7, "error": {"code": "not_found", "message": "unknown method 'no.such'"}}
-    reply = raw_exchange(daemon.socket, b'{"id": 8, "method": \n')
+    reply = raw_exchange(banger_daemon.socket, b'{"id": 8, "method": \n')
     assert reply["error"]["code"] == "invalid"
     assert "not valid JSON" in reply["error"]["message"]
-    reply = raw_exchange(daemon.socket, b'{"id": 9, "method": "daemon.status", "params": [1]}\n')
+    reply = raw_exchange(banger_daemon.socket,
+                         b'{"id": 9, "method": "daemon.status", "params": [1]}\n')
     assert reply["error"] == {"code": "invalid",
                               "message": "params of daemon.status must be a JSON object"}
-    reply = raw_exchange(daemon.socket, b'[1, 2]\n')
+    reply = raw_exchange(banger_daemon.socket, b'[1, 2]\n')
     assert reply["error"]["message"] == "request must be a JSON object"
     # The daemon still serves after bad input.
-    assert daemon.rpc("daemon.status")["pid"] == daemon.pid
+    assert banger_daemon.rpc("daemon.status")["pid"] == banger_daemon.pid
 
 
-def test_operation_status_of_unknown_id(daemon) -> None:
-    reply = raw_exchange(daemon.socket,
+def test_operation_status_of_unknown_id(banger_daemon) -> None:
+    reply = raw_exchange(banger_daemon.socket,
                          b'{"id": 1, "method": "operation.status", "params": {"id": "nope"}}\n')
     assert reply["error"] == {"code": "not_found", "message": "no operation 'nope'"}
 

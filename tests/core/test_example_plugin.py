@@ -32,8 +32,8 @@ class FakeSpec:
     name: str
 
 
-def test_loads_with_its_hooks(plugin_manager, hello_on_path) -> None:
-    pm = plugin_manager(("hello", hello_on_path))
+def test_loads_with_its_hooks(banger_plugin_manager, hello_on_path) -> None:
+    pm = banger_plugin_manager(("hello", hello_on_path))
     info = pm.infos["hello"]
     assert info.status == "loaded", info.error
     assert set(info.hooks) == {
@@ -42,26 +42,26 @@ def test_loads_with_its_hooks(plugin_manager, hello_on_path) -> None:
         "banger_vm_create", "banger_vm_deleted"}
 
 
-def test_config_defaults_and_overrides(plugin_manager, hello_on_path, tmp_path) -> None:
-    schema = Hooks(plugin_manager(("hello", hello_on_path))).config_defaults()
+def test_config_defaults_and_overrides(banger_plugin_manager, hello_on_path, tmp_path) -> None:
+    schema = Hooks(banger_plugin_manager(("hello", hello_on_path))).config_defaults()
     cfg = tmp_path / "config.toml"
     cfg.write_text('[plugins.hello]\ngreeting = "ahoy"\n')
     settings = load_settings(schema, files=[cfg])
     assert settings.plugin("hello") == {"greeting": "ahoy", "shout": False}
 
 
-def test_validate_rejects_goodbye(plugin_manager, hello_on_path) -> None:
-    hooks = Hooks(plugin_manager(("hello", hello_on_path)))
+def test_validate_rejects_goodbye(banger_plugin_manager, hello_on_path) -> None:
+    hooks = Hooks(banger_plugin_manager(("hello", hello_on_path)))
     hooks.vm_validate(FakeSpec("fine"))
     with pytest.raises(ValidationError, match="goodbye"):
         hooks.vm_validate(FakeSpec("goodbye-world"))
 
 
-def test_create_registers_undo_and_delete_is_idempotent(plugin_manager, hello_on_path,
+def test_create_registers_undo_and_delete_is_idempotent(banger_plugin_manager, hello_on_path,
                                                         tmp_path) -> None:
     from banger_core.lifecycle.context import LifecycleContext
 
-    hooks = Hooks(plugin_manager(("hello", hello_on_path)))
+    hooks = Hooks(banger_plugin_manager(("hello", hello_on_path)))
     vm = FakeVM("vm1", tmp_path)
     ctx = LifecycleContext(settings=load_settings(files=[]))
     hooks.vm_create(vm, ctx)
@@ -76,10 +76,10 @@ def test_create_registers_undo_and_delete_is_idempotent(plugin_manager, hello_on
     assert hooks.vm_deleted(vm) == []  # again: nothing left, still fine
 
 
-def test_doctor_check(plugin_manager, hello_on_path) -> None:
+def test_doctor_check(banger_plugin_manager, hello_on_path) -> None:
     from banger_core.doctor import DoctorContext
 
-    pm = plugin_manager(("hello", hello_on_path))
+    pm = banger_plugin_manager(("hello", hello_on_path))
     settings = load_settings(Hooks(pm).config_defaults(), files=[])
     checks = Hooks(pm).doctor_checks(DoctorContext(settings))
     assert [(plugin, c.name, c.ok) for plugin, c in checks] == [("hello", "hello greeting", True)]
@@ -93,8 +93,8 @@ def test_rpc_handler(hello_on_path) -> None:
         daemon.greet({"who": 3}, None)
 
 
-def test_cli_in_process(plugin_manager, banger_cli, hello_on_path) -> None:
-    pm = plugin_manager(("hello", hello_on_path))
+def test_cli_in_process(banger_plugin_manager, banger_cli, hello_on_path) -> None:
+    pm = banger_plugin_manager(("hello", hello_on_path))
     result = banger_cli(["--help"], pm=pm)
     assert result.exit_code == 0
     assert "hello" in result.stdout
@@ -102,9 +102,9 @@ def test_cli_in_process(plugin_manager, banger_cli, hello_on_path) -> None:
     assert [p["name"] for p in listed] == ["hello"]
 
 
-def test_end_to_end_through_the_daemon(banger_home, plugin_site) -> None:
-    plugin_site.add("hello", "banger_hello", distribution="banger-hello", version="0.1.0")
-    banger_home.pythonpath += [plugin_site.path, EXAMPLE_DIR]
+def test_end_to_end_through_the_daemon(banger_home, banger_plugin_site) -> None:
+    banger_plugin_site.add("hello", "banger_hello", distribution="banger-hello", version="0.1.0")
+    banger_home.pythonpath += [banger_plugin_site.path, EXAMPLE_DIR]
     banger_home.write_config('[plugins.hello]\ngreeting = "ahoy"\nshout = true\n')
 
     result = banger_home.run("hello", "there")  # starts bangerd on demand

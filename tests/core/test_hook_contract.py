@@ -131,7 +131,9 @@ def test_setup_order_is_registration_order_and_teardown_its_reverse() -> None:
     assert log == ["a:started", "b:started", "c:started", "c:stopped", "b:stopped", "a:stopped"]
 
 
-def test_entry_points_register_in_name_order(plugin_site: Any) -> None:
+def test_entry_points_register_in_name_order(banger_plugin_site: Any,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BANGER_PLUGINS", "zeta,alpha,mid")
     source = '''
 from banger_core import hookimpl
 LOG = []
@@ -141,9 +143,9 @@ def banger_vm_validate(spec):
     spec.append(__name__)
 '''
     for name in ("zeta", "alpha", "mid"):
-        plugin_site.add(name, f"banger_order_{name}", source)
+        banger_plugin_site.add(name, f"banger_order_{name}", source)
     pm = get_plugin_manager()
-    assert [n for n in pm.order if n in ("zeta", "alpha", "mid")] == ["alpha", "mid", "zeta"]
+    assert pm.order == ["alpha", "mid", "zeta"]
     seen: list[str] = []
     Hooks(pm).vm_validate(seen)
     assert [s.removeprefix("banger_order_") for s in seen if s.startswith("banger_order_")] \

@@ -46,8 +46,9 @@ def names(pm, status: str = "loaded") -> set[str]:
     return {i.name for i in pm.infos.values() if i.status == status}
 
 
-def test_loads_entry_points(plugin_site, monkeypatch) -> None:
-    plugin_site.add("tgood", "banger_tgood", GOOD, distribution="banger-tgood", version="1.2.3")
+def test_loads_entry_points(banger_plugin_site, monkeypatch) -> None:
+    banger_plugin_site.add("tgood", "banger_tgood", GOOD, distribution="banger-tgood",
+                           version="1.2.3")
     # only this plugin: the installed ones (dns, nat) would get the fake VM too
     monkeypatch.setenv("BANGER_PLUGINS", "tgood")
     pm = get_plugin_manager()
@@ -60,9 +61,10 @@ def test_loads_entry_points(plugin_site, monkeypatch) -> None:
     assert "good" in calls
 
 
-def test_import_failure_is_one_line_and_others_keep_working(plugin_site) -> None:
-    plugin_site.add("tgood", "banger_tgood", GOOD)
-    plugin_site.add("tbroken", "banger_tbroken", BROKEN_IMPORT, distribution="banger-tbroken")
+def test_import_failure_is_one_line_and_others_keep_working(banger_plugin_site) -> None:
+    banger_plugin_site.add("tgood", "banger_tgood", GOOD)
+    banger_plugin_site.add("tbroken", "banger_tbroken", BROKEN_IMPORT,
+                           distribution="banger-tbroken")
     pm = get_plugin_manager()
     assert "tgood" in names(pm)
     assert pm.infos["tbroken"].status == "failed"
@@ -73,9 +75,9 @@ def test_import_failure_is_one_line_and_others_keep_working(plugin_site) -> None
     assert "RuntimeError: boom at import" in line
 
 
-def test_misspelled_hook_is_reported(plugin_site) -> None:
-    plugin_site.add("tgood", "banger_tgood", GOOD)
-    plugin_site.add("ttypo", "banger_ttypo", MISSPELLED)
+def test_misspelled_hook_is_reported(banger_plugin_site) -> None:
+    banger_plugin_site.add("tgood", "banger_tgood", GOOD)
+    banger_plugin_site.add("ttypo", "banger_ttypo", MISSPELLED)
     pm = get_plugin_manager()
     assert pm.infos["ttypo"].status == "failed"
     assert "banger_vm_strated" in pm.infos["ttypo"].error
@@ -83,17 +85,17 @@ def test_misspelled_hook_is_reported(plugin_site) -> None:
     assert pm.get_plugin("ttypo") is None
 
 
-def test_unknown_hook_argument_is_reported(plugin_manager) -> None:
+def test_unknown_hook_argument_is_reported(banger_plugin_manager) -> None:
     module = types.ModuleType("bad_args")
     exec(BAD_ARGS, module.__dict__)
-    pm = plugin_manager(("badargs", module))
+    pm = banger_plugin_manager(("badargs", module))
     assert pm.infos["badargs"].status == "failed"
     assert "not_an_argument" in pm.infos["badargs"].error
 
 
-def test_disabled_by_argument_and_env(plugin_site, monkeypatch) -> None:
-    plugin_site.add("tgood", "banger_tgood", GOOD)
-    plugin_site.add("tother", "banger_tother", GOOD)
+def test_disabled_by_argument_and_env(banger_plugin_site, monkeypatch) -> None:
+    banger_plugin_site.add("tgood", "banger_tgood", GOOD)
+    banger_plugin_site.add("tother", "banger_tother", GOOD)
     pm = get_plugin_manager(disabled=["tgood"])
     assert pm.infos["tgood"].status == "disabled"
     assert "tother" in names(pm)
@@ -109,7 +111,7 @@ def test_disabled_by_argument_and_env(plugin_site, monkeypatch) -> None:
     assert "tgood" in names(pm, "disabled")
 
 
-def test_extra_plugins_and_disabled_extra(plugin_manager) -> None:
+def test_extra_plugins_and_disabled_extra(banger_plugin_manager) -> None:
     class Plugin:
         @hookimpl
         def banger_vm_stopped(self, vm):
@@ -120,16 +122,16 @@ def test_extra_plugins_and_disabled_extra(plugin_manager) -> None:
         def banger_vm_stopped(self, vm):
             vm.append("other")
 
-    pm = plugin_manager(("a", Plugin()), ("b", Other()))
+    pm = banger_plugin_manager(("a", Plugin()), ("b", Other()))
     seen: list[str] = []
     failures = Hooks(pm).vm_stopped(seen)
     assert seen == ["other"]  # one plugin's failure does not skip the other
     assert failures == ["plugin a: banger_vm_stopped: RuntimeError: cannot release"]
-    pm = plugin_manager(("a", Plugin()), ("b", Other()), disabled=["a"])
+    pm = banger_plugin_manager(("a", Plugin()), ("b", Other()), disabled=["a"])
     assert Hooks(pm).vm_stopped([]) == []
 
 
-def test_trace_plugins(plugin_manager, monkeypatch, capsys) -> None:
+def test_trace_plugins(banger_plugin_manager, monkeypatch, capsys) -> None:
     monkeypatch.setenv("BANGER_TRACE_PLUGINS", "1")
 
     class Plugin:
@@ -137,16 +139,18 @@ def test_trace_plugins(plugin_manager, monkeypatch, capsys) -> None:
         def banger_vm_started(self, vm):
             pass
 
-    pm = plugin_manager(("traced", Plugin()))
+    pm = banger_plugin_manager(("traced", Plugin()))
     pm.hook.banger_vm_started(vm="x")
     assert "banger_vm_started" in capsys.readouterr().err
 
 
 @pytest.fixture
-def site_home(banger_home, plugin_site):
-    plugin_site.add("tgood", "banger_tgood", GOOD, distribution="banger-tgood", version="1.2.3")
-    plugin_site.add("tbroken", "banger_tbroken", BROKEN_IMPORT, distribution="banger-tbroken")
-    banger_home.pythonpath.append(plugin_site.path)
+def site_home(banger_home, banger_plugin_site):
+    banger_plugin_site.add("tgood", "banger_tgood", GOOD, distribution="banger-tgood",
+                           version="1.2.3")
+    banger_plugin_site.add("tbroken", "banger_tbroken", BROKEN_IMPORT,
+                           distribution="banger-tbroken")
+    banger_home.pythonpath.append(banger_plugin_site.path)
     return banger_home
 
 
@@ -168,9 +172,11 @@ def test_banger_plugins_table(site_home) -> None:
     result = site_home.run("plugins")
     assert result.returncode == 0
     header, *rows = result.stdout.splitlines()
-    assert header.split() == ["NAME", "DISTRIBUTION", "VERSION", "STATUS", "HOOKS"]
+    assert header.split() == ["NAME", "DISTRIBUTION", "VERSION", "STATUS", "HOOKS/PROBLEM"]
     good = next(r for r in rows if r.startswith("tgood"))
     assert "banger-tgood" in good and "1.2.3" in good and "rpc_methods, vm_started" in good
+    broken = next(r for r in rows if r.startswith("tbroken"))
+    assert "failed" in broken and "RuntimeError: boom at import" in broken
 
 
 def test_disabled_in_config_file(site_home) -> None:
@@ -189,3 +195,27 @@ def test_env_switches_in_cli(site_home) -> None:
     assert by_name["tbroken"]["status"] == "disabled"
     result = site_home.run("plugins", "--json", env={"BANGER_DISABLE_PLUGINS": "tgood"})
     assert {p["name"]: p for p in result.json()}["tgood"]["status"] == "disabled"
+
+
+OLD_STYLE = '''
+from banger_core import hookimpl
+from banger_core.errors import ValidationError
+from banger_core.pluginconfig import Option
+
+@hookimpl
+def banger_config_defaults():
+    return {"x": Option(1, "x")}
+'''
+
+
+def test_old_documented_paths_work_and_warn(banger_plugin_site, monkeypatch) -> None:
+    banger_plugin_site.add("oldstyle", "banger_oldstyle", OLD_STYLE)
+    monkeypatch.setenv("BANGER_PLUGINS", "oldstyle")
+    with pytest.warns(DeprecationWarning) as record:
+        pm = get_plugin_manager()
+    assert pm.infos["oldstyle"].status == "loaded"
+    messages = [str(w.message) for w in record]
+    assert ("plugin oldstyle: banger_oldstyle.py:3 imports banger_core.errors; import from "
+            "banger_core itself (the old path works through this release)") in messages
+    assert any("banger_core.pluginconfig" in m for m in messages)
+    assert Hooks(pm).config_defaults()["oldstyle"]["x"].default == 1

@@ -124,3 +124,24 @@ def test_plugin_state_is_a_json_map(store) -> None:
         vm.save()
         assert VMRecord.get_by_id(vm.id).plugin_state == {"workdisk": {"path": "/x", "size": 3},
                                                            "dns": {}}
+
+
+def test_v2_moves_the_work_seed_into_image_artifacts(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = open_store(path)
+    db.close_all()
+    raw = sqlite3.connect(path)  # make it look like a v2 store with an image and a work seed
+    raw.execute("ALTER TABLE images DROP COLUMN artifacts")
+    raw.execute("INSERT INTO images (id, name, kernel, rootfs, work_seed, managed, os, "
+                "fingerprint, created_at, kernel_caps) VALUES ('i1', 'old', '/k', '/r', "
+                "'/seed.ext4', 0, '', '', 0, '{}')")
+    raw.execute("PRAGMA user_version = 2")
+    raw.commit()
+    raw.close()
+    db = open_store(path)
+    try:
+        image = Image.get_by_id("i1")
+        assert image.artifacts == {"work-seed": "/seed.ext4"} and image.work_seed is None
+        assert schema_version(db) == SCHEMA_VERSION == 3
+    finally:
+        db.close_all()

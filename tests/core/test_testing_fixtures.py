@@ -15,9 +15,9 @@ from pathlib import Path
 OUT = Path({out!r})
 
 
-def test_fixture_daemon_then_fail(daemon):
-    (OUT / "fixture.pid").write_text(str(daemon.pid))
-    (OUT / "fixture.netns").write_text(daemon.home.netns)
+def test_fixture_daemon_then_fail(banger_daemon):
+    (OUT / "fixture.pid").write_text(str(banger_daemon.pid))
+    (OUT / "fixture.netns").write_text(banger_daemon.home.netns)
     assert False, "deliberate failure"
 
 

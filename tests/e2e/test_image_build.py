@@ -20,12 +20,13 @@ def test_build_register_boot_and_delete():
         assert "unknown guest OS 'plan9' (known: debian)" in unknown.stderr
 
         built = host.cli("image", "build", "deb", timeout=900)
-        for stage in ("bootstrap", "provision", "kernel", "rootfs", "work-seed", "register"):
+        for stage in ("bootstrap", "provision", "kernel", "artifacts", "rootfs", "register"):
             assert stage in built.stderr
         assert built.stdout.startswith("image deb built")
         shown = host.json("image", "show", "deb")
         assert shown["managed"] and shown["os"] == "debian" and len(shown["fingerprint"]) == 64
-        files = [Path(shown[k]) for k in ("kernel", "rootfs", "work_seed")]
+        files = [Path(shown[k]) for k in ("kernel", "rootfs")]
+        files.append(Path(shown["artifacts"]["work-seed"]))
         assert all(f.is_file() for f in files)
 
         host.cli("vm", "create", "fromdeb", "--image", "deb", "--memory", "256")

@@ -67,10 +67,11 @@ def test_set_requires_stopped_and_never_shrinks(host):
     out = host.cli("vm", "set", "web", "--cpus", "2", "--memory", "512", "--disk-size", "10G")
     assert "updated (cpus, disk_size, memory_mib)" in out.stdout
     shown = host.json("vm", "show", "web")
-    assert (shown["cpus"], shown["memory_mib"], shown["disk_size"]) == (2, 512, 10 << 30)
+    assert (shown["cpus"], shown["memory_mib"]) == (2, 512)
+    assert shown["options"]["workdisk"]["disk_size"] == 10 << 30
     shrink = host.cli("vm", "set", "web", "--disk-size", "4G", check=False)
     assert shrink.returncode == 1
-    assert "'4G' is smaller than the current 10G; disks only grow" in shrink.stderr
+    assert "--disk-size 4G is smaller than the current 10G; disks only grow" in shrink.stderr
     bad = host.cli("vm", "set", "web", "--cpus", "0", check=False)
     assert "cpus 0 is not allowed" in bad.stderr
     host.cli("vm", "start", "web")
@@ -108,7 +109,7 @@ def test_bad_input_is_one_line_and_changes_nothing(host):
         ("vm", "create", "Bad_Name"): "VM name 'Bad_Name' is not valid",
         ("vm", "create", "x1", "--cpus", "0"): "cpus 0 is not allowed: use an integer from 1",
         ("vm", "create", "x1", "--memory", "lots"): "memory 'lots' is not a size",
-        ("vm", "create", "x1", "--disk-size", "1P"): "disk size '1P' is not a size",
+        ("vm", "create", "x1", "--disk-size", "1P"): "--disk-size '1P' is not a size",
         ("vm", "create", "x1", "--memory", "100T"): "memory '100T' is not allowed",
         ("vm", "create", "x1", "--image", "nope"): "no image 'nope'",
         ("vm", "create", "web"): "a VM named 'web' already exists",
@@ -143,7 +144,7 @@ def test_images_list_show(host):
     images = host.json("image", "list")
     assert [i["name"] for i in images] == ["debian"]
     shown = host.json("image", "show", "debian")
-    assert shown["work_seed"] and shown["kernel"]
+    assert shown["artifacts"]["work-seed"] and shown["kernel"]
     dup = host.cli("image", "register", "debian", "--kernel", shown["kernel"], "--rootfs",
                    shown["rootfs"], check=False)
     assert "image 'debian' already exists" in dup.stderr

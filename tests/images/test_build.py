@@ -13,6 +13,7 @@ import pytest
 
 from banger_core import system
 from banger_core.errors import BangerError, CancelledError, CommandError, NotFoundError
+from banger_core.images.artifacts import ArtifactCollector
 from banger_core.images.build import (
     STAGES,
     BuiltImage,
@@ -34,12 +35,27 @@ def debugfs(image: Path, request: str) -> str:
     return system.run(["debugfs", "-R", request, str(image)]).stdout
 
 
+def installed_artifacts() -> tuple[ArtifactCollector, str]:
+    """The installed plugins' artifact maker (the workdisk plugin's work seed)."""
+    from banger_core.config import load_settings
+    from banger_core.plugins import Hooks, get_plugin_manager
+
+    hooks = Hooks(get_plugin_manager())
+    if "workdisk" not in [i.plugin_name for i in hooks.impls("banger_image_artifacts")]:
+        pytest.skip("the workdisk plugin is not installed")
+    settings = load_settings(hooks.config_defaults(), files=[])
+    collector = ArtifactCollector(hooks, settings, {"name": "fake", "os": "debian"})
+    return collector, ",".join(collector.providers())
+
+
 @needs_e2fs
 def test_build_pipeline(tmp_path: Path) -> None:
     out = tmp_path / "img"
     stages: list[str] = []
     runner = FakeRunner()
-    image = build_image(RECIPE, out, on_stage=stages.append, runner=runner)
+    maker, providers = installed_artifacts()
+    image = build_image(RECIPE, out, on_stage=stages.append, runner=runner, artifacts=maker,
+                        fingerprint_extra=providers)
     assert stages == list(STAGES)
     mm = runner.calls[0]
     assert mm[0] == "mmdebstrap"
@@ -58,7 +74,8 @@ def test_build_pipeline(tmp_path: Path) -> None:
     assert image.kernel.read_bytes() == b"new kernel"
     assert image.initrd is not None and image.initrd.read_bytes() == b"new initrd"
     assert image.kernel_version == "6.1.0-10-cloud-amd64"
-    assert image.fingerprint == RECIPE.fingerprint()
+    assert image.fingerprint != RECIPE.fingerprint()  # which plugins add artifacts counts
+    assert image.artifacts == {"work-seed": out / "work-seed.ext4"}
     assert image.size_bytes == 64 * 1024 * 1024
     assert read_image(out) == image
     meta = json.loads((out / "image.json").read_text())
@@ -82,11 +99,26 @@ def test_build_pipeline(tmp_path: Path) -> None:
 
 
 @needs_e2fs
+def test_without_artifact_plugins_root_stays_in_the_rootfs(tmp_path: Path) -> None:
+    """Disabling the workdisk plugin removes the work seed cleanly: /root stays in the image."""
+    out = tmp_path / "img"
+    image = build_image(RECIPE, out, runner=FakeRunner())
+    assert image.artifacts == {} and image.work_seed is None
+    assert image.fingerprint == RECIPE.fingerprint()
+    assert sorted(p.name for p in out.iterdir()) == [
+        "image.json", "initrd.img", "rootfs.ext4", "vmlinuz"]
+    assert ".bashrc" in debugfs(image.rootfs, "ls /root").split()
+    assert read_image(out) == image
+
+
+@needs_e2fs
 @pytest.mark.parametrize("failing", ["mmdebstrap", "mkfs.ext4", "debugfs"])
 def test_failed_build_leaves_nothing(tmp_path: Path, failing: str) -> None:
     out = tmp_path / "img"
+    maker, providers = installed_artifacts()  # debugfs: the work seed's root mode
     with pytest.raises(CommandError):
-        build_image(RECIPE, out, runner=FakeRunner(fail=failing))
+        build_image(RECIPE, out, runner=FakeRunner(fail=failing), artifacts=maker,
+                    fingerprint_extra=providers)
     assert list(out.iterdir()) == []
     with pytest.raises(NotFoundError):
         read_image(out)
@@ -101,7 +133,7 @@ def test_cancelled_build_leaves_nothing(tmp_path: Path) -> None:
         if name == "kernel":
             cancel.set()
 
-    with pytest.raises(CancelledError, match="cancelled before rootfs"):
+    with pytest.raises(CancelledError, match="cancelled before artifacts"):
         build_image(RECIPE, out, runner=FakeRunner(), cancel=cancel, on_stage=on_stage)
     assert list(out.iterdir()) == []
 

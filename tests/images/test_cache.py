@@ -50,7 +50,7 @@ def test_concurrent_callers_build_once(counted_builds: list[Path]) -> None:
     assert not errors
     assert len(counted_builds) == 1
     assert len(results) == 4 and all(r == results[0] for r in results)
-    assert results[0].directory == cache.cache_root() / RECIPE.fingerprint()
+    assert results[0].directory == cache.cache_root() / cache.image_fingerprint(RECIPE)
     # later calls reuse it
     assert cache.cached_image(RECIPE, verbose=False) == results[0]
     assert len(counted_builds) == 1
@@ -76,4 +76,4 @@ def test_prune_keeps_recent_builds(counted_builds: list[Path]) -> None:
     cache.cached_image(RECIPE, verbose=False)
     left = sorted(d.name for d in root.iterdir() if d.is_dir())
     assert len(left) == cache.KEEP_BUILDS
-    assert RECIPE.fingerprint() in left
+    assert cache.image_fingerprint(RECIPE) in left

@@ -10,7 +10,7 @@ from banger_core.guestconfig import MAGIC, GuestConfig, decode
 from banger_core.lifecycle.failpoints import check
 from banger_core.lifecycle.machine import MachineSpec
 from banger_core.lifecycle.manager import _parse_signal
-from banger_core.lifecycle.validation import check_cpus, check_disk_size, check_memory
+from banger_core.lifecycle.validation import check_cpus, check_memory
 from banger_core.units import check_vm_name, format_size, parse_size
 
 
@@ -50,9 +50,6 @@ def test_host_limits():
     assert check_memory(512) == 512 and check_memory("1G") == 1024
     with pytest.raises(ValidationError, match="memory '1T' is not allowed"):
         check_memory("1T")
-    assert check_disk_size("1G", "/") == 1 << 30
-    with pytest.raises(ValidationError, match="disk size 0 is not allowed"):
-        check_disk_size(0, "/")
 
 
 def test_machine_devices_root_first_then_order():

@@ -111,7 +111,7 @@ def owners(runner: Runner = run) -> set[str]:
     return {tag[len(COMMENT_PREFIX):] for _, tag, _ in listed(runner)}
 
 
-def remove_where(match, runner: Runner = run) -> int:  # type: ignore[no-untyped-def]
+def remove_where(match, runner: Runner = run) -> int:
     """Delete every banger rule whose comment satisfies ``match(comment)``."""
     count = 0
     for table, tag, args in listed(runner):

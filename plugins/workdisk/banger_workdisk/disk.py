@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from banger_core import system
-from banger_core.errors import BangerError, ValidationError
+from banger_core import BangerError, Runner, ValidationError, run
 
 LABEL = "banger-work"
 
 
 def create_work_disk(dest: Path, size: int, seed: Path | None,
-                     runner: system.Runner = system.run) -> Path:
+                     runner: Runner = run) -> Path:
     """Clone ``seed`` (or make an empty ext4) at ``dest``, grown to ``size`` bytes.
 
     The clone is sparse (or a reflink where the file system can), so a 20G
@@ -40,7 +39,7 @@ def create_work_disk(dest: Path, size: int, seed: Path | None,
     return dest
 
 
-def grow(path: Path, size: int, runner: system.Runner = system.run) -> None:
+def grow(path: Path, size: int, runner: Runner = run) -> None:
     """Grow the file to ``size`` bytes and its ext4 file system to fill it."""
     current = path.stat().st_size
     if size < current:
@@ -60,3 +59,21 @@ def remove(path: Path) -> None:
     """Delete a work disk (missing is fine)."""
     path.unlink(missing_ok=True)
     path.with_name(path.name + ".partial").unlink(missing_ok=True)
+
+
+def split_home(root: Path, tree: Path) -> None:
+    """Move the content of ``root/root`` into the new directory ``tree``; /root stays empty.
+
+    ``tree`` gets /root's owner and mode, so the seed's root directory matches.
+    """
+    import stat
+
+    home = root / "root"
+    home.mkdir(mode=0o700, exist_ok=True)
+    tree.mkdir(mode=0o700)
+    st = home.stat()
+    os.chown(tree, st.st_uid, st.st_gid)
+    tree.chmod(stat.S_IMODE(st.st_mode))
+    for entry in list(home.iterdir()):
+        os.rename(entry, tree / entry.name)
+

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from banger_core import system
+from banger_core import (
+    GuestConfig,
+    ImageBuildContext,
+    LifecycleContext,
+    MachineSpec,
+    ValidationError,
+    VMSpec,
+    system,
+)
 from banger_core.config import load_settings
-from banger_core.errors import ValidationError
-from banger_core.guestconfig import GuestConfig
-from banger_core.lifecycle.context import LifecycleContext
-from banger_core.lifecycle.machine import MachineSpec
 from banger_core.plugins import Hooks, get_plugin_manager
+from banger_core.testing import fake_context, fake_vm
 from banger_workdisk import disk, plugin
 
 pytestmark = pytest.mark.skipif(not system.which("mkfs.ext4"), reason="needs e2fsprogs")
@@ -72,18 +77,16 @@ def test_failure_leaves_nothing(tmp_path, seed):
     assert list(tmp_path.glob("work.ext4*")) == []
 
 
-def _vm(tmp_path: Path, seed: Path | None, size: int) -> SimpleNamespace:
-    states: dict = {}
-    return SimpleNamespace(
-        name="box", dir=tmp_path, disk_size=size,
-        image=SimpleNamespace(work_seed=str(seed) if seed else None),
-        plugin_state=lambda name: states.setdefault(name, {}))
+def _vm(tmp_path: Path, seed: Path | None, size: int) -> Any:
+    return fake_vm("box", tmp_path, options={"workdisk": {"disk_size": size}},
+                   image_artifacts={"work-seed": str(seed)} if seed else {})
 
 
 def test_hooks_create_configure_set_delete(tmp_path, seed):
     pm = get_plugin_manager(load_entrypoints=False, extra=[("workdisk", plugin)])
     hooks = Hooks(pm)
     settings = load_settings(hooks.config_defaults(), files=[])
+    hooks.settings = settings
     vm = _vm(tmp_path, seed, 64 << 20)
     ctx = LifecycleContext(settings)
     hooks.vm_create(vm, ctx)
@@ -94,7 +97,7 @@ def test_hooks_create_configure_set_delete(tmp_path, seed):
     machine.add_drive("rootfs", "root.ext4", is_root=True)
     machine.add_drive("guestcfg", "cfg.img", read_only=True)
     guest = GuestConfig("box")
-    hooks.vm_configure(vm, machine, guest)
+    hooks.vm_configure(vm, machine, guest, LifecycleContext(settings))
     assert guest.mounts == [{"device": "/dev/vdc", "target": "/root", "fstype": "ext4",
                              "options": "defaults"}]
     assert machine.ordered_drives()[2].path == str(path)
@@ -106,3 +109,44 @@ def test_hooks_create_configure_set_delete(tmp_path, seed):
     assert ctx.rollback() == []
     assert not path.exists()
     assert hooks.vm_deleted(vm) == []
+
+
+def test_disk_size_is_this_plugins_option() -> None:
+    (option,) = plugin.banger_vm_options()
+    assert (option.name, option.type, option.config_key) == ("disk-size", "size", "default_size")
+    assert option.check("1G") == 1 << 30
+    with pytest.raises(ValidationError, match=r"^--disk-size 1M is not allowed: use 64M to "):
+        option.check("1M")
+    with pytest.raises(ValidationError, match=r"^--disk-size '1P' is not a size"):
+        option.check("1P")
+
+
+def test_set_refuses_to_shrink(tmp_path) -> None:
+    vm = _vm(tmp_path, None, 1 << 30)
+    spec = VMSpec(name="box", image="debian", cpus=1, memory_mib=256, disk_size=0,
+                  is_create=False, vm=vm, options={"workdisk": {"disk_size": 512 << 20}})
+    with pytest.raises(ValidationError, match="smaller than the current 1G; disks only grow"):
+        plugin.banger_vm_validate(spec)
+
+
+def test_image_artifact_takes_root_out_of_the_tree(tmp_path) -> None:
+    root = tmp_path / "root"
+    (root / "root/.ssh").mkdir(parents=True)
+    (root / "root/.bashrc").write_text("# hi\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    ctx = ImageBuildContext("workdisk", out, {"seed_min_mib": 16})
+    (artifact,) = plugin.banger_image_artifacts({"name": "x", "os": "debian"}, root, ctx)
+    assert (artifact.name, artifact.path) == ("work-seed", out / "work-seed.ext4")
+    assert list((root / "root").iterdir()) == []
+    assert "# hi" in _read(artifact.path, "/.bashrc")
+
+
+def test_vm_created_before_the_plugin_gets_a_disk_at_start(tmp_path) -> None:
+    vm = _vm(tmp_path, None, 64 << 20)
+    ctx = fake_context("workdisk", {"mount_point": "/root"}, runner=system.run)
+    machine = MachineSpec(vcpus=1, memory_mib=128, kernel="k")
+    guest = GuestConfig("box")
+    plugin.banger_vm_configure(vm=vm, machine=machine, guest=guest, ctx=ctx)
+    assert (tmp_path / "work.ext4").exists()
+    assert ctx.undo_descriptions() == [f"plugin workdisk: work disk {tmp_path / 'work.ext4'}"]

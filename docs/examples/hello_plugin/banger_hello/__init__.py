@@ -11,9 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from banger_core import hookimpl
-from banger_core.errors import ValidationError
-from banger_core.pluginconfig import Option
+from banger_core import Option, ValidationError, hookimpl
 
 NAME = "hello"
 
@@ -35,8 +33,7 @@ def banger_cli_commands() -> list[Any]:
     @click.option("--json", "as_json", is_flag=True, help="print JSON")
     def hello(who: str, as_json: bool) -> None:
         """Ask the daemon to greet WHO."""
-        from banger_core.cli.context import rpc
-        from banger_core.cli.output import emit_json
+        from banger_core import emit_json, rpc
 
         result = rpc("hello.greet", {"who": who})
         if as_json:
@@ -63,7 +60,7 @@ def banger_daemon_started(daemon: Any) -> None:
 
 @hookimpl
 def banger_doctor_checks(ctx: Any) -> list[Any]:
-    from banger_core.doctor import Check
+    from banger_core import Check
 
     greeting = ctx.plugin_config(NAME).get("greeting", "")
     return [Check("hello greeting", ok=bool(greeting), detail=repr(greeting),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from banger_core.errors import ValidationError
+from banger_core import ValidationError
 
 _config: dict[str, Any] = {"greeting": "hello", "shout": False}
 
