@@ -24,6 +24,7 @@ from typing import Any
 from banger_core.fcsim import serde as sd
 from banger_core.fcsim.errno_text import io_error
 from banger_core.fcsim.httpserver import Request, Response
+from banger_core.fcsim.kernelcheck import check_kernel_image
 from banger_core.fcsim.log import Logger, parse_level
 
 VMM_VERSION = "1.16.1"
@@ -980,6 +981,7 @@ class Vmm:
             raise ApiError(
                 "Start microvm error: Cannot start microvm without kernel configuration."
             )
+        check_kernel_image(self)
         if self.guest_factory is not None:
             guest = self.guest_factory(self)
             try:

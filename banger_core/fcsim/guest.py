@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import banger_core
 from banger_core import system
-from banger_core.fcsim import guestinit, loopdev, netdev
+from banger_core.fcsim import guestinit, kernelcheck, loopdev, memcg, netdev
 from banger_core.fcsim.state import (
     NETNS_PREFIX,
     VETH_PREFIX,
@@ -86,6 +86,7 @@ class Guest:
         self.exited = False
         self.lock = threading.Lock()
         self.boot_delay = float(os.environ.get("BANGER_FCSIM_BOOT_DELAY") or 0)
+        self.plan: kernelcheck.BootPlan | None = None
 
     # ------------------------------------------------------------------ start
 
@@ -102,12 +103,19 @@ class Guest:
         os.chmod(vsock_dir, 0o755)
         cmdline = self.vmm.kernel_cmdline()
         (self.base / "cmdline").write_text(cmdline + "\n")
-        ipcfg = netdev.parse_ip_arg(cmdline)
+        from banger_core.fcsim.api import VMM_VERSION
+
+        plan = self.plan = kernelcheck.plan_boot(self.vmm, VMM_VERSION)
+        self.log.info(kernelcheck.describe(plan), "fc_vmm")
+        # The kernel applies ip= itself only when built with CONFIG_IP_PNP.
+        ipcfg = netdev.parse_ip_arg(cmdline) if plan.ip_pnp else None
 
         self._open_console()
         devices = self._attach_drives()
-        self._make_network(ipcfg)
-        self._start_vsock(str(vsock_dir))
+        self._make_network(ipcfg, guest_nics=plan.net)
+        if plan.vsock:
+            self._start_vsock(str(vsock_dir))
+        cgroup_procs = self._memory_cgroup()
         for pump in self.pumps:
             pump.start()
 
@@ -141,6 +149,8 @@ class Guest:
             },
             "boot_delay": self.boot_delay,
             "vcpus": self.vmm.machine["vcpu_count"],
+            "cgroup_procs": cgroup_procs,
+            "stuck": self._stuck(plan, cmdline),
         }
         spec_path = self.base / "spec.json"
         spec_path.write_text(json.dumps(spec))
@@ -161,6 +171,30 @@ class Guest:
             raise RuntimeError("the guest's init did not start")
         if self.init_pid is None:
             raise RuntimeError("the guest's init did not start")
+
+    def _memory_cgroup(self) -> str | None:
+        """Limit the guest to mem_size_mib; the path init's launcher joins, or None."""
+        assert self.state is not None
+        group, how, mounted = memcg.create(self.token, int(self.vmm.machine["mem_size_mib"]),
+                                           private_dir=self.base / "memcg")
+        self.log.info(f"Guest memory: {how}.", "fc_vmm")
+        if group is None:
+            return None
+        self.state.add("cgroups", {"group": str(group), "mount": mounted})
+        return str(memcg.procs_file(group))
+
+    def _stuck(self, plan: kernelcheck.BootPlan, cmdline: str) -> dict[str, Any] | None:
+        """How a guest that cannot find its devices ends (None: it boots)."""
+        if plan.discovery_problem is None:
+            return None
+        has_initrd = self.vmm.initrd_fd is not None
+        panic = 0  # the kernel's default: stay in the panic loop
+        for word in cmdline.split():
+            if word.startswith("panic="):
+                with contextlib.suppress(ValueError):
+                    panic = int(word[6:])
+        console = kernelcheck.stuck_console(plan, "/dev/vda", has_initrd)
+        return {"console": console, "halt": not has_initrd and panic > 0}
 
     def _spawn_watchdog(self) -> None:
         assert self.state is not None
@@ -219,13 +253,14 @@ class Guest:
             )
         return devices
 
-    def _make_network(self, ipcfg: netdev.IpConfig | None) -> None:
+    def _make_network(self, ipcfg: netdev.IpConfig | None, *, guest_nics: bool = True) -> None:
+        """The guest netns with one veth per NIC (none when the kernel has no virtio_net)."""
         assert self.state is not None
         self.state.set("netns", self.netns)
         self._netns_lock = hold_netns_lock(self.netns)  # liveness for other installations
         system.run(["ip", "netns", "add", self.netns], timeout=15)
         netdev.ip("link", "set", "lo", "up", netns=self.netns)
-        for index, nic in enumerate(self.vmm.nets):
+        for index, nic in enumerate(self.vmm.nets if guest_nics else []):
             host_if = f"{VETH_PREFIX}{self.token}{index}"
             guest_if = f"eth{index}"
             self.state.add("veths", host_if)

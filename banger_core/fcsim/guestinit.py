@@ -122,6 +122,16 @@ def setup_dev(root: str, spec: dict) -> None:
 
 def child(spec: dict, status_fd: int, console_fd: int) -> None:
     """PID 1 of the guest: build the root, chroot, exec init. Never returns."""
+    stuck = spec.get("stuck")
+    if stuck:
+        # The kernel cannot find its virtio devices: print what it would, then
+        # panic (and reboot with panic=N) or sit in the initramfs forever.
+        console_write(console_fd, stuck["console"])
+        if stuck.get("halt"):
+            os._exit(1)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        while True:
+            signal.pause()
     root = spec["mountpoint"]
     flags = MS_RDONLY if spec["root_ro"] else 0
     if spec.get("root_dev"):
@@ -181,6 +191,10 @@ def main() -> int:
     if os.getppid() != spec["parent_pid"]:
         return 1
     os.set_inheritable(status_fd, False)
+    if spec.get("cgroup_procs"):
+        # Join the guest's memory cgroup: init and everything it starts inherit it.
+        with open(spec["cgroup_procs"], "w") as fh:
+            fh.write(str(os.getpid()))
     console_fd = os.open(spec["console"], os.O_RDWR | os.O_NOCTTY)
     netfd = os.open(spec["netns_path"], os.O_RDONLY)
     _check(libc.setns(netfd, CLONE_NEWNET), "setns")

@@ -249,6 +249,12 @@ def cleanup_state(path: Path, *, force: bool = False) -> bool:
                 (NETNS_LOCK_DIR / f"{netns}.lock").unlink()
         for loop in data.get("loops") or []:
             detach_loop(loop["dev"], loop["backing"])
+        for group in data.get("cgroups") or []:
+            from banger_core.fcsim.memcg import remove, unmount
+
+            remove(group["group"])
+            if group.get("mount"):
+                unmount(group["mount"])
         for d in reversed(data.get("dirs") or []):
             with contextlib.suppress(OSError):
                 shutil.rmtree(d)

@@ -332,6 +332,8 @@ class KernelCaps:
         elif transport == "mmio-acpi":
             if self.option("ACPI") != "y":
                 return "CONFIG_ACPI is not set"
+            if self.option("PCI") != "y":  # Firecracker's kernel policy: ACPI needs PCI
+                return "CONFIG_PCI is not set (the guest's ACPI initialisation needs it)"
             if not self._early("VIRTIO_MMIO"):
                 return self._why_not_early("VIRTIO_MMIO")
         elif transport == "pci":

@@ -25,6 +25,8 @@ from banger_core.lifecycle.machine import MachineSpec
 from banger_core.lifecycle.vm import VM
 
 BASE_BOOT_ARGS = ["console=ttyS0", "reboot=k", "panic=1", "pci=off"]
+GUEST_STUCK_MARKERS = ("Kernel panic - not syncing", "Dropping to a shell!")
+"""Console lines after which a guest never comes up (kernel panic, initramfs shell)."""
 
 
 def console_tail(vm: VM, lines: int = 5) -> str:
@@ -69,8 +71,34 @@ def boot_vmm(vm: VM, machine: MachineSpec, binary: str, *, start_timeout: float,
     return proc
 
 
+def guest_stuck(vm: VM) -> str | None:
+    """The console line showing the guest will never come up, if there is one."""
+    try:
+        with open(vm.console_log, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 65536))
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if any(marker in line for marker in GUEST_STUCK_MARKERS):
+            return line.strip()
+    return None
+
+
+def _not_up(vm: VM, why: str) -> BangerError:
+    return BangerError(f"VM {vm.name} did not come up (stage: waiting for SSH): {why}; "
+                       f"last console lines: {console_tail(vm) or '(empty)'}; "
+                       f"full console: {vm.console_log}")
+
+
 def wait_for_ssh(vm: VM, pid: int, timeout: float, cancelled: Any = None) -> float:
-    """Wait until the guest's sshd sends its banner; return seconds waited."""
+    """Wait until the guest's sshd sends its banner; return seconds waited.
+
+    Fails at once when the VMM exits or the console shows the guest cannot
+    boot (a kernel panic, an initramfs shell), else after ``timeout``; the
+    error names the stage and carries the console's last lines.
+    """
     start = time.monotonic()
     deadline = start + timeout
     last = "no answer"
@@ -78,8 +106,10 @@ def wait_for_ssh(vm: VM, pid: int, timeout: float, cancelled: Any = None) -> flo
         if cancelled is not None and cancelled():
             raise CancelledError(f"waiting for SSH on {vm.name} cancelled")
         if not pid_alive(pid):
-            raise BangerError(f"VM {vm.name}: the VMM exited during boot "
-                              f"(console: {console_tail(vm) or 'empty'}; log {vm.console_log})")
+            raise _not_up(vm, "the VMM exited during boot")
+        stuck = guest_stuck(vm)
+        if stuck:
+            raise _not_up(vm, f"the guest cannot boot ({stuck})")
         try:
             with socket.create_connection((vm.ip, 22), timeout=1.0) as sock:
                 sock.settimeout(2.0)
@@ -90,8 +120,7 @@ def wait_for_ssh(vm: VM, pid: int, timeout: float, cancelled: Any = None) -> flo
         except OSError as exc:
             last = exc.strerror or str(exc)
         time.sleep(0.1)
-    raise BangerError(f"VM {vm.name}: SSH on {vm.ip}:22 not ready after {timeout:.0f}s "
-                      f"({last}; console {vm.console_log})")
+    raise _not_up(vm, f"SSH on {vm.ip}:22 not ready after {timeout:.0f}s ({last})")
 
 
 def live_pid(vm: VM) -> int | None:

@@ -742,6 +742,7 @@ class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     """Threaded HTTP server on a Unix socket (the simulator's vsock)."""
 
     daemon_threads = True
+    request_queue_size = 128  # bursts of connections must not be refused
 
 
 class VsockServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
@@ -749,6 +750,7 @@ class VsockServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
     daemon_threads = True
     allow_reuse_address = False
+    request_queue_size = 128
     address_family = getattr(socket, "AF_VSOCK", -1)
 
 

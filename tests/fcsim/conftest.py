@@ -19,6 +19,7 @@ import pytest
 from banger_core import system
 from banger_core.fcsim.testing import fcsim_binary, host_leftovers, state_tokens
 from banger_core.firecracker.launcher import wait_for_exit
+from banger_core.testing.kernels import synthetic_kernel
 
 
 @pytest.fixture
@@ -47,8 +48,8 @@ class SimRunner:
         self.run_dir = tmp / "run"
         self.procs: list[subprocess.Popen] = []
         self.tokens: set[str] = set()
-        self.kernel = tmp / "vmlinux"
-        self.kernel.write_bytes(b"not really a kernel\n")
+        # A few-KB bzImage with an embedded config: what the simulator's loader checks.
+        self.kernel = synthetic_kernel(tmp / "vmlinux")
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         return {"BANGER_FCSIM_RUN_DIR": str(self.run_dir), **(extra or {})}

@@ -153,6 +153,10 @@ def test_debian_guest_end_to_end(
             "version": 1,
             "hostname": HOSTNAME,
             "ssh": {"authorized_keys": [pub]},
+            # Debian's kernel has no CONFIG_IP_PNP: ip= is ignored and the guest's
+            # banger-boot brings eth0 up from here (what the core writes too).
+            "network": {"address": GUEST_IP, "prefix": 24, "gateway": "172.30.0.1",
+                        "mac": "06:00:ac:1e:00:02"},
             "mounts": [
                 {"device": "/dev/vdc", "target": "/root", "fstype": "ext4", "options": "defaults"}
             ],
@@ -173,6 +177,9 @@ def test_debian_guest_end_to_end(
     timings["boot_to_ssh"] = time.monotonic() - t0
     assert conn.run("hostname", hide=True, in_stream=False).stdout.strip() == HOSTNAME
     assert "root=/dev/vda ro" in conn.run("cat /proc/cmdline", hide=True, in_stream=False).stdout
+    # The kernel ignored ip= (no IP_PNP): the guest configured eth0 itself.
+    assert "ip= ignored (no IP_PNP)" in (sim.tmp / "fc.log").read_text()
+    assert f"banger-boot: network eth0 {GUEST_IP}/24" in sim.console()
     conn.run("echo persisted-$(hostname) > /root/hello.txt && sync", hide=True, in_stream=False)
     conn.close()
     status, body = wait_for(

@@ -15,26 +15,7 @@ def _vm(params: dict[str, Any], call: Any) -> Any:
     ref = params.get("ref")
     if not isinstance(ref, str) or not ref:
         raise ValidationError("parameter 'ref' (a VM name or id) is required")
-    finder = getattr(call, "vm", None)  # i8's call context; else through vm.show
-    if callable(finder):
-        return finder(ref)
-    return _VMView(call.call("vm.show", {"ref": ref}))
-
-
-class _VMView:
-    """The bits of a VM these handlers need, from ``vm.show`` data."""
-
-    def __init__(self, info: dict[str, Any]) -> None:
-        from pathlib import Path
-
-        self.name = info["name"]
-        self.state = info["state"]
-        self.pid = info.get("pid")
-        self.plugin_states = info.get("plugins") or {}
-        self.vsock_path = Path(info["api_sock"]).with_name("vsock.sock")
-
-    def plugin_state(self, name: str) -> dict[str, Any]:
-        return self.plugin_states.setdefault(name, {})
+    return call.vm(ref)
 
 
 def _connect(vm: Any, timeout: float = 2.0) -> Any:

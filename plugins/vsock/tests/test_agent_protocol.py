@@ -192,3 +192,16 @@ def test_files_put_and_get_round_trip(agent_sock: Path, tmp_path: Path) -> None:
     with connect(agent_sock) as conn:
         resp = conn.request("POST", "/files/get", {"path": "/no/such"}, upgrade=True)
         assert resp.status == 404 and resp.error_message() == "/no/such does not exist in the guest"
+
+
+def test_a_burst_of_connections_is_served(agent_sock: Path) -> None:
+    conns = [connect(agent_sock) for _ in range(60)]  # all queued before any is served
+    try:
+        for conn in conns:
+            conn.sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n")
+        for conn in conns:
+            resp = conn._read_response()
+            assert resp.status == 200 and resp.json()["status"] == "ok"
+    finally:
+        for conn in conns:
+            conn.close()
