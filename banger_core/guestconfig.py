@@ -6,7 +6,6 @@ Written at every boot to a small read-only drive; the guest's boot program
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,9 +83,19 @@ class GuestConfig:
         return doc
 
     def encode(self) -> bytes:
-        """The drive's bytes: magic line, JSON, NUL padding to a whole block."""
-        body = MAGIC + json.dumps(self.document(), sort_keys=True).encode()
-        return body + b"\0" * (-len(body) % BLOCK)
+        """The drive's bytes, made by the one encoder the guest's decoder is tested against.
+
+        (``banger_guest.guestconfig_format.encode_config``: magic line, JSON,
+        NUL padding to whole 4096-byte blocks; the document is validated with
+        the guest's own validator first, so a bad fragment fails the boot
+        stage on the host, naming the field, not silently in the guest.)
+        """
+        from banger_guest.guestconfig_format import ConfigFormatError, encode_config
+
+        try:
+            return encode_config(self.document())
+        except ConfigFormatError as exc:
+            raise ValidationError(f"guest config: {exc}") from None
 
     def write_drive(self, path: Path) -> Path:
         """Write the drive image atomically and return its path."""
@@ -97,7 +106,10 @@ class GuestConfig:
 
 
 def decode(data: bytes) -> dict[str, Any]:
-    """Parse a guest-config drive (for tests and debugging)."""
-    if not data.startswith(MAGIC):
-        raise ValidationError("not a banger guest-config drive")
-    return json.loads(data[len(MAGIC):].rstrip(b"\0"))
+    """Parse a guest-config drive with the guest's own decoder (tests, debugging)."""
+    from banger_guest.guestconfig_format import ConfigFormatError, decode_config
+
+    try:
+        return decode_config(data)
+    except ConfigFormatError as exc:
+        raise ValidationError(str(exc)) from None

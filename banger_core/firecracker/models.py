@@ -3,12 +3,17 @@
 Each dataclass turns into the JSON body Firecracker expects with
 :meth:`to_json`; optional fields left at ``None`` are omitted, so the VMM
 applies its own defaults exactly as it would for a hand-written request.
+
+These are wire-level bodies, internal to the core. The one vocabulary for
+describing a machine — what plugins see — is :class:`banger_core.MachineSpec`
+with its :class:`banger_core.Drive` items (``banger_core.lifecycle.machine``);
+``lifecycle.boot`` turns it into these requests.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 VM_ID_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
@@ -154,19 +159,6 @@ class InstanceInfo:
             vmm_version=str(data.get("vmm_version", "")),
             app_name=str(data.get("app_name", "")),
         )
-
-
-@dataclass
-class MachineSpec:
-    """Everything needed to configure and boot one VM, in Firecracker's call order."""
-
-    boot_source: BootSource
-    machine: MachineConfig = field(default_factory=lambda: MachineConfig(1, 128))
-    drives: list[Drive] = field(default_factory=list)
-    network_interfaces: list[NetworkInterface] = field(default_factory=list)
-    vsock: Vsock | None = None
-    logger: Logger | None = None
-    metrics: Metrics | None = None
 
 
 def valid_vm_id(vm_id: str) -> bool:
