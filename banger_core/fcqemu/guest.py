@@ -74,7 +74,7 @@ class QemuGuest:
         self.qmp: QmpClient | None = None
         self.bridge: SerialBridge | None = None
         self.argv: list[str] = []
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # teardown may re-enter from a signal handler
         self.torn_down = False
 
     # ------------------------------------------------------------------ start
@@ -107,7 +107,10 @@ class QemuGuest:
             self.argv,
             stdout=serial,
             stderr=2,
-            new_session=False,
+            # Its own process group: a signal to ours (a terminal's Ctrl-C, `timeout`)
+            # reaches this process, which then ends QEMU; QEMU must not see it first
+            # and exit 0 as if the guest had rebooted. It still dies with us (PDEATHSIG).
+            new_session=True,
             preexec_fn=_die_with_parent(os.getpid()),
         )
         try:

@@ -164,7 +164,9 @@ class Simulator:
         self.server: HttpServer | None = None
         self.exit_code: int | None = None
         self.done = threading.Event()
-        self.tearing_down = threading.Lock()
+        # Reentrant: SIGTERM's handler tears down too, and may interrupt this very
+        # thread in the middle of a teardown (e.g. _finish after the guest exited).
+        self.tearing_down = threading.RLock()
 
     def _make_guest(self, vmm: Vmm) -> Any:
         guest_class = self.guest_class

@@ -808,7 +808,7 @@ class FrameReader:
     def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
         """Add ``data``; return complete frames as ``(type, channel, payload)``."""
         self.buffer += data
-        frames = []
+        frames: list[tuple[int, int, bytes]] = []
         while True:
             start = self.buffer.find(SERIAL_MAGIC)
             if start < 0:

@@ -196,3 +196,37 @@ def test_qemu_never_outlives_the_vmm(fcq: FcQemu, sig: int) -> None:
     os.kill(proc.pid, sig)
     proc.wait(10)
     assert wait_for_exit(children[0], 10), "QEMU survived its VMM"
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "machine", "blk"),
+    [
+        ((), {}, "acpi=on,pcie=off", "virtio-blk-device"),
+        (("--enable-pci",), {}, "acpi=on,pcie=on", "virtio-blk-pci"),
+        ((), {"BANGER_FCQEMU_ACPI": "off"}, "acpi=off,pcie=off,auto-kernel-cmdline=on",
+         "virtio-blk-device"),
+    ],
+)
+def test_transport_follows_the_command_line(fcq: FcQemu, args, env, machine, blk) -> None:
+    _proc, sock = fcq.start(*args, env=env)
+    root = fcq.tmp / "root.ext4"
+    root.write_bytes(b"\0" * 4096)
+    body = {"drive_id": "rootfs", "path_on_host": str(root), "is_root_device": True}
+    assert raw_request(sock, "PUT", "/drives/rootfs", json.dumps(body))[0] == 204
+    assert fcq.configure_and_boot(sock)[0] == 204
+    argv = json.loads(fcq.argv_file.read_text())
+    assert argv[argv.index("-M") + 1].endswith(machine)
+    assert f"{blk},drive=drive0" in argv
+    assert argv[argv.index("-append") + 1].startswith("console=ttyS0 root=/dev/vda rw ")
+
+
+def test_a_signal_to_the_process_group_ends_vmm_and_qemu(fcq: FcQemu) -> None:
+    """Like `timeout` or a terminal's Ctrl-C: the whole group gets SIGTERM at once."""
+    proc, sock = fcq.start()
+    assert fcq.configure_and_boot(sock)[0] == 204
+    children = _child_pids(proc.pid)
+    assert len(children) == 1
+    assert os.getpgid(children[0]) != os.getpgid(proc.pid)  # QEMU has a group of its own
+    os.killpg(os.getpgid(proc.pid), signal.SIGTERM)
+    assert proc.wait(15) == -signal.SIGTERM  # dies by the signal, as Firecracker does
+    assert wait_for_exit(children[0], 10), "QEMU survived its VMM"
