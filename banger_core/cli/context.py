@@ -11,7 +11,7 @@ from banger_core.errors import DaemonError, DeniedError
 from banger_core.paths import Paths
 from banger_core.rpc.client import RPCClient
 
-START_TIMEOUT = 15.0
+START_TIMEOUT = 60.0  # reconcile and plugin services run before bangerd is ready
 
 
 def daemon_running(paths: Paths) -> bool:
@@ -27,8 +27,23 @@ def daemon_running(paths: Paths) -> bool:
         return False
 
 
+def daemon_ready(paths: Paths) -> bool:
+    """Whether a daemon answers and has started its services and plugins.
+
+    ``daemon.status`` answers during start-up too (so ``banger daemon status``
+    works while services come up); ``ready`` tells the two apart.
+    """
+    try:
+        with RPCClient(paths.socket, timeout=5.0) as client:
+            return bool(client.call("daemon.status").get("ready"))
+    except DeniedError:
+        raise
+    except DaemonError:
+        return False
+
+
 def start_daemon(paths: Paths) -> None:
-    """Start ``bangerd`` in the background and wait until it answers."""
+    """Start ``bangerd`` in the background and wait until it is ready to serve."""
     from banger_core import system
 
     paths.ensure()
@@ -41,7 +56,7 @@ def start_daemon(paths: Paths) -> None:
         if proc.poll() is not None:
             tail = out.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
             raise DaemonError(f"bangerd exited with {proc.returncode}: {tail[0]} (see {out})")
-        if paths.socket.exists() and daemon_running(paths):
+        if paths.socket.exists() and daemon_ready(paths):
             return
         time.sleep(0.05)
     raise DaemonError(f"bangerd did not start within {START_TIMEOUT:.0f}s (see {out})")

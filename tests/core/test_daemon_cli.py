@@ -162,3 +162,31 @@ def _bangerd() -> list[str]:
     from banger_core.testing.plugin import _script
 
     return _script("bangerd")
+
+
+SLOW_SERVICE = '''
+import os
+import pathlib
+import time
+
+from banger_core import hookimpl
+
+
+@hookimpl
+def banger_daemon_started(daemon):
+    time.sleep(1.0)  # a service slow to come up: forces the ordering under test
+    pathlib.Path(os.environ["BANGER_STATE_DIR"], "slow-service-up").write_text("up")
+'''
+
+
+def test_daemon_start_returns_once_plugin_services_are_up(banger_home, banger_plugin_site) -> None:
+    # `daemon.status` answers during start-up (so status works while it starts);
+    # `daemon start` must still wait for the services, or a caller's first use
+    # (a DNS query, say) races the plugin that serves it.
+    banger_plugin_site.add("slowservice", "banger_slowservice", SLOW_SERVICE)
+    banger_home.pythonpath.append(banger_plugin_site.path)
+    started = banger_home.run("daemon", "start")
+    assert started.returncode == 0, started.stderr
+    assert (banger_home.paths.state_dir / "slow-service-up").exists()
+    assert banger_home.run("daemon", "status", "--json").json()["ready"] is True
+    assert banger_home.run("daemon", "stop").returncode == 0
