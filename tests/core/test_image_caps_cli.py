@@ -26,7 +26,7 @@ def _register(home, name: str, files: dict[str, Path], *extra: str):
                     "--rootfs", str(files["rootfs"]), "--initrd", str(files["initrd"]), *extra)
 
 
-def test_register_records_and_show_prints_capabilities(banger_home, daemon,
+def test_register_records_and_show_prints_capabilities(banger_home, banger_daemon,
                                                        tmp_path: Path) -> None:
     files = _files(tmp_path, DEBIAN_CONFIG, DEBIAN_INITRD_MODULES)
     res = _register(banger_home, "deb", files)
@@ -50,7 +50,7 @@ def test_register_records_and_show_prints_capabilities(banger_home, daemon,
     assert "transports mmio-acpi, pci" in line and "boots with mmio" in line
 
 
-def test_register_refuses_a_kernel_no_transport_can_boot(banger_home, daemon,
+def test_register_refuses_a_kernel_no_transport_can_boot(banger_home, banger_daemon,
                                                          tmp_path: Path) -> None:
     files = _files(tmp_path, {**DEBIAN_CONFIG, "PCI": "n"}, ["virtio_blk", "virtio_net"])
     res = _register(banger_home, "broken", files)
@@ -63,7 +63,8 @@ def test_register_refuses_a_kernel_no_transport_can_boot(banger_home, daemon,
     assert banger_home.run("image", "list", "--json").json() == []
 
 
-def test_register_refuses_a_file_that_is_no_kernel(banger_home, daemon, tmp_path: Path) -> None:
+def test_register_refuses_a_file_that_is_no_kernel(banger_home, banger_daemon,
+                                                   tmp_path: Path) -> None:
     files = _files(tmp_path, DEBIAN_CONFIG, DEBIAN_INITRD_MODULES)
     files["kernel"].write_bytes(b"not really a kernel\n")
     res = _register(banger_home, "junk", files)
@@ -72,7 +73,7 @@ def test_register_refuses_a_file_that_is_no_kernel(banger_home, daemon, tmp_path
     assert banger_home.run("image", "list", "--json").json() == []
 
 
-def test_kernel_config_flag_and_unknown_capabilities(banger_home, daemon,
+def test_kernel_config_flag_and_unknown_capabilities(banger_home, banger_daemon,
                                                      tmp_path: Path) -> None:
     files = _files(tmp_path, None, DEBIAN_INITRD_MODULES)  # no /boot/config, no IKCONFIG
     assert _register(banger_home, "mystery", files).returncode == 0

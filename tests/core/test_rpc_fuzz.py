@@ -77,13 +77,13 @@ def _replies(sock: socket.socket, n: int, buf: bytearray) -> list[dict[str, Any]
     return out
 
 
-def test_fuzzed_requests_never_cause_internal_errors(daemon) -> None:
+def test_fuzzed_requests_never_cause_internal_errors(banger_daemon) -> None:
     seed = int(os.environ.get("BANGER_FUZZ_SEED") or random.randrange(1 << 30))
     rng = random.Random(seed)
-    methods = sorted(set(_methods(daemon)) - SKIP)
+    methods = sorted(set(_methods(banger_daemon)) - SKIP)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(60)
-    sock.connect(str(daemon.socket))
+    sock.connect(str(banger_daemon.socket))
     buf = bytearray()
     codes: dict[str, int] = {}
     for start in range(0, ROUNDS, 50):
@@ -99,7 +99,7 @@ def test_fuzzed_requests_never_cause_internal_errors(daemon) -> None:
                 assert "internal error" not in err["message"], (seed, req[:300], err)
                 assert "\n" not in err["message"]
     sock.close()
-    assert daemon.rpc("daemon.status")["pid"]
+    assert banger_daemon.rpc("daemon.status")["pid"]
     assert codes.get("invalid", 0) > ROUNDS // 4, codes  # the fuzzer reached validation
 
 
@@ -111,10 +111,10 @@ def _methods(daemon) -> list[str]:
     return [m["name"] for m in listed]
 
 
-def test_protocol_garbage_lines(daemon) -> None:
+def test_protocol_garbage_lines(banger_daemon) -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(30)
-    sock.connect(str(daemon.socket))
+    sock.connect(str(banger_daemon.socket))
     lines = [os.urandom(100).replace(b"\n", b"") + b"\n", b"[" * 100000 + b"\n",
              protocol.request(1, "vm.logs", {"ref": "x", "limit": "abc"}),
              protocol.request(2, "vm.logs", {"ref": "x", "offset": -1}),

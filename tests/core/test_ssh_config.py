@@ -29,7 +29,7 @@ def test_install_include_once_at_the_top(tmp_path: Path) -> None:
     assert lines.index("Include /state/ssh/config") < lines.index("Host other")
 
 
-def test_cli_install_and_kept_current_file(daemon, banger_home, tmp_path: Path) -> None:
+def test_cli_install_and_kept_current_file(banger_daemon, banger_home, tmp_path: Path) -> None:
     home = tmp_path / "userhome"
     home.mkdir()
     first = banger_home.run("vm", "ssh-config", "--install", env={"HOME": str(home)})

@@ -37,22 +37,23 @@ class Status:
         return self.result
 
 
-def test_hook_banger_vm_dns_names_collects_in_order_without_duplicates(plugin_manager) -> None:
-    pm = plugin_manager(("a", Named("{name}.vm")), ("b", Named("{name}.lan", "{name}.vm")),
-                        ("c", Named()))
+def test_hook_banger_vm_dns_names_collects_in_order_without_duplicates(
+        banger_plugin_manager) -> None:
+    pm = banger_plugin_manager(("a", Named("{name}.vm")),
+                               ("b", Named("{name}.lan", "{name}.vm")), ("c", Named()))
     assert Hooks(pm).vm_dns_names(SimpleNamespace(name="web")) == ["web.vm", "web.lan"]
 
 
-def test_hook_banger_daemon_status_per_plugin_and_never_raises(plugin_manager) -> None:
-    pm = plugin_manager(("up", Status({"listeners": ["udp x"]})), ("quiet", Status(None)),
+def test_hook_banger_daemon_status_per_plugin_and_never_raises(banger_plugin_manager) -> None:
+    pm = banger_plugin_manager(("up", Status({"listeners": ["udp x"]})), ("quiet", Status(None)),
                         ("broken", Status(RuntimeError("boom"))))
     status = Hooks(pm).daemon_status(object())
     assert status == {"up": {"listeners": ["udp x"]}, "broken": {"error": "RuntimeError: boom"}}
 
 
-def test_daemon_status_shows_plugin_services(banger_home, plugin_site) -> None:
-    plugin_site.add("tsvc", "banger_tsvc", SERVICE)
-    banger_home.pythonpath += [plugin_site.path]
+def test_daemon_status_shows_plugin_services(banger_home, banger_plugin_site) -> None:
+    banger_plugin_site.add("tsvc", "banger_tsvc", SERVICE)
+    banger_home.pythonpath += [banger_plugin_site.path]
     assert banger_home.run("daemon", "start").returncode == 0
     try:
         status = json.loads(banger_home.run("daemon", "status", "--json").stdout)
