@@ -107,8 +107,10 @@ class Guest:
 
         plan = self.plan = kernelcheck.plan_boot(self.vmm, VMM_VERSION)
         self.log.info(kernelcheck.describe(plan), "fc_vmm")
-        # The kernel applies ip= itself only when built with CONFIG_IP_PNP.
-        ipcfg = netdev.parse_ip_arg(cmdline) if plan.ip_pnp else None
+        # The kernel applies ip= itself only when built with CONFIG_IP_PNP, and
+        # only to a NIC it has a driver for ("IP-Config: No network devices
+        # available" otherwise, and the boot goes on).
+        ipcfg = netdev.parse_ip_arg(cmdline) if plan.ip_pnp and plan.net else None
 
         self._open_console()
         devices = self._attach_drives()

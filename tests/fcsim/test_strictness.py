@@ -176,3 +176,20 @@ def test_guest_memory_is_limited_to_mem_size_mib(test_netns: NetnsHost, sim: Sim
     client.send_ctrl_alt_del()
     assert proc.wait(timeout=15) == 0  # type: ignore[attr-defined]
     wait_for(lambda: not host_path.exists(), what="cgroup removed")
+
+
+NET_SCRIPT = """#!/bin/sh
+while read -r line; do echo "net: $line"; done < /proc/net/dev
+echo "tiny-boot: ready"
+while :; do sleep 0.1; done
+"""
+
+
+def test_no_nic_without_virtio_net(test_netns: NetnsHost, sim: SimRunner) -> None:
+    # The VMM still has its network device; a kernel without a driver never sees it.
+    start_vm(sim, test_netns, {**FIRECRACKER_CONFIG, "VIRTIO_NET": "n"}, boot_script=NET_SCRIPT)
+    wait_for(lambda: "tiny-boot: ready" in sim.console(), what="guest boot")
+    console = sim.console()
+    assert "virtio_net no" in console
+    assert "net: lo:" in console
+    assert "net: eth0:" not in console
