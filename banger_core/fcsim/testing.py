@@ -239,3 +239,45 @@ def tcp_connect_in(netns: str, host: str, port: int, timeout: float = 5.0) -> so
         sock.close()
         raise
     return sock
+
+
+def vsock_connect(uds: str | Path, port: int, timeout: float = 10.0) -> tuple[socket.socket, bytes]:
+    """Connect to a hybrid-vsock Unix socket the way a host program does.
+
+    Sends ``CONNECT <port>`` and returns the socket with the answer line
+    (``b"OK <n>\\n"``, or whatever came before the VMM closed it).
+    """
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(str(uds))
+    s.sendall(f"CONNECT {port}\n".encode())
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = s.recv(1)
+        if not chunk:
+            break
+        line += chunk
+    return s, line
+
+
+def http_get_over(s: socket.socket, path: str) -> tuple[int, bytes]:
+    """``GET path`` (HTTP/1.0) on a connected stream; the status and the body."""
+    s.sendall(f"GET {path} HTTP/1.0\r\nHost: agent\r\n\r\n".encode())
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    words = head.split()
+    if len(words) < 2 or not words[1].isdigit():
+        raise ConnectionError(f"no HTTP reply to GET {path}: {data[:80]!r}")
+    return int(words[1]), body
+
+
+def vsock_http_get(uds: str | Path, port: int, path: str,
+                   timeout: float = 10.0) -> tuple[int, bytes]:
+    """``GET path`` from the guest's vsock ``port`` through the hybrid-vsock socket."""
+    s, line = vsock_connect(uds, port, timeout)
+    with s:
+        if not line.startswith(b"OK "):
+            raise ConnectionError(f"CONNECT {port} answered {line!r}")
+        return http_get_over(s, path)

@@ -18,6 +18,7 @@ import pytest
 
 from banger_core.fcqemu import serialmux
 from banger_core.fcqemu.serialmux import FrameReader, SerialBridge, encode_frame
+from banger_core.fcsim.testing import http_get_over, vsock_connect
 from banger_guest import agent
 
 PORT = 1024
@@ -59,29 +60,12 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 
 def connect(uds: Path, port: int = PORT) -> tuple[socket.socket, bytes]:
     """Connect like a host program: ``CONNECT <port>``; return the socket and the answer line."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect(str(uds))
-    s.sendall(f"CONNECT {port}\n".encode())
-    line = b""
-    while not line.endswith(b"\n"):
-        chunk = s.recv(1)
-        if not chunk:
-            break
-        line += chunk
-    return s, line
+    return vsock_connect(uds, port)
 
 
 def http_get(s: socket.socket, path: str) -> tuple[int, dict]:
-    s.sendall(f"GET {path} HTTP/1.0\r\nHost: agent\r\n\r\n".encode())
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), json.loads(body)
+    status, body = http_get_over(s, path)
+    return status, json.loads(body)
 
 
 def test_healthz_through_the_bridge(rig: Rig) -> None:

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from banger_core import system
-from banger_core.fcsim.testing import tcp_connect_in
+from banger_core.fcsim.testing import tcp_connect_in, vsock_http_get
 from banger_core.firecracker import FirecrackerClient
 
 from .conftest import NetnsHost, SimRunner
@@ -59,29 +58,6 @@ def wait_for(fn, timeout: float, what: str, console: SimRunner | None = None):
         time.sleep(0.2)
     log = console.console()[-4000:] if console else ""
     raise AssertionError(f"timed out waiting for {what} ({last!r})\n{log}")
-
-
-def vsock_get(uds: Path, port: int, path: str) -> tuple[int, bytes]:
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(5)
-        s.connect(str(uds))
-        s.sendall(f"CONNECT {port}\n".encode())
-        line = b""
-        while not line.endswith(b"\n"):
-            b = s.recv(1)
-            if not b:
-                raise ConnectionError("closed without OK")
-            line += b
-        assert line.startswith(b"OK ")
-        s.sendall(f"GET {path} HTTP/1.0\r\nHost: guest\r\n\r\n".encode())
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
 
 
 class Machine:
@@ -183,7 +159,7 @@ def test_debian_guest_end_to_end(
     conn.run("echo persisted-$(hostname) > /root/hello.txt && sync", hide=True, in_stream=False)
     conn.close()
     status, body = wait_for(
-        lambda: vsock_get(vm.uds, AGENT_PORT, "/healthz"), 30, "agent over vsock", sim
+        lambda: vsock_http_get(vm.uds, AGENT_PORT, "/healthz"), 30, "agent over vsock", sim
     )
     assert status == 200, body
     t1 = time.monotonic()

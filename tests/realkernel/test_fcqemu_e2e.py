@@ -10,7 +10,6 @@ so the checks share one VM.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from banger_core import system
+from banger_core.fcsim.testing import vsock_http_get
 from banger_core.testing.simhost import SimulatedHost
 
 pytestmark = [pytest.mark.net, pytest.mark.slow, pytest.mark.realkernel]
@@ -78,25 +78,6 @@ def qhost(plugin_dir: Path) -> Iterator[SimulatedHost]:
         yield h
 
 
-def _vsock_get(uds: Path, path: str) -> bytes:
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(10)
-        s.connect(str(uds))
-        s.sendall(f"CONNECT {AGENT_PORT}\n".encode())
-        line = b""
-        while not line.endswith(b"\n"):
-            chunk = s.recv(1)
-            if not chunk:
-                raise ConnectionError("closed without OK")
-            line += chunk
-        assert line.startswith(b"OK ")
-        s.sendall(f"GET {path} HTTP/1.0\r\nHost: agent\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return data
-
-
 def _poll(fn, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     last: Exception | None = None
@@ -144,8 +125,9 @@ def test_real_kernel_end_to_end(qhost: SimulatedHost, plugin_dir: Path) -> None:
 
     # The agent answers /healthz through the hybrid vsock socket, bridged to virtio-serial.
     uds = qhost.state_dir / "run" / "vms" / shown["id"] / "vsock.sock"
-    reply = _poll(lambda: _vsock_get(uds, "/healthz"), 120, "the agent's /healthz")
-    assert reply.startswith(b"HTTP/1.1 200") or reply.startswith(b"HTTP/1.0 200"), reply
+    status, reply = _poll(lambda: vsock_http_get(uds, AGENT_PORT, "/healthz"), 120,
+                          "the agent's /healthz")
+    assert status == 200, reply
     assert b'"status": "ok"' in reply and f'"hostname": "{VM}"'.encode() in reply
 
     # A file under /root (the work disk) survives stop and start.
@@ -168,7 +150,8 @@ def test_real_kernel_end_to_end(qhost: SimulatedHost, plugin_dir: Path) -> None:
     assert qhost.cli("vm", "ssh", VM, "--", "hostname").stdout.strip() == VM
     console = qhost.cli("vm", "logs", VM).stdout
     assert "banger-boot: starting (PID-1 mode on the guest's own kernel)" in console
-    reply = _poll(lambda: _vsock_get(uds, "/healthz"), 120, "the agent's /healthz (PID 1)")
+    _, reply = _poll(lambda: vsock_http_get(uds, AGENT_PORT, "/healthz"), 120,
+                     "the agent's /healthz (PID 1)")
     assert b'"status": "ok"' in reply
     stopped = qhost.cli("vm", "stop", VM, timeout=600).stdout
     assert stopped.startswith(f"{VM}: stopped (shut down)"), stopped
