@@ -26,8 +26,9 @@ test: deps dev lint  ## lint, the whole test suite (root: namespaces, TAPs, loop
 test-fast: dev  ## tests that build no image
 	$(BIN)/python -m pytest -q -m "not slow"
 
-lint: dev  ## ruff, mypy over banger_core and plugins/, and the generated hook docs check
+lint: dev  ## ruff (lint + format check), mypy over banger_core and plugins/, and the generated hook docs check
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python scripts/hookdocs.py --check
 

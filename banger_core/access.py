@@ -30,7 +30,12 @@ def check_host_paths(uid: int, paths: Mapping[str, str | None], allowed: Iterabl
             continue
         real = Path(os.path.realpath(value))
         if not any(real == root or root in real.parents for root in roots):
-            where = (", ".join(str(r) for r in roots) if roots
-                     else "none are configured ([daemon] allowed_image_dirs)")
-            raise ForbiddenError(f"{what} {value!r} is not allowed for uid {uid}: only root may "
-                                 f"name host paths outside the allowed directories ({where})")
+            where = (
+                ", ".join(str(r) for r in roots)
+                if roots
+                else "none are configured ([daemon] allowed_image_dirs)"
+            )
+            raise ForbiddenError(
+                f"{what} {value!r} is not allowed for uid {uid}: only root may "
+                f"name host paths outside the allowed directories ({where})"
+            )

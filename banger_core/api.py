@@ -118,9 +118,16 @@ class PluginCall:
     @classmethod
     def wrap(cls, call: Any, plugin: str, daemon: DaemonAPI) -> PluginCall:
         """The plugin's view of the server's call object."""
-        return cls(method=call.method, peer_pid=call.peer_pid, peer_uid=call.peer_uid,
-                   peer_gid=call.peer_gid, cancelled=call.cancelled, plugin_name=plugin,
-                   daemon=daemon, _server_call=call)
+        return cls(
+            method=call.method,
+            peer_pid=call.peer_pid,
+            peer_uid=call.peer_uid,
+            peer_gid=call.peer_gid,
+            cancelled=call.cancelled,
+            plugin_name=plugin,
+            daemon=daemon,
+            _server_call=call,
+        )
 
 
 #: The name plugins use for the handler's ``call`` argument type.

@@ -27,18 +27,27 @@ CORE_SCHEMA: dict[str, dict[str, Option]] = {
     "daemon": {
         "log_level": Option("info", "daemon log level", choices=LOG_LEVELS),
         "socket_group": Option("", "group allowed to use the socket (mode 0660); empty: 0600"),
-        "allowed_image_dirs": Option([], "directories under which socket_group members may "
-                                         "register image files (root may use any path)",
-                                     type=list),
-        "netns": Option("", "run the daemon and its VMs' network in this network namespace "
-                            "(created if missing); empty: the host's own network"),
+        "allowed_image_dirs": Option(
+            [],
+            "directories under which socket_group members may "
+            "register image files (root may use any path)",
+            type=list,
+        ),
+        "netns": Option(
+            "",
+            "run the daemon and its VMs' network in this network namespace "
+            "(created if missing); empty: the host's own network",
+        ),
     },
     "firecracker": {
         "binary": Option("firecracker", "the firecracker binary (name on PATH or a path)"),
         "start_timeout": Option(5.0, "seconds to wait for the VMM's API socket"),
-        "transport": Option("auto", "virtio transport: auto (MMIO when the kernel can use it, "
-                                    "else PCI), mmio, or pci (--enable-pci)",
-                            choices=("auto", "mmio", "pci")),
+        "transport": Option(
+            "auto",
+            "virtio transport: auto (MMIO when the kernel can use it, "
+            "else PCI), mmio, or pci (--enable-pci)",
+            choices=("auto", "mmio", "pci"),
+        ),
     },
     "vm": {
         "default_image": Option("debian", "image used when vm create has no --image"),
@@ -55,8 +64,11 @@ CORE_SCHEMA: dict[str, dict[str, Option]] = {
         "nameservers": Option([], "nameservers written into guests", type=list),
     },
     "storage": {
-        "root_disk": Option("auto", "per-VM root disk strategy",
-                            choices=("auto", "dm-snapshot", "reflink", "sparse-copy")),
+        "root_disk": Option(
+            "auto",
+            "per-VM root disk strategy",
+            choices=("auto", "dm-snapshot", "reflink", "sparse-copy"),
+        ),
     },
     "plugins": {
         "disabled": Option([], "plugins not to load (by entry-point name)", type=list),
@@ -91,8 +103,14 @@ class Settings:
         out = []
         for section, keys in self.values.items():
             for key, value in keys.items():
-                out.append({"section": section, "key": key, "value": value,
-                            "source": self.origins.get((section, key), "default")})
+                out.append(
+                    {
+                        "section": section,
+                        "key": key,
+                        "value": value,
+                        "source": self.origins.get((section, key), "default"),
+                    }
+                )
         return out
 
 
@@ -108,8 +126,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 
 
-def _apply(settings: Settings, schema: Mapping[str, Mapping[str, Option]],
-           data: Mapping[str, Any], origin: str) -> None:
+def _apply(
+    settings: Settings,
+    schema: Mapping[str, Mapping[str, Option]],
+    data: Mapping[str, Any],
+    origin: str,
+) -> None:
     """Validate ``data`` against ``schema`` and layer it onto ``settings``."""
     for section, table in data.items():
         if section == "plugins" and isinstance(table, dict):
@@ -134,8 +156,13 @@ def _apply(settings: Settings, schema: Mapping[str, Mapping[str, Option]],
         _apply_table(settings, section, schema[section], table, origin)
 
 
-def _apply_table(settings: Settings, section: str, keys: Mapping[str, Option],
-                 table: Mapping[str, Any], origin: str) -> None:
+def _apply_table(
+    settings: Settings,
+    section: str,
+    keys: Mapping[str, Option],
+    table: Mapping[str, Any],
+    origin: str,
+) -> None:
     """Validate one table's keys and layer them onto ``settings``."""
     for key, value in table.items():
         option = keys.get(key)
@@ -149,16 +176,22 @@ def _apply_table(settings: Settings, section: str, keys: Mapping[str, Option],
         settings.origins[(section, key)] = origin
 
 
-def load_settings(plugin_schema: Mapping[str, Mapping[str, Option]] | None = None,
-                  *, files: list[Path] | None = None, paths: Paths | None = None) -> Settings:
+def load_settings(
+    plugin_schema: Mapping[str, Mapping[str, Option]] | None = None,
+    *,
+    files: list[Path] | None = None,
+    paths: Paths | None = None,
+) -> Settings:
     """Load the effective settings.
 
     :param plugin_schema: ``{plugin name: {key: Option}}`` from
         ``banger_config_defaults``.
     :param files: config files to read instead of the standard locations.
     """
-    settings = Settings(paths=paths or Paths.from_env(),
-                        plugin_schema={k: dict(v) for k, v in (plugin_schema or {}).items()})
+    settings = Settings(
+        paths=paths or Paths.from_env(),
+        plugin_schema={k: dict(v) for k, v in (plugin_schema or {}).items()},
+    )
     schema: dict[str, dict[str, Option]] = dict(CORE_SCHEMA)
     for name, keys in settings.plugin_schema.items():
         schema[f"plugins.{name}"] = keys

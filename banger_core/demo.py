@@ -55,19 +55,26 @@ def configure_simulator() -> None:
         _say(f"using {binary}: {kind.get(vmm_kind(found), 'real Firecracker')}")
         return
     target = config_files()[-1]
-    _say(f"no `{binary}` binary on this machine, so banger runs on its Firecracker simulator "
-         f"(banger-fcsim).")
-    _say(f"bangerd, its bridge, TAPs and every VM's network live in the network namespace "
-         f"'{SIM_NETNS}'; this machine's own network is not touched.")
+    _say(
+        f"no `{binary}` binary on this machine, so banger runs on its Firecracker simulator "
+        f"(banger-fcsim)."
+    )
+    _say(
+        f"bangerd, its bridge, TAPs and every VM's network live in the network namespace "
+        f"'{SIM_NETNS}'; this machine's own network is not touched."
+    )
     if target.exists():
-        raise SystemExit(f"demo: {target} exists; add [daemon] netns = \"{SIM_NETNS}\" and "
-                         "[firecracker] binary = \"banger-fcsim\" to it, then rerun")
+        raise SystemExit(
+            f'demo: {target} exists; add [daemon] netns = "{SIM_NETNS}" and '
+            '[firecracker] binary = "banger-fcsim" to it, then rerun'
+        )
     fcsim = Path(sys.executable).parent / "banger-fcsim"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(
         "# Written by `make demo`: run on the Firecracker simulator in a namespace of its own.\n"
         f'[daemon]\nnetns = "{SIM_NETNS}"\n\n'
-        f'[firecracker]\nbinary = "{fcsim if fcsim.exists() else "banger-fcsim"}"\n')
+        f'[firecracker]\nbinary = "{fcsim if fcsim.exists() else "banger-fcsim"}"\n'
+    )
     _say(f"wrote {target}")
 
 
@@ -80,9 +87,11 @@ def use_qemu() -> None:
     """Make the daemon run VMs on ``banger-fcqemu`` (restarting it if it runs another VMM)."""
     fcqemu = _script("banger-fcqemu")
     os.environ["BANGER_FIRECRACKER_BIN"] = fcqemu  # the CLI passes it to the daemon it starts
-    _say(f"BANGER_VMM=qemu: VMs boot their own kernel under QEMU ({fcqemu}); under TCG "
-         "(no usable KVM) a boot takes about a minute (more on a busy machine: if `vm create` "
-         "times out, raise [vm] ssh_timeout_seconds).")
+    _say(
+        f"BANGER_VMM=qemu: VMs boot their own kernel under QEMU ({fcqemu}); under TCG "
+        "(no usable KVM) a boot takes about a minute (more on a busy machine: if `vm create` "
+        "times out, raise [vm] ssh_timeout_seconds)."
+    )
     checks = json.loads(_banger("doctor", "--json", capture=True, check=False).stdout or "[]")
     vmm = next((c["detail"] for c in checks if c["name"] == "firecracker"), "")
     if "banger-fcqemu" not in vmm:
@@ -113,8 +122,10 @@ def main() -> int:
         _banger("vm", "start", name)
     _say(f"banger vm ssh {name} -- hostname")
     _banger("vm", "ssh", name, "--", "hostname")
-    _say(f"done. Try: .venv/bin/banger vm ssh {name}   (stop everything: "
-         f".venv/bin/banger vm delete --force {name}; .venv/bin/banger daemon stop)")
+    _say(
+        f"done. Try: .venv/bin/banger vm ssh {name}   (stop everything: "
+        f".venv/bin/banger vm delete --force {name}; .venv/bin/banger daemon stop)"
+    )
     return 0
 
 

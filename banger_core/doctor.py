@@ -26,8 +26,11 @@ PROGRAMS: dict[str, tuple[str, str, bool]] = {
     "mmdebstrap": ("banger image build", "mmdebstrap", False),
     "dmsetup": ("dm-snapshot root disks", "dmsetup", False),
     "ethtool": ("the simulator's guest network", "ethtool", False),
-    "qemu-system-x86_64": ("banger-fcqemu (real guest kernels under QEMU)", "qemu-system-x86",
-                           False),
+    "qemu-system-x86_64": (
+        "banger-fcqemu (real guest kernels under QEMU)",
+        "qemu-system-x86",
+        False,
+    ),
 }
 
 
@@ -47,8 +50,14 @@ class Check:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"name": self.name, "ok": self.ok, "detail": self.detail, "fix": self.fix,
-                "required": self.required, "source": self.source}
+        return {
+            "name": self.name,
+            "ok": self.ok,
+            "detail": self.detail,
+            "fix": self.fix,
+            "required": self.required,
+            "source": self.source,
+        }
 
 
 @dataclass
@@ -98,44 +107,84 @@ def firecracker_check(binary: str) -> Check:
     kernel) or ``banger-fcqemu`` (the guest's own kernel under QEMU) through
     the same code path; the detail names which one was found.
     """
-    path = system.which(binary) if "/" not in binary else (binary if os.access(binary, os.X_OK)
-                                                           else None)
+    path = (
+        system.which(binary)
+        if "/" not in binary
+        else (binary if os.access(binary, os.X_OK) else None)
+    )
     if path:
         kind = vmm_kind(path)
         if kind == "simulator":
-            return Check("firecracker", True,
-                         f"{path} (the Firecracker simulator: no real VMs)", required=True)
+            return Check(
+                "firecracker",
+                True,
+                f"{path} (the Firecracker simulator: no real VMs)",
+                required=True,
+            )
         if kind == "fcqemu":
             ok, detail, fix = _fcqemu_detail()
-            return Check("firecracker", ok,
-                         f"{path} (banger-fcqemu: the guest's own kernel under QEMU; {detail})",
-                         fix=fix, required=True)
+            return Check(
+                "firecracker",
+                ok,
+                f"{path} (banger-fcqemu: the guest's own kernel under QEMU; {detail})",
+                fix=fix,
+                required=True,
+            )
         return Check("firecracker", True, f"{path} (Firecracker)", required=True)
-    return Check("firecracker", False, f"{binary!r} not found",
-                 fix="install Firecracker (github.com/firecracker-microvm/firecracker releases), "
-                     "or run on the simulator: set BANGER_FIRECRACKER_BIN=banger-fcsim "
-                     "(see `make demo`), or on QEMU: BANGER_FIRECRACKER_BIN=banger-fcqemu",
-                 required=True)
+    return Check(
+        "firecracker",
+        False,
+        f"{binary!r} not found",
+        fix="install Firecracker (github.com/firecracker-microvm/firecracker releases), "
+        "or run on the simulator: set BANGER_FIRECRACKER_BIN=banger-fcsim "
+        "(see `make demo`), or on QEMU: BANGER_FIRECRACKER_BIN=banger-fcqemu",
+        required=True,
+    )
 
 
 def core_checks(ctx: DoctorContext) -> list[Check]:
     """The core's own checks."""
     settings = ctx.settings
     checks = [firecracker_check(settings.get("firecracker", "binary"))]
-    checks.append(Check("root", os.geteuid() == 0,
-                        "running as root" if os.geteuid() == 0 else "not root",
-                        fix="run bangerd as root (TAP devices, loop devices)", required=True))
+    checks.append(
+        Check(
+            "root",
+            os.geteuid() == 0,
+            "running as root" if os.geteuid() == 0 else "not root",
+            fix="run bangerd as root (TAP devices, loop devices)",
+            required=True,
+        )
+    )
     tun = Path("/dev/net/tun")
-    checks.append(Check("/dev/net/tun", tun.exists(), "present" if tun.exists() else "missing",
-                        fix="modprobe tun", required=True))
+    checks.append(
+        Check(
+            "/dev/net/tun",
+            tun.exists(),
+            "present" if tun.exists() else "missing",
+            fix="modprobe tun",
+            required=True,
+        )
+    )
     kvm = Path("/dev/kvm")
-    checks.append(Check("/dev/kvm", kvm.exists(), "present" if kvm.exists() else "missing",
-                        fix="enable KVM (needed by real Firecracker, not by the simulator)"))
+    checks.append(
+        Check(
+            "/dev/kvm",
+            kvm.exists(),
+            "present" if kvm.exists() else "missing",
+            fix="enable KVM (needed by real Firecracker, not by the simulator)",
+        )
+    )
     for program, (purpose, package, required) in PROGRAMS.items():
         path = ctx.which(program)
-        checks.append(Check(f"program {program}", bool(path), path or "not found",
-                            fix=f"apt install {package}  (needed for {purpose})",
-                            required=required))
+        checks.append(
+            Check(
+                f"program {program}",
+                bool(path),
+                path or "not found",
+                fix=f"apt install {package}  (needed for {purpose})",
+                required=required,
+            )
+        )
     checks += root_disk_checks(settings)
     checks.append(overcommit_check(settings))
     return checks
@@ -146,9 +195,12 @@ def overcommit_check(settings: Any) -> Check:
     from banger_core.disks.space import usage
 
     u = usage(settings.paths.vms_dir)
-    return Check("disk overcommit", not u.overcommitted,
-                 ("overcommitted: " if u.overcommitted else "ok: ") + u.describe(),
-                 fix="free space on the state file system or delete VMs you do not need")
+    return Check(
+        "disk overcommit",
+        not u.overcommitted,
+        ("overcommitted: " if u.overcommitted else "ok: ") + u.describe(),
+        fix="free space on the state file system or delete VMs you do not need",
+    )
 
 
 def root_disk_checks(settings: Any) -> list[Check]:
@@ -159,10 +211,16 @@ def root_disk_checks(settings: Any) -> list[Check]:
     configured = settings.get("storage", "root_disk")
     chosen = report.chosen if configured == "auto" else configured
     usable = report.available.get(chosen, False)
-    checks = [Check("root disk strategy", usable,
-                    f"{chosen} ({'auto' if configured == 'auto' else 'configured'}): "
-                    f"{report.reasons[chosen]}",
-                    fix="set [storage] root_disk = \"auto\"", required=True)]
+    checks = [
+        Check(
+            "root disk strategy",
+            usable,
+            f"{chosen} ({'auto' if configured == 'auto' else 'configured'}): "
+            f"{report.reasons[chosen]}",
+            fix='set [storage] root_disk = "auto"',
+            required=True,
+        )
+    ]
     for name, reason in report.reasons.items():
         if name != chosen:
             checks.append(Check(f"root disk {name}", report.available[name], reason))
@@ -186,21 +244,31 @@ def image_checks(settings: Any) -> list[Check]:
         caps = KernelCaps.from_dict(image.kernel_caps)
         info = caps.summary()
         transports = info["transports"]
-        detail = (f"{info['format']}"
-                  f"{' ' + info['version'] if info.get('version') else ''}; "
-                  f"config {info['config']}; transports "
-                  f"{', '.join(transports) if isinstance(transports, list) else transports}; "
-                  f"virtio_blk {info['virtio_blk']}; virtio_net {info['virtio_net']}; "
-                  f"vsock {info['vsock']}; ip_pnp {info['ip_pnp']}")
+        detail = (
+            f"{info['format']}"
+            f"{' ' + info['version'] if info.get('version') else ''}; "
+            f"config {info['config']}; transports "
+            f"{', '.join(transports) if isinstance(transports, list) else transports}; "
+            f"virtio_blk {info['virtio_blk']}; virtio_net {info['virtio_net']}; "
+            f"vsock {info['vsock']}; ip_pnp {info['ip_pnp']}"
+        )
         try:
-            chosen = choose_transport(caps, settings.get("firecracker", "transport"), version,
-                                      image=image.name)
-            checks.append(Check(f"image {image.name} kernel", True,
-                                f"{detail}; boots with {chosen}"))
+            chosen = choose_transport(
+                caps, settings.get("firecracker", "transport"), version, image=image.name
+            )
+            checks.append(
+                Check(f"image {image.name} kernel", True, f"{detail}; boots with {chosen}")
+            )
         except BangerError as exc:
-            checks.append(Check(f"image {image.name} kernel", False, f"{detail}; {exc}",
-                                fix="set [firecracker] transport = \"auto\", or use a kernel "
-                                    "with the missing option"))
+            checks.append(
+                Check(
+                    f"image {image.name} kernel",
+                    False,
+                    f"{detail}; {exc}",
+                    fix='set [firecracker] transport = "auto", or use a kernel '
+                    "with the missing option",
+                )
+            )
     return checks
 
 

@@ -37,13 +37,15 @@ class GuestConfig:
     agent_vsock_port: int = 1024
     plugins: dict[str, Any] = field(default_factory=dict)
 
-    def add_mount(self, device: str, target: str, fstype: str = "ext4",
-                  options: str = "defaults") -> None:
+    def add_mount(
+        self, device: str, target: str, fstype: str = "ext4", options: str = "defaults"
+    ) -> None:
         """Mount ``device`` at ``target`` at boot; one mount per target."""
         if any(m["target"] == target for m in self.mounts):
             raise ValidationError(f"two mounts for {target}")
-        self.mounts.append({"device": device, "target": target, "fstype": fstype,
-                            "options": options})
+        self.mounts.append(
+            {"device": device, "target": target, "fstype": fstype, "options": options}
+        )
 
     def add_file(self, path: str, content: str, mode: str = "0644") -> None:
         """Write a file in the guest at boot."""
@@ -68,8 +70,7 @@ class GuestConfig:
         }
         network: dict[str, Any] = {}
         if self.address:
-            network.update(interface=self.interface, address=self.address,
-                           prefix=self.prefixlen)
+            network.update(interface=self.interface, address=self.address, prefix=self.prefixlen)
             if self.gateway:
                 network["gateway"] = self.gateway
             if self.mac:

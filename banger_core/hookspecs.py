@@ -243,8 +243,9 @@ def banger_vm_create(vm: VM, ctx: LifecycleContext) -> None:
 
 
 @hookspec
-def banger_vm_configure(vm: VM, machine: MachineSpec, guest: GuestConfig,
-                        ctx: LifecycleContext) -> None:
+def banger_vm_configure(
+    vm: VM, machine: MachineSpec, guest: GuestConfig, ctx: LifecycleContext
+) -> None:
     """Describe the plugin's part of the machine for this boot.
 
     Called at every boot (create and start), before the VMM is launched.
@@ -386,8 +387,9 @@ def banger_image_provision(image: Any, steps: list[Any]) -> None:
 
 
 @hookspec
-def banger_image_artifacts(image: dict[str, Any], root: Path,
-                           ctx: ImageBuildContext) -> list[ImageArtifact]:
+def banger_image_artifacts(
+    image: dict[str, Any], root: Path, ctx: ImageBuildContext
+) -> list[ImageArtifact]:
     """Add files of the plugin's own to an image being built.
 
     Called once per ``banger image build`` (and by the test image cache),
@@ -405,4 +407,3 @@ def banger_image_artifacts(image: dict[str, Any], root: Path,
         ``"work-seed"`` and a file directly in ``ctx.out_dir``); hooks find
         them as ``vm.image.artifact(name)``.
     """
-

@@ -106,6 +106,13 @@ class Paths:
 
     def ensure(self) -> None:
         """Create the directories with private permissions."""
-        for path in (self.state_dir, self.run_dir, self.log_dir, self.vms_dir,
-                     self.vm_run_dir, self.images_dir, self.ssh_dir):
+        for path in (
+            self.state_dir,
+            self.run_dir,
+            self.log_dir,
+            self.vms_dir,
+            self.vm_run_dir,
+            self.images_dir,
+            self.ssh_dir,
+        ):
             path.mkdir(parents=True, exist_ok=True, mode=0o700)

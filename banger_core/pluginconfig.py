@@ -44,9 +44,15 @@ class Option:
 
     def type_name(self) -> str:
         """Human name of the accepted types, for error messages."""
-        names: dict[builtins.type, str] = {bool: "boolean", int: "integer", float: "number",
-                                           str: "string", list: "list", dict: "table",
-                                           object: "any value"}
+        names: dict[builtins.type, str] = {
+            bool: "boolean",
+            int: "integer",
+            float: "number",
+            str: "string",
+            list: "list",
+            dict: "table",
+            object: "any value",
+        }
         return " or ".join(names.get(t) or t.__name__ for t in self.accepted)
 
     def check(self, value: Any) -> str | None:

@@ -48,9 +48,15 @@ class PluginInfo:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"name": self.name, "distribution": self.distribution, "version": self.version,
-                "entry_point": self.entry_point, "hooks": self.hooks, "status": self.status,
-                "error": self.error}
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "entry_point": self.entry_point,
+            "hooks": self.hooks,
+            "status": self.status,
+            "error": self.error,
+        }
 
 
 class BangerPluginManager(pluggy.PluginManager):
@@ -67,11 +73,19 @@ class BangerPluginManager(pluggy.PluginManager):
         """Plugins that could not be loaded."""
         return [i for i in self.infos.values() if i.status == "failed"]
 
-    def add_plugin(self, plugin: object, name: str, *, distribution: str = "",
-                   version: str = "", entry_point: str = "") -> PluginInfo:
+    def add_plugin(
+        self,
+        plugin: object,
+        name: str,
+        *,
+        distribution: str = "",
+        version: str = "",
+        entry_point: str = "",
+    ) -> PluginInfo:
         """Register ``plugin`` and validate its hooks; record a failure instead of raising."""
-        info = PluginInfo(name, distribution or "(in-process)", version or "",
-                          entry_point or repr(plugin))
+        info = PluginInfo(
+            name, distribution or "(in-process)", version or "", entry_point or repr(plugin)
+        )
         self.infos[name] = info
         try:
             self.register(plugin, name=name)
@@ -98,8 +112,12 @@ def _split_env(var: str) -> set[str]:
     return {p.strip() for p in os.environ.get(var, "").split(",") if p.strip()}
 
 
-def get_plugin_manager(*, load_entrypoints: bool = True, extra: Iterable[tuple[str, object]] = (),
-                       disabled: Iterable[str] = ()) -> BangerPluginManager:
+def get_plugin_manager(
+    *,
+    load_entrypoints: bool = True,
+    extra: Iterable[tuple[str, object]] = (),
+    disabled: Iterable[str] = (),
+) -> BangerPluginManager:
     """Build a plugin manager.
 
     :param load_entrypoints: load every plugin of the ``banger`` entry-point group.
@@ -119,17 +137,29 @@ def get_plugin_manager(*, load_entrypoints: bool = True, extra: Iterable[tuple[s
                 continue
             if ep.name in pm.infos:
                 pm.infos[ep.name + f" ({dist})"] = PluginInfo(
-                    ep.name, dist, version, where, status="failed",
-                    error=f"name {ep.name!r} is already used by {pm.infos[ep.name].distribution}")
+                    ep.name,
+                    dist,
+                    version,
+                    where,
+                    status="failed",
+                    error=f"name {ep.name!r} is already used by {pm.infos[ep.name].distribution}",
+                )
                 continue
             try:
                 plugin = ep.load()
             except Exception as exc:  # a broken plugin must not take banger down
-                pm.infos[ep.name] = PluginInfo(ep.name, dist, version, where, status="failed",
-                                               error=f"{type(exc).__name__}: {exc}")
+                pm.infos[ep.name] = PluginInfo(
+                    ep.name,
+                    dist,
+                    version,
+                    where,
+                    status="failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                )
                 continue
-            info = pm.add_plugin(plugin, ep.name, distribution=dist, version=version,
-                                 entry_point=where)
+            info = pm.add_plugin(
+                plugin, ep.name, distribution=dist, version=version, entry_point=where
+            )
             if info.status == "loaded":
                 warn_deprecated_imports(ep.name, plugin)
     for name, plugin in extra:
@@ -143,11 +173,20 @@ def get_plugin_manager(*, load_entrypoints: bool = True, extra: Iterable[tuple[s
 
 
 #: module paths the first plugin guide named; they keep working through this release
-DEPRECATED_PATHS = ("banger_core.errors", "banger_core.pluginconfig", "banger_core.doctor",
-                    "banger_core.cli.context", "banger_core.cli.output",
-                    "banger_core.lifecycle.context", "banger_core.hookspecs")
-_OLD_IMPORT = re.compile(r"^\s*(?:from\s+(banger_core(?:\.\w+)+)\s+import|import\s+"
-                         r"(banger_core(?:\.\w+)+))", re.MULTILINE)
+DEPRECATED_PATHS = (
+    "banger_core.errors",
+    "banger_core.pluginconfig",
+    "banger_core.doctor",
+    "banger_core.cli.context",
+    "banger_core.cli.output",
+    "banger_core.lifecycle.context",
+    "banger_core.hookspecs",
+)
+_OLD_IMPORT = re.compile(
+    r"^\s*(?:from\s+(banger_core(?:\.\w+)+)\s+import|import\s+"
+    r"(banger_core(?:\.\w+)+))",
+    re.MULTILINE,
+)
 
 
 def warn_deprecated_imports(name: str, plugin: object) -> list[str]:
@@ -174,9 +213,11 @@ def warn_deprecated_imports(name: str, plugin: object) -> list[str]:
             module = match.group(1) or match.group(2)
             if module in DEPRECATED_PATHS:
                 line = text.count("\n", 0, match.start()) + 1
-                found.append(f"plugin {name}: {file.name}:{line} imports {module}; import "
-                             "from banger_core itself (the old path works through this "
-                             "release)")
+                found.append(
+                    f"plugin {name}: {file.name}:{line} imports {module}; import "
+                    "from banger_core itself (the old path works through this "
+                    "release)"
+                )
     for message in found:
         warnings.warn(message, DeprecationWarning, stacklevel=2)
     return found
@@ -184,8 +225,11 @@ def warn_deprecated_imports(name: str, plugin: object) -> list[str]:
 
 def failure_lines(pm: BangerPluginManager) -> list[str]:
     """One line per plugin that failed to load."""
-    return [f"plugin {i.name!r} ({i.distribution}, entry point {i.entry_point!r}) "
-            f"failed to load: {i.error}" for i in pm.failures]
+    return [
+        f"plugin {i.name!r} ({i.distribution}, entry point {i.entry_point!r}) "
+        f"failed to load: {i.error}"
+        for i in pm.failures
+    ]
 
 
 _WRAPPER_ATTRS = ("hookwrapper", "wrapper")
@@ -234,9 +278,18 @@ class Hooks:
     """
 
     #: hooks that get a per-plugin :class:`LifecycleContext` as ``ctx``
-    CTX_HOOKS = frozenset({"banger_vm_create", "banger_vm_configure", "banger_vm_set",
-                           "banger_vm_started", "banger_vm_stopped", "banger_vm_deleted",
-                           "banger_reconcile", "banger_vm_ready_checks"})
+    CTX_HOOKS = frozenset(
+        {
+            "banger_vm_create",
+            "banger_vm_configure",
+            "banger_vm_set",
+            "banger_vm_started",
+            "banger_vm_stopped",
+            "banger_vm_deleted",
+            "banger_reconcile",
+            "banger_vm_ready_checks",
+        }
+    )
 
     def __init__(self, pm: BangerPluginManager, settings: Any = None) -> None:
         self.pm = pm
@@ -262,8 +315,9 @@ class Hooks:
         results = self.pm.subset_hook_caller(hook_name, others)(**kwargs)
         return results[0] if results else None
 
-    def _kwargs(self, hook_name: str, impl: Any, kwargs: dict[str, Any],
-                ctx: Any) -> dict[str, Any]:
+    def _kwargs(
+        self, hook_name: str, impl: Any, kwargs: dict[str, Any], ctx: Any
+    ) -> dict[str, Any]:
         if hook_name not in self.CTX_HOOKS:
             return kwargs
         from banger_core.lifecycle.context import LifecycleContext
@@ -276,9 +330,12 @@ class Hooks:
         out = []
         for impl in self.impls(hook_name):
             try:
-                out.append((impl.plugin_name,
-                            self.call_one(hook_name, impl, self._kwargs(hook_name, impl, kwargs,
-                                                                        ctx))))
+                out.append(
+                    (
+                        impl.plugin_name,
+                        self.call_one(hook_name, impl, self._kwargs(hook_name, impl, kwargs, ctx)),
+                    )
+                )
             except BaseException as exc:
                 named = _named(exc, impl.plugin_name, hook_name)
                 if named is exc:
@@ -293,8 +350,9 @@ class Hooks:
             try:
                 out.append((impl.plugin_name, self.call_one(hook_name, impl, kwargs)))
             except Exception as exc:
-                self.problems.append(f"plugin {impl.plugin_name!r}: {hook_name} failed: "
-                                     f"{_detail(exc)}")
+                self.problems.append(
+                    f"plugin {impl.plugin_name!r}: {hook_name} failed: {_detail(exc)}"
+                )
         return out
 
     def teardown(self, hook_name: str, *, ctx: Any = None, **kwargs: Any) -> list[str]:
@@ -353,8 +411,9 @@ class Hooks:
                 if isinstance(option, VMOption):
                     out.append(DeclaredOption(name, option))
                 else:
-                    self.problems.append(f"plugin {name!r}: banger_vm_options returned "
-                                         f"{option!r}, not a VMOption")
+                    self.problems.append(
+                        f"plugin {name!r}: banger_vm_options returned {option!r}, not a VMOption"
+                    )
         return out
 
     # -- daemon ----------------------------------------------------------
@@ -399,9 +458,16 @@ class Hooks:
             try:
                 result = self.call_one("banger_doctor_checks", impl, {"ctx": ctx})
             except Exception as exc:
-                out.append((impl.plugin_name, Check(f"plugin {impl.plugin_name}", False,
-                                                    f"banger_doctor_checks failed: "
-                                                    f"{_detail(exc)}")))
+                out.append(
+                    (
+                        impl.plugin_name,
+                        Check(
+                            f"plugin {impl.plugin_name}",
+                            False,
+                            f"banger_doctor_checks failed: {_detail(exc)}",
+                        ),
+                    )
+                )
                 continue
             for check in result or []:
                 out.append((impl.plugin_name, check))

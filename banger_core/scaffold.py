@@ -16,7 +16,7 @@ from banger_core.errors import ConflictError, ValidationError
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 
-PYPROJECT = '''\
+PYPROJECT = """\
 [build-system]
 requires = ["setuptools>=61"]
 build-backend = "setuptools.build_meta"
@@ -41,7 +41,7 @@ packages = ["banger_{name}"]
 [tool.pytest.ini_options]
 testpaths = ["tests"]
 markers = ["slow: boots a VM on banger's simulated host"]
-'''
+"""
 
 MODULE = '''\
 """banger-{dash}: a banger plugin.
@@ -150,7 +150,7 @@ def banger_cli_subcommands() -> dict[str, list[click.Command]]:
     return {{"vm": [command]}}
 '''
 
-README = '''\
+README = """\
 # banger-{dash}
 
 A [banger](https://example.invalid/banger) plugin. It adds `--{dash}-note` to
@@ -166,7 +166,7 @@ adds `banger vm {dash} REF`.
     pip install -e '.[test]'
     pytest -m "not slow"   # unit tests: fake VM and context, milliseconds
     pytest -m slow         # end to end on banger's simulated host (root)
-'''
+"""
 
 UNIT_TEST = '''\
 """Unit tests of banger-{dash}'s hooks with banger's fake VM and context."""
@@ -231,8 +231,10 @@ def test_note_reaches_the_guest(banger_sim_host) -> None:
 def check_name(name: str) -> str:
     """A plugin name: lower case letters, digits and underscores, starting with a letter."""
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ValidationError(f"plugin name {name!r} is not allowed: use lower case letters, "
-                              "digits and underscores, starting with a letter (e.g. 'scratch')")
+        raise ValidationError(
+            f"plugin name {name!r} is not allowed: use lower case letters, "
+            "digits and underscores, starting with a letter (e.g. 'scratch')"
+        )
     return name
 
 

@@ -21,17 +21,20 @@ def parse_size(value: str | int, what: str = "size", default_unit: str = "") -> 
     if not match:
         raise ValidationError(
             f"{what} {_short(value)} is not a size; use a number with an optional K, M, G or T "
-            "suffix (e.g. 8G)")
+            "suffix (e.g. 8G)"
+        )
     number, unit = match.groups()
     unit = unit.upper() or default_unit.upper()
     # Exact arithmetic: float() turns a 400-digit number into inf (OverflowError).
     whole, _, frac = number.partition(".")
     if len(whole) > 30:
-        raise ValidationError(f"{what} {_short(value)} is too big "
-                              f"(at most {format_size(MAX_SIZE)})")
+        raise ValidationError(
+            f"{what} {_short(value)} is too big (at most {format_size(MAX_SIZE)})"
+        )
     frac = frac[:30]
     scaled = int(whole) * _FACTORS[unit] + (
-        int(frac) * _FACTORS[unit] // 10 ** len(frac) if frac else 0)
+        int(frac) * _FACTORS[unit] // 10 ** len(frac) if frac else 0
+    )
     return _bounded(scaled, what, value)
 
 
@@ -46,8 +49,9 @@ def _short(value: object) -> str:
 
 def _bounded(size: int, what: str, value: object) -> int:
     if size > MAX_SIZE:
-        raise ValidationError(f"{what} {_short(value)} is too big "
-                              f"(at most {format_size(MAX_SIZE)})")
+        raise ValidationError(
+            f"{what} {_short(value)} is too big (at most {format_size(MAX_SIZE)})"
+        )
     if size < 0:
         raise ValidationError(f"{what} {_short(value)} is negative; sizes are positive")
     return size
@@ -66,5 +70,6 @@ def check_vm_name(name: object) -> str:
     if not isinstance(name, str) or not _DNS_LABEL.match(name):
         raise ValidationError(
             f"VM name {name!r} is not valid: use 1-63 lowercase letters, digits and '-', "
-            "starting and ending with a letter or digit")
+            "starting and ending with a letter or digit"
+        )
     return name

@@ -63,12 +63,15 @@ class VMOption:
     def __post_init__(self) -> None:
         kind = _TYPE_ALIASES.get(self.type, self.type)
         if kind not in TYPES:
-            raise ValidationError(f"VM option {self.name!r}: type {self.type!r} is not one of "
-                                  f"{', '.join(TYPES)}")
+            raise ValidationError(
+                f"VM option {self.name!r}: type {self.type!r} is not one of {', '.join(TYPES)}"
+            )
         object.__setattr__(self, "type", kind)
         if not isinstance(self.name, str) or not _NAME.match(self.name):
-            raise ValidationError(f"VM option name {self.name!r} must be lower case letters, "
-                                  "digits and dashes (like 'disk-size')")
+            raise ValidationError(
+                f"VM option name {self.name!r} must be lower case letters, "
+                "digits and dashes (like 'disk-size')"
+            )
 
     @property
     def key(self) -> str:
@@ -90,11 +93,21 @@ class VMOption:
         if self.type == "bool":
             if isinstance(value, bool):
                 return value
-            if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1",
-                                                            "false", "no", "off", "0"):
+            if isinstance(value, str) and value.lower() in (
+                "true",
+                "yes",
+                "on",
+                "1",
+                "false",
+                "no",
+                "off",
+                "0",
+            ):
                 return value.lower() in ("true", "yes", "on", "1")
-            raise ValidationError(f"{what} {value!r} is not allowed: use true or false "
-                                  f"(--{self.name} / --no-{self.name})")
+            raise ValidationError(
+                f"{what} {value!r} is not allowed: use true or false "
+                f"(--{self.name} / --no-{self.name})"
+            )
         if self.type == "int":
             if isinstance(value, bool):
                 raise ValidationError(f"{what} {value!r} is not allowed: use an integer")
@@ -140,17 +153,38 @@ class VMOption:
     def describe(self) -> dict[str, Any]:
         """JSON-able declaration (the CLI's cache; ``--help`` is built from it)."""
         default = self.default
-        return {"name": self.name, "type": self.type, "default": default, "help": self.help,
-                "config_key": self.config_key, "on_create": self.on_create,
-                "on_set": self.on_set, "set_requires_stopped": self.set_requires_stopped,
-                "metavar": self.metavar}
+        return {
+            "name": self.name,
+            "type": self.type,
+            "default": default,
+            "help": self.help,
+            "config_key": self.config_key,
+            "on_create": self.on_create,
+            "on_set": self.on_set,
+            "set_requires_stopped": self.set_requires_stopped,
+            "metavar": self.metavar,
+        }
 
     @classmethod
     def from_description(cls, data: Mapping[str, Any]) -> VMOption:
         """Rebuild a declaration from :meth:`describe` (no validator: the daemon validates)."""
-        return cls(**{k: data[k] for k in ("name", "type", "default", "help", "config_key",
-                                            "on_create", "on_set", "set_requires_stopped",
-                                            "metavar") if k in data})
+        return cls(
+            **{
+                k: data[k]
+                for k in (
+                    "name",
+                    "type",
+                    "default",
+                    "help",
+                    "config_key",
+                    "on_create",
+                    "on_set",
+                    "set_requires_stopped",
+                    "metavar",
+                )
+                if k in data
+            }
+        )
 
 
 @dataclass
@@ -166,8 +200,9 @@ def index_options(declared: list[DeclaredOption]) -> dict[str, DeclaredOption]:
     return {d.option.key: d for d in declared}
 
 
-def clash_problems(declared: list[DeclaredOption], reserved: Mapping[str, str]) -> tuple[
-        list[DeclaredOption], list[str]]:
+def clash_problems(
+    declared: list[DeclaredOption], reserved: Mapping[str, str]
+) -> tuple[list[DeclaredOption], list[str]]:
     """Drop options whose name is taken by the core or an earlier plugin; say why.
 
     :param reserved: ``{option name: owner}`` already taken (the core's flags).
@@ -179,8 +214,10 @@ def clash_problems(declared: list[DeclaredOption], reserved: Mapping[str, str]) 
     for d in declared:
         name = d.option.name
         if name in owners or f"no-{name}" in owners:
-            problems.append(f"plugin {d.plugin!r}: VM option --{name} clashes with "
-                            f"{owners.get(name) or owners.get(f'no-{name}')}; not added")
+            problems.append(
+                f"plugin {d.plugin!r}: VM option --{name} clashes with "
+                f"{owners.get(name) or owners.get(f'no-{name}')}; not added"
+            )
             continue
         owners[name] = f"plugin {d.plugin!r}"
         kept.append(d)

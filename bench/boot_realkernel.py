@@ -63,8 +63,9 @@ def pid1_plugin_site() -> Path:
     (site / "bench_pid1.py").write_text(PID1_PLUGIN)
     info = site / "banger_bench_pid1-0.0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: banger-bench-pid1\n"
-                                   "Version: 0.0.1\n")
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: banger-bench-pid1\nVersion: 0.0.1\n"
+    )
     (info / "entry_points.txt").write_text("[banger]\nbench_pid1 = bench_pid1\n")
     return site
 
@@ -84,23 +85,38 @@ def main() -> None:
     if args.init == "pid1":
         site = pid1_plugin_site()
         env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(site), os.environ.get("PYTHONPATH")) if p)
-    with SimulatedHost(vmm="banger-fcqemu", ssh_timeout=600.0, stop_grace=180.0,
-                       subnet="172.30.9.0/24", env=env) as host:
+            p for p in (str(site), os.environ.get("PYTHONPATH")) if p
+        )
+    with SimulatedHost(
+        vmm="banger-fcqemu", ssh_timeout=600.0, stop_grace=180.0, subnet="172.30.9.0/24", env=env
+    ) as host:
         host.start()
         host.register_image(image)
         for i in range(args.runs):
             name = f"rk{i}"
             started = time.perf_counter()
-            result = host.cli("vm", "create", name, "--cpus", str(args.cpus),
-                              "--memory", str(args.memory), timeout=900)
+            result = host.cli(
+                "vm",
+                "create",
+                name,
+                "--cpus",
+                str(args.cpus),
+                "--memory",
+                str(args.memory),
+                timeout=900,
+            )
             wall = time.perf_counter() - started
             walls.append(wall)
-            stages = {m["name"]: float(m["secs"]) for line in result.stderr.splitlines()
-                      if (m := STAGE_LINE.match(line))}
+            stages = {
+                m["name"]: float(m["secs"])
+                for line in result.stderr.splitlines()
+                if (m := STAGE_LINE.match(line))
+            }
             marks = milestones(host.cli("vm", "logs", name).stdout)
-            print(f"run {i + 1}: vm create until SSH {wall:6.1f} s   "
-                  + "   ".join(f"{k} {v:.1f} s" for k, v in stages.items()))
+            print(
+                f"run {i + 1}: vm create until SSH {wall:6.1f} s   "
+                + "   ".join(f"{k} {v:.1f} s" for k, v in stages.items())
+            )
             print("        guest clock: " + "   ".join(f"{k} {v:.1f} s" for k, v in marks.items()))
             started = time.perf_counter()
             how = host.cli("vm", "stop", name, timeout=300).stdout.strip()
@@ -108,10 +124,12 @@ def main() -> None:
             host.cli("vm", "delete", "--force", name, timeout=300)
     if site is not None:
         shutil.rmtree(site, ignore_errors=True)
-    print(f"banger-fcqemu ({accel}: {why}), guest init {args.init}, "
-          f"{args.cpus} vCPU, {args.memory} MiB, "
-          f"{args.runs} run(s): time to SSH median {statistics.median(walls):.1f} s, "
-          f"min {min(walls):.1f} s, max {max(walls):.1f} s")
+    print(
+        f"banger-fcqemu ({accel}: {why}), guest init {args.init}, "
+        f"{args.cpus} vCPU, {args.memory} MiB, "
+        f"{args.runs} run(s): time to SSH median {statistics.median(walls):.1f} s, "
+        f"min {min(walls):.1f} s, max {max(walls):.1f} s"
+    )
 
 
 if __name__ == "__main__":

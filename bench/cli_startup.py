@@ -80,23 +80,30 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="banger-bench-"))
     netns = f"bgr-bench-{secrets.token_hex(3)}" if os.geteuid() == 0 else ""
     config = root / "config.toml"
-    config.write_text(f'[daemon]\nnetns = "{netns}"\n[network]\nbridge = "bgbr0"\n'
-                      if netns else "")
-    env = {"BANGER_STATE_DIR": str(root / "state"), "BANGER_CONFIG": str(config),
-           "BANGER_PLUGINS": os.environ.get("BANGER_PLUGINS", ""),
-           "BANGER_DISABLE_PLUGINS": os.environ.get("BANGER_DISABLE_PLUGINS", ""),
-           "BANGER_TRACE_PLUGINS": "", "XDG_CACHE_HOME": str(root / "cache")}
+    config.write_text(
+        f'[daemon]\nnetns = "{netns}"\n[network]\nbridge = "bgbr0"\n' if netns else ""
+    )
+    env = {
+        "BANGER_STATE_DIR": str(root / "state"),
+        "BANGER_CONFIG": str(config),
+        "BANGER_PLUGINS": os.environ.get("BANGER_PLUGINS", ""),
+        "BANGER_DISABLE_PLUGINS": os.environ.get("BANGER_DISABLE_PLUGINS", ""),
+        "BANGER_TRACE_PLUGINS": "",
+        "XDG_CACHE_HOME": str(root / "cache"),
+    }
     (root / "state").mkdir()
     proc = None
     try:
-        results = {"python -c pass": median_ms([sys.executable, "-c", "pass"], env, args.runs),
-                   "import click": median_ms([sys.executable, "-c", "import click"], env,
-                                             args.runs),
-                   "banger --help": median_ms(script("banger") + ["--help"], env, args.runs)}
+        results = {
+            "python -c pass": median_ms([sys.executable, "-c", "pass"], env, args.runs),
+            "import click": median_ms([sys.executable, "-c", "import click"], env, args.runs),
+            "banger --help": median_ms(script("banger") + ["--help"], env, args.runs),
+        }
         proc = start_daemon(env, root / "state" / "run" / "bangerd.sock", root / "bangerd.out")
         results["banger vm list"] = median_ms(script("banger") + ["vm", "list"], env, args.runs)
-        results["banger daemon status"] = median_ms(script("banger") + ["daemon", "status"],
-                                                    env, args.runs)
+        results["banger daemon status"] = median_ms(
+            script("banger") + ["daemon", "status"], env, args.runs
+        )
     finally:
         if proc is not None:
             stop(proc)
@@ -114,8 +121,10 @@ def main() -> int:
         if name.startswith("banger"):
             extra += f"  {ms / click_ms:.2f}x import click, {ms / base:.2f}x python"
         print(f"  {name:<22} {ms:7.1f} ms{extra}")
-    print(f"goal: core commands within 1.3x import click "
-          f"(vm list: {results['banger vm list'] / click_ms:.2f}x)")
+    print(
+        f"goal: core commands within 1.3x import click "
+        f"(vm list: {results['banger vm list'] / click_ms:.2f}x)"
+    )
     return 0
 
 

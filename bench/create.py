@@ -42,8 +42,10 @@ def main() -> None:
             host.cli("vm", "delete", "--force", name)
     median = statistics.median(walls)
     print(f"vm create on the simulator, {args.runs} runs (CLI wall time, until SSH answers)")
-    print(f"  median {median * 1000:7.1f} ms   min {min(walls) * 1000:7.1f} ms   "
-          f"max {max(walls) * 1000:7.1f} ms")
+    print(
+        f"  median {median * 1000:7.1f} ms   min {min(walls) * 1000:7.1f} ms   "
+        f"max {max(walls) * 1000:7.1f} ms"
+    )
     total = sum(statistics.median(v) for v in stages.values())
     print("  stage               median     share")
     for name, values in stages.items():

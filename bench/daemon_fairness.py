@@ -68,7 +68,7 @@ def main() -> None:
             deadline = time.monotonic() + 10
             while sent < len(payload) and time.monotonic() < deadline:
                 try:
-                    sent += flood.send(payload[sent:sent + 65536])
+                    sent += flood.send(payload[sent : sent + 65536])
                 except BlockingIOError:
                     time.sleep(0.01)
             stops = []
@@ -92,15 +92,20 @@ def main() -> None:
             s.close()
         time.sleep(2.0)
         rss_after = rss_mib(daemon)
-        print(f"vm.list idle:     median {statistics.median(baseline):7.1f} ms  "
-              f"max {max(baseline):7.1f} ms")
-        print(f"vm.list loaded:   median {statistics.median(loaded):7.1f} ms  "
-              f"p95 {sorted(loaded)[int(len(loaded) * 0.95) - 1]:7.1f} ms  "
-              f"max {max(loaded):7.1f} ms  (goal < 200 ms)")
-        print(f"flood bytes accepted before the daemon stopped reading: {sent} "
-              f"of {len(payload)}")
-        print(f"daemon RSS: before {rss_before:.1f} MiB, during {rss_during:.1f} MiB, "
-              f"after {rss_after:.1f} MiB")
+        print(
+            f"vm.list idle:     median {statistics.median(baseline):7.1f} ms  "
+            f"max {max(baseline):7.1f} ms"
+        )
+        print(
+            f"vm.list loaded:   median {statistics.median(loaded):7.1f} ms  "
+            f"p95 {sorted(loaded)[int(len(loaded) * 0.95) - 1]:7.1f} ms  "
+            f"max {max(loaded):7.1f} ms  (goal < 200 ms)"
+        )
+        print(f"flood bytes accepted before the daemon stopped reading: {sent} of {len(payload)}")
+        print(
+            f"daemon RSS: before {rss_before:.1f} MiB, during {rss_during:.1f} MiB, "
+            f"after {rss_after:.1f} MiB"
+        )
 
 
 if __name__ == "__main__":

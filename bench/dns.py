@@ -111,9 +111,11 @@ def main() -> int:
             rate = run_once(port, args.queries, args.window)
             rates.append(rate)
             print(f"run {i + 1}: {rate:,.0f} queries/s")
-        print(f"median: {statistics.median(rates):,.0f} queries/s over loopback UDP "
-              f"({args.runs} runs of {args.queries} queries, {args.window} in flight, "
-              f"{os.cpu_count()} CPUs)")
+        print(
+            f"median: {statistics.median(rates):,.0f} queries/s over loopback UDP "
+            f"({args.runs} runs of {args.queries} queries, {args.window} in flight, "
+            f"{os.cpu_count()} CPUs)"
+        )
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -48,8 +48,10 @@ def timed(fn: Callable[[], object], runs: int) -> list[float]:
 
 
 def line(label: str, times: list[float]) -> str:
-    return (f"  {label:<34} median {statistics.median(times) * 1000:8.2f} ms   "
-            f"min {min(times) * 1000:8.2f} ms   max {max(times) * 1000:8.2f} ms")
+    return (
+        f"  {label:<34} median {statistics.median(times) * 1000:8.2f} ms   "
+        f"min {min(times) * 1000:8.2f} ms   max {max(times) * 1000:8.2f} ms"
+    )
 
 
 def main() -> None:

@@ -29,8 +29,12 @@ def banger(*args: str, env: dict[str, str]) -> system.Result:
 def main() -> int:
     """Generate, install, test, uninstall; exit non-zero when anything fails."""
     work = Path(tempfile.mkdtemp(prefix="banger-scaffold-"))
-    env = {**os.environ, "XDG_CACHE_HOME": str(work / "cache"),
-           "BANGER_STATE_DIR": str(work / "state"), "BANGER_CONFIG": str(work / "none.toml")}
+    env = {
+        **os.environ,
+        "XDG_CACHE_HOME": str(work / "cache"),
+        "BANGER_STATE_DIR": str(work / "state"),
+        "BANGER_CONFIG": str(work / "none.toml"),
+    }
     (work / "none.toml").write_text("")
     installed = False
     try:
@@ -42,9 +46,12 @@ def main() -> int:
         if NAME not in listed or "loaded" not in listed:
             print(f"check_scaffold: {NAME} is not listed as loaded:\n{listed}", file=sys.stderr)
             return 1
-        result = system.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             str(root / "tests")], check=False, timeout=1800,
-                            env={**os.environ, "BANGER_CLI_CACHE": "0"})
+        result = system.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
+            check=False,
+            timeout=1800,
+            env={**os.environ, "BANGER_CLI_CACHE": "0"},
+        )
         print(result.stdout[-2000:])
         if result.returncode != 0:
             print(result.stderr[-2000:], file=sys.stderr)

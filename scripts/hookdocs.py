@@ -18,8 +18,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "plugins.md"
-BEGIN = "<!-- BEGIN GENERATED HOOK REFERENCE: edit banger_core/hookspecs.py, then run " \
-        "`make docs` -->"
+BEGIN = (
+    "<!-- BEGIN GENERATED HOOK REFERENCE: edit banger_core/hookspecs.py, then run `make docs` -->"
+)
 END = "<!-- END GENERATED HOOK REFERENCE -->"
 _SECTION = re.compile(r"^# -{10,}\n# (?P<title>[^\n]+)\n# -{10,}$", re.MULTILINE)
 _SPEC = re.compile(r"^@hookspec(?:\([^)]*\))?\ndef (?P<name>banger_[a-z_]+)\(", re.MULTILINE)
@@ -30,7 +31,8 @@ def signature(fn: object) -> str:
     sig = inspect.signature(fn)  # type: ignore[arg-type]
     params = ", ".join(
         f"{p.name}: {p.annotation}" if p.annotation is not inspect.Parameter.empty else p.name
-        for p in sig.parameters.values())
+        for p in sig.parameters.values()
+    )
     ret = sig.return_annotation
     name = getattr(fn, "__name__", "?")
     return f"{name}({params})" + ("" if ret is inspect.Signature.empty else f" -> {ret}")
@@ -59,8 +61,11 @@ def rst_to_md(text: str) -> str:
             elif kind.startswith("return"):
                 field = [f"- **Returns:** {rest}"]
             else:
-                field = [f"- **Raises:** `{arg.strip()}`: {rest}" if arg.strip()
-                         else f"- **Raises:** {rest}"]
+                field = [
+                    f"- **Raises:** `{arg.strip()}`: {rest}"
+                    if arg.strip()
+                    else f"- **Raises:** {rest}"
+                ]
         elif field is not None and line.startswith("    "):
             field.append(line)
         else:
@@ -84,8 +89,16 @@ def render() -> str:
             parts += [f"### {value}", ""]
             continue
         fn = getattr(hookspecs, value)
-        parts += [f"#### `{value}`", "", "```python", signature(fn), "```", "",
-                  rst_to_md(inspect.getdoc(fn) or ""), ""]
+        parts += [
+            f"#### `{value}`",
+            "",
+            "```python",
+            signature(fn),
+            "```",
+            "",
+            rst_to_md(inspect.getdoc(fn) or ""),
+            "",
+        ]
     parts.append(END)
     return "\n".join(parts)
 
@@ -105,8 +118,11 @@ def main(argv: list[str]) -> int:
     new = updated(doc)
     if "--check" in argv:
         if new != doc:
-            print(f"{DOC.relative_to(REPO)}: the hook reference differs from "
-                  "banger_core/hookspecs.py; run `make docs`", file=sys.stderr)
+            print(
+                f"{DOC.relative_to(REPO)}: the hook reference differs from "
+                "banger_core/hookspecs.py; run `make docs`",
+                file=sys.stderr,
+            )
             return 1
         return 0
     if new != doc:

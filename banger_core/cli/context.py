@@ -49,8 +49,12 @@ def start_daemon(paths: Paths) -> None:
     paths.ensure()
     out = paths.log_dir / "bangerd.out"
     with open(out, "ab") as fh:
-        proc = system.spawn([sys.executable, "-m", "banger_core.daemon.main"],
-                            stdout=fh, stderr=fh, env=dict(os.environ))
+        proc = system.spawn(
+            [sys.executable, "-m", "banger_core.daemon.main"],
+            stdout=fh,
+            stderr=fh,
+            env=dict(os.environ),
+        )
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -46,29 +46,35 @@ def _replace_chain(chain: list[click.Group]) -> click.Group:
     return parent
 
 
-def add_subcommands(root: click.Group, subcommands: list[tuple[str, str, Any]],
-                    problems: list[str]) -> None:
+def add_subcommands(
+    root: click.Group, subcommands: list[tuple[str, str, Any]], problems: list[str]
+) -> None:
     """Add plugins' ``(plugin, group path, command)`` under core groups; refuse clashes."""
     owners: dict[tuple[str, str], str] = {}
     copied: dict[str, click.Group] = {}
     for plugin, path, command in subcommands:
         if not isinstance(command, click.Command) or not command.name:
-            problems.append(f"plugin {plugin!r}: {command!r} under {path!r} is not a named "
-                            "click command; not added")
+            problems.append(
+                f"plugin {plugin!r}: {command!r} under {path!r} is not a named "
+                "click command; not added"
+            )
             continue
         key = " ".join(path.replace(".", " ").split())
         group = copied.get(key)
         if group is None:
             chain = _find_path(root, key)
             if chain is None:
-                problems.append(f"plugin {plugin!r}: command group {path!r} does not exist; "
-                                f"{command.name!r} not added")
+                problems.append(
+                    f"plugin {plugin!r}: command group {path!r} does not exist; "
+                    f"{command.name!r} not added"
+                )
                 continue
             group = copied[key] = _replace_chain(chain)
         if command.name in group.commands:
             owner = owners.get((key, command.name), "banger core")
-            problems.append(f"plugin {plugin!r}: command '{key} {command.name}' clashes with "
-                            f"{owner}; not added")
+            problems.append(
+                f"plugin {plugin!r}: command '{key} {command.name}' clashes with {owner}; not added"
+            )
             continue
         owners[(key, command.name)] = f"plugin {plugin!r}"
         group.commands[command.name] = command
@@ -95,15 +101,17 @@ def click_param(d: DeclaredOption) -> click.Option:
     help_text = f"{opt.help}  ({d.plugin})" + (f"  [default: {shown}]" if shown else "")
     dest = f"banger_opt_{opt.key}"
     if opt.type == "bool":
-        return click.Option([f"--{opt.name}/--no-{opt.name}", dest], default=None,
-                            help=help_text)
+        return click.Option([f"--{opt.name}/--no-{opt.name}", dest], default=None, help=help_text)
     if opt.type == "list":
-        return click.Option([f"--{opt.name}", dest], multiple=True, default=(),
-                            metavar=opt.metavar or "VALUE",
-                            help=help_text + "  (repeatable)")
+        return click.Option(
+            [f"--{opt.name}", dest],
+            multiple=True,
+            default=(),
+            metavar=opt.metavar or "VALUE",
+            help=help_text + "  (repeatable)",
+        )
     metavar = opt.metavar or {"int": "N", "size": "SIZE"}.get(opt.type, "TEXT")
-    return click.Option([f"--{opt.name}", dest], default=None, metavar=metavar,
-                        help=help_text)
+    return click.Option([f"--{opt.name}", dest], default=None, metavar=metavar, help=help_text)
 
 
 def _with_options(command: click.Command, declared: list[DeclaredOption]) -> click.Command:
@@ -133,8 +141,7 @@ def given_options() -> dict[str, Any]:
     return dict(ctx.meta.get(META_KEY, {})) if ctx is not None else {}
 
 
-def add_vm_options(root: click.Group, declared: list[DeclaredOption],
-                   problems: list[str]) -> None:
+def add_vm_options(root: click.Group, declared: list[DeclaredOption], problems: list[str]) -> None:
     """Add plugins' per-VM options to ``vm create`` and ``vm set``; refuse clashes."""
     if not declared:
         return

@@ -41,8 +41,14 @@ def fdpass(ref: str, port: int) -> None:
 def ssh_options(info: dict[str, Any]) -> list[str]:
     """ssh options that reach the VM through ``banger _fdpass`` with a key we can read."""
     proxy = shlex.join([sys.executable, "-m", "banger_core.cli.main", "_fdpass", info["name"]])
-    return ["-i", str(_readable_key(info)), "-o", f"ProxyCommand={proxy}",
-            "-o", "ProxyUseFdpass=yes"]
+    return [
+        "-i",
+        str(_readable_key(info)),
+        "-o",
+        f"ProxyCommand={proxy}",
+        "-o",
+        "ProxyUseFdpass=yes",
+    ]
 
 
 def _readable_key(info: dict[str, Any]) -> Path:

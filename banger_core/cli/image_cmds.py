@@ -29,17 +29,34 @@ def build(name: str, os_name: str) -> None:
 @click.option("--kernel", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--rootfs", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--initrd", type=click.Path(exists=True, dir_okay=False))
-@click.option("--artifact", "artifacts", multiple=True, metavar="NAME=PATH",
-              help="a plugin's image artifact, e.g. work-seed=/path/work-seed.ext4 "
-                   "(repeatable)")
-@click.option("--work-seed", type=click.Path(exists=True, dir_okay=False), hidden=True,
-              help="deprecated: --artifact work-seed=PATH")
-@click.option("--kernel-config", type=click.Path(exists=True, dir_okay=False),
-              help="the kernel's .config (default: the rootfs's /boot/config-<version>, "
-                   "else the kernel's embedded IKCONFIG)")
-def register(name: str, kernel: str, rootfs: str, initrd: str | None,
-             artifacts: tuple[str, ...], work_seed: str | None,
-             kernel_config: str | None) -> None:
+@click.option(
+    "--artifact",
+    "artifacts",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="a plugin's image artifact, e.g. work-seed=/path/work-seed.ext4 (repeatable)",
+)
+@click.option(
+    "--work-seed",
+    type=click.Path(exists=True, dir_okay=False),
+    hidden=True,
+    help="deprecated: --artifact work-seed=PATH",
+)
+@click.option(
+    "--kernel-config",
+    type=click.Path(exists=True, dir_okay=False),
+    help="the kernel's .config (default: the rootfs's /boot/config-<version>, "
+    "else the kernel's embedded IKCONFIG)",
+)
+def register(
+    name: str,
+    kernel: str,
+    rootfs: str,
+    initrd: str | None,
+    artifacts: tuple[str, ...],
+    work_seed: str | None,
+    kernel_config: str | None,
+) -> None:
     """Register an image made elsewhere (files are used in place).
 
     The kernel's capabilities are read and recorded; a kernel that no virtio
@@ -56,8 +73,12 @@ def register(name: str, kernel: str, rootfs: str, initrd: str | None,
     if work_seed:
         extra.setdefault("work-seed", os.path.abspath(work_seed))
     params = {
-        "name": name, "kernel": os.path.abspath(kernel), "rootfs": os.path.abspath(rootfs),
-        "initrd": os.path.abspath(initrd) if initrd else None, "artifacts": extra}
+        "name": name,
+        "kernel": os.path.abspath(kernel),
+        "rootfs": os.path.abspath(rootfs),
+        "initrd": os.path.abspath(initrd) if initrd else None,
+        "artifacts": extra,
+    }
     if kernel_config:
         params["kernel_config"] = os.path.abspath(kernel_config)
     result = rpc("image.register", params)
@@ -72,9 +93,20 @@ def list_(as_json: bool) -> None:
     if as_json:
         emit_json(images)
         return
-    table([(i["name"], i["id"], i["os"] or "-", "yes" if i["managed"] else "no",
-            human_bytes(i["size"]), i["vms"]) for i in images],
-          ["NAME", "ID", "OS", "MANAGED", "SIZE", "VMS"])
+    table(
+        [
+            (
+                i["name"],
+                i["id"],
+                i["os"] or "-",
+                "yes" if i["managed"] else "no",
+                human_bytes(i["size"]),
+                i["vms"],
+            )
+            for i in images
+        ],
+        ["NAME", "ID", "OS", "MANAGED", "SIZE", "VMS"],
+    )
 
 
 @image.command()
@@ -86,8 +118,7 @@ def show(ref: str, as_json: bool) -> None:
     if as_json:
         emit_json(info)
         return
-    for key in ("name", "id", "os", "kernel", "initrd", "rootfs", "fingerprint", "managed",
-                "vms"):
+    for key in ("name", "id", "os", "kernel", "initrd", "rootfs", "fingerprint", "managed", "vms"):
         click.echo(f"{key + ':':<12} {info.get(key) if info.get(key) is not None else '-'}")
     for name, path in sorted((info.get("artifacts") or {}).items()):
         click.echo(f"{name + ':':<12} {path}")
@@ -102,14 +133,16 @@ def caps_lines(caps: dict) -> list[str]:
     """``image show``/``doctor`` lines for a kernel-capabilities summary."""
     transports = caps.get("transports")
     shown = ", ".join(transports) if isinstance(transports, list) else str(transports)
-    return [f"{'format:':<12} {caps.get('format')}"
-            + (f" ({caps['version']})" if caps.get("version") else ""),
-            f"{'config:':<12} {caps.get('config')}",
-            f"{'transports:':<12} {shown or 'none'}",
-            f"{'virtio_blk:':<12} {caps.get('virtio_blk')}",
-            f"{'virtio_net:':<12} {caps.get('virtio_net')}",
-            f"{'vsock:':<12} {caps.get('vsock')}",
-            f"{'ip_pnp:':<12} {caps.get('ip_pnp')}"]
+    return [
+        f"{'format:':<12} {caps.get('format')}"
+        + (f" ({caps['version']})" if caps.get("version") else ""),
+        f"{'config:':<12} {caps.get('config')}",
+        f"{'transports:':<12} {shown or 'none'}",
+        f"{'virtio_blk:':<12} {caps.get('virtio_blk')}",
+        f"{'virtio_net:':<12} {caps.get('virtio_net')}",
+        f"{'vsock:':<12} {caps.get('vsock')}",
+        f"{'ip_pnp:':<12} {caps.get('ip_pnp')}",
+    ]
 
 
 @image.command()

@@ -37,8 +37,13 @@ class NeedPlugins(Exception):
 def _core_group() -> click.Group:
     import importlib
 
-    group = click.Group(cli.name, callback=cli.callback, params=list(cli.params), help=cli.help,
-                        context_settings=cli.context_settings)
+    group = click.Group(
+        cli.name,
+        callback=cli.callback,
+        params=list(cli.params),
+        help=cli.help,
+        context_settings=cli.context_settings,
+    )
     for module_name, attr in CORE_COMMANDS:
         try:
             module = importlib.import_module(module_name)
@@ -50,13 +55,14 @@ def _core_group() -> click.Group:
     return group
 
 
-def _add_commands(group: click.Group, commands: list[tuple[str, Any]],
-                  problems: list[str]) -> None:
+def _add_commands(group: click.Group, commands: list[tuple[str, Any]], problems: list[str]) -> None:
     owners = {name: "banger core" for name in group.commands}
     for plugin, command in commands:
         if command.name in owners:
-            problems.append(f"plugin {plugin!r}: command {command.name!r} clashes with "
-                            f"{owners[command.name]}; not added")
+            problems.append(
+                f"plugin {plugin!r}: command {command.name!r} clashes with "
+                f"{owners[command.name]}; not added"
+            )
             continue
         owners[command.name] = f"plugin {plugin!r}"
         group.add_command(command)
@@ -66,14 +72,19 @@ def _placeholder(name: str, help_text: str) -> click.Command:
     def run(**_: Any) -> None:
         raise NeedPlugins(name)
 
-    return click.Command(name, callback=run, help=help_text, short_help=help_text,
-                         add_help_option=False,
-                         context_settings={"ignore_unknown_options": True,
-                                           "allow_extra_args": True})
+    return click.Command(
+        name,
+        callback=run,
+        help=help_text,
+        short_help=help_text,
+        add_help_option=False,
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
 
 
-def build_cli(pm: Any = None, args: list[str] | None = None, *,
-              use_cache: bool = True) -> tuple[click.Group, dict]:
+def build_cli(
+    pm: Any = None, args: list[str] | None = None, *, use_cache: bool = True
+) -> tuple[click.Group, dict]:
     """The command tree with core and plugin commands; refuses name clashes.
 
     Builds a fresh group every time (the module-level ``cli`` only supplies
@@ -95,20 +106,37 @@ def build_cli(pm: Any = None, args: list[str] | None = None, *,
         data = startup_cache.load(key)
         if data is not None and not startup_cache.needs_plugins(list(args or []), data):
             problems = list(data.get("problems", []))
-            _add_commands(group, [(v["plugin"], _placeholder(name, v.get("help", "")))
-                                  for name, v in data.get("commands", {}).items()], [])
-            add_subcommands(group, [(s["plugin"], s["group"],
-                                     _placeholder(s["name"], s.get("help", "")))
-                                    for s in data.get("subcommands", [])], [])
+            _add_commands(
+                group,
+                [
+                    (v["plugin"], _placeholder(name, v.get("help", "")))
+                    for name, v in data.get("commands", {}).items()
+                ],
+                [],
+            )
+            add_subcommands(
+                group,
+                [
+                    (s["plugin"], s["group"], _placeholder(s["name"], s.get("help", "")))
+                    for s in data.get("subcommands", [])
+                ],
+                [],
+            )
             declared: list[Any] = []
             if data.get("options") and _edits_vms(list(args or [])):
                 from banger_core.vmoptions import DeclaredOption, VMOption
 
-                declared = [DeclaredOption(o["plugin"], VMOption.from_description(o))
-                            for o in data.get("options", [])]
+                declared = [
+                    DeclaredOption(o["plugin"], VMOption.from_description(o))
+                    for o in data.get("options", [])
+                ]
                 add_vm_options(group, declared, [])
-            return group, {"pm": None, "hooks": None, "problems": problems,
-                           "vm_option_types": _option_types(declared)}
+            return group, {
+                "pm": None,
+                "hooks": None,
+                "problems": problems,
+                "vm_option_types": _option_types(declared),
+            }
 
     from banger_core.plugins import Hooks, failure_lines, get_plugin_manager
 
@@ -124,10 +152,13 @@ def build_cli(pm: Any = None, args: list[str] | None = None, *,
     add_vm_options(group, declared, problems)
     problems.extend(hooks.problems)
     if key:
-        startup_cache.save(key, startup_cache.layout(commands, subcommands, declared,
-                                                     problems))
-    return group, {"pm": pm, "hooks": hooks, "problems": problems,
-                   "vm_option_types": _option_types(declared)}
+        startup_cache.save(key, startup_cache.layout(commands, subcommands, declared, problems))
+    return group, {
+        "pm": pm,
+        "hooks": hooks,
+        "problems": problems,
+        "vm_option_types": _option_types(declared),
+    }
 
 
 def _edits_vms(args: list[str]) -> bool:
@@ -193,8 +224,11 @@ def main(argv: list[str] | None = None, *, pm: Any = None) -> int:
 
             traceback.print_exc()
         else:
-            click.echo(f"banger: internal error: {type(exc).__name__}: {exc} "
-                       "(run with --debug for a traceback)", err=True)
+            click.echo(
+                f"banger: internal error: {type(exc).__name__}: {exc} "
+                "(run with --debug for a traceback)",
+                err=True,
+            )
         return 1
     return 0
 

@@ -33,10 +33,18 @@ def _list(obj: dict, as_json: bool) -> None:
     if as_json:
         emit_json(infos)
         return
-    rows = [(i["name"], i["distribution"], i["version"], i["status"],
-             i["error"] if i["status"] == "failed"
-             else ", ".join(h.removeprefix("banger_") for h in i["hooks"]))
-            for i in infos]
+    rows = [
+        (
+            i["name"],
+            i["distribution"],
+            i["version"],
+            i["status"],
+            i["error"]
+            if i["status"] == "failed"
+            else ", ".join(h.removeprefix("banger_") for h in i["hooks"]),
+        )
+        for i in infos
+    ]
     table(rows, ["NAME", "DISTRIBUTION", "VERSION", "STATUS", "HOOKS/PROBLEM"])
 
 
@@ -56,8 +64,9 @@ def _pip(*args: str) -> None:
 
     result = system.run([sys.executable, "-m", "pip", *args], check=False, timeout=1800)
     if result.returncode != 0:
-        tail = [line for line in (result.stderr or result.stdout).strip().splitlines()
-                if line.strip()][-1:] or ["no output"]
+        tail = [
+            line for line in (result.stderr or result.stdout).strip().splitlines() if line.strip()
+        ][-1:] or ["no output"]
         raise BangerError(f"pip {args[0]} failed (exit {result.returncode}): {tail[0]}")
 
 
@@ -76,9 +85,11 @@ def _after_change(restart: bool) -> None:
         restart_daemon(paths)
         click.echo("bangerd restarted with the new plugin set")
     else:
-        click.echo("bangerd is running with the old plugin set: restart it "
-                   "(banger plugins install --restart, or banger daemon stop && "
-                   "banger daemon start)")
+        click.echo(
+            "bangerd is running with the old plugin set: restart it "
+            "(banger plugins install --restart, or banger daemon stop && "
+            "banger daemon start)"
+        )
 
 
 @plugins.command()
@@ -117,8 +128,7 @@ def uninstall(names: tuple[str, ...], restart: bool) -> None:
     infos = get_plugin_manager().infos
     dists = []
     for name in names:
-        info = infos.get(name) or next((i for i in infos.values() if i.distribution == name),
-                                       None)
+        info = infos.get(name) or next((i for i in infos.values() if i.distribution == name), None)
         if info is None or info.distribution in ("", "?", "(in-process)"):
             known = ", ".join(sorted(infos)) or "none"
             raise NotFoundError(f"no installed plugin {name!r} (installed: {known})")
@@ -131,8 +141,14 @@ def uninstall(names: tuple[str, ...], restart: bool) -> None:
 
 @plugins.command()
 @click.argument("name")
-@click.option("--dir", "parent", type=click.Path(file_okay=False), default=".",
-              show_default=True, help="where to create banger-NAME/")
+@click.option(
+    "--dir",
+    "parent",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default=True,
+    help="where to create banger-NAME/",
+)
 def new(name: str, parent: str) -> None:
     """Write a ready plugin distribution: pyproject, hooks, README, unit and e2e tests."""
     from pathlib import Path
@@ -163,5 +179,7 @@ def config_show(obj: dict, as_json: bool) -> None:
     if as_json:
         emit_json(rows)
         return
-    table([(f"{r['section']}.{r['key']}", repr(r["value"]), r["source"]) for r in rows],
-          ["KEY", "VALUE", "SOURCE"])
+    table(
+        [(f"{r['section']}.{r['key']}", repr(r["value"]), r["source"]) for r in rows],
+        ["KEY", "VALUE", "SOURCE"],
+    )

@@ -57,8 +57,7 @@ def run_on_vms(refs: list[str], action: Callable[[dict], str]) -> None:
     except KeyboardInterrupt:
         # Leaving closes every connection; the daemon cancels what they were
         # waiting for (a start rolls back) when its client goes away.
-        click.echo("banger: interrupted; the daemon cancels what was still running",
-                   err=True)
+        click.echo("banger: interrupted; the daemon cancels what was still running", err=True)
         os._exit(130)
     pool.shutdown()
     failed = 0

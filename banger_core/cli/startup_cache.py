@@ -61,10 +61,12 @@ def fingerprint() -> str:
     for entry in sys.path:
         try:
             with os.scandir(entry or ".") as it:
-                names = sorted((e.name, e.stat().st_mtime_ns) for e in it
-                               if e.name.endswith((".dist-info", ".egg-info", ".pth"))
-                               or (e.name.startswith("__editable__")
-                                   and e.name.endswith("_finder.py")))
+                names = sorted(
+                    (e.name, e.stat().st_mtime_ns)
+                    for e in it
+                    if e.name.endswith((".dist-info", ".egg-info", ".pth"))
+                    or (e.name.startswith("__editable__") and e.name.endswith("_finder.py"))
+                )
         except OSError:
             continue
         h.update(f"{entry}\0{names}\0".encode())
@@ -89,8 +91,9 @@ def _editable_sources(path: str) -> bytes:
         text = Path(path).read_text(errors="replace")
     except OSError:
         return b""
-    dirs = _MAPPED.findall(text) or [line.strip() for line in text.splitlines()
-                                     if line.startswith("/")]
+    dirs = _MAPPED.findall(text) or [
+        line.strip() for line in text.splitlines() if line.startswith("/")
+    ]
     stamps = []
     for directory in dirs:
         try:
@@ -152,15 +155,24 @@ def invalidate() -> None:
         pass
 
 
-def layout(commands: list[tuple[str, Any]], subcommands: list[tuple[str, str, Any]],
-           declared: list[Any], problems: list[str]) -> dict[str, Any]:
+def layout(
+    commands: list[tuple[str, Any]],
+    subcommands: list[tuple[str, str, Any]],
+    declared: list[Any],
+    problems: list[str],
+) -> dict[str, Any]:
     """What the cache records of a fully loaded plugin set."""
     return {
-        "commands": {c.name: {"plugin": p, "help": c.get_short_help_str(70)}
-                     for p, c in commands if getattr(c, "name", None)},
-        "subcommands": [{"plugin": p, "group": g, "name": c.name,
-                         "help": c.get_short_help_str(70)}
-                        for p, g, c in subcommands if getattr(c, "name", None)],
+        "commands": {
+            c.name: {"plugin": p, "help": c.get_short_help_str(70)}
+            for p, c in commands
+            if getattr(c, "name", None)
+        },
+        "subcommands": [
+            {"plugin": p, "group": g, "name": c.name, "help": c.get_short_help_str(70)}
+            for p, g, c in subcommands
+            if getattr(c, "name", None)
+        ],
         "options": [{"plugin": d.plugin, **d.option.describe()} for d in declared],
         "problems": list(problems),
     }
@@ -175,6 +187,6 @@ def needs_plugins(args: list[str], data: dict[str, Any]) -> bool:
         return True
     for sub in data.get("subcommands", []):
         path = sub["group"].replace(".", " ").split() + [sub["name"]]
-        if words[:len(path)] == path:
+        if words[: len(path)] == path:
             return True
     return False

@@ -21,8 +21,11 @@ def _defaults() -> dict[str, Any]:
         from banger_core.config import load_settings
 
         s = load_settings()
-        return {"image": s.get("vm", "default_image"), "cpus": s.get("vm", "cpus"),
-                "memory": f"{s.get('vm', 'memory_mib')}M"}
+        return {
+            "image": s.get("vm", "default_image"),
+            "cpus": s.get("vm", "cpus"),
+            "memory": f"{s.get('vm', 'memory_mib')}M",
+        }
     except BangerError:
         return {"image": "debian", "cpus": 2, "memory": "1024M"}
 
@@ -42,11 +45,15 @@ def vm() -> None:
 @click.argument("name")
 @click.option("--image", default=None, help=f"image to boot  [default: {DEFAULTS['image']}]")
 @click.option("--cpus", type=int, default=None, help=f"vCPUs  [default: {DEFAULTS['cpus']}]")
-@click.option("--memory", default=None,
-              help=f"memory (MiB, or with a K/M/G suffix)  [default: {DEFAULTS['memory']}]")
+@click.option(
+    "--memory",
+    default=None,
+    help=f"memory (MiB, or with a K/M/G suffix)  [default: {DEFAULTS['memory']}]",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the VM as JSON when ready")
-def create(name: str, image: str | None, cpus: int | None, memory: str | None,
-           as_json: bool) -> None:
+def create(
+    name: str, image: str | None, cpus: int | None, memory: str | None, as_json: bool
+) -> None:
     """Create a VM and boot it; shows each stage live. Ctrl-C cancels and rolls back."""
     params: dict[str, Any] = {"name": name}
     # Only what the user changed is sent: the daemon owns the defaults.
@@ -86,8 +93,9 @@ def follow_operation(op: dict[str, Any], *, quiet: bool = False) -> Any:
                     shown += 1
                 if tty and shown < len(stages):
                     st = stages[shown]
-                    click.echo(f"\r  {st['name']:<18} {st['elapsed']:6.1f}s ...", nl=False,
-                               err=True)
+                    click.echo(
+                        f"\r  {st['name']:<18} {st['elapsed']:6.1f}s ...", nl=False, err=True
+                    )
                 if status["state"] != "running":
                     break
                 time.sleep(0.05)
@@ -111,9 +119,12 @@ def _print_stage(stage: dict[str, Any], tty: bool) -> None:
     mark = {"done": "ok", "failed": "FAILED", "cancelled": "cancelled"}.get(stage["status"], "")
     prefix = "\r" if tty else ""
     detail = f"  {stage['detail']}" if stage.get("detail") else ""
-    click.echo(f"{prefix}  {stage['name']:<18} {stage['elapsed']:6.2f}s  {mark}{detail}\033[K"
-               if tty else f"  {stage['name']:<18} {stage['elapsed']:6.2f}s  {mark}{detail}",
-               err=True)
+    click.echo(
+        f"{prefix}  {stage['name']:<18} {stage['elapsed']:6.2f}s  {mark}{detail}\033[K"
+        if tty
+        else f"  {stage['name']:<18} {stage['elapsed']:6.2f}s  {mark}{detail}",
+        err=True,
+    )
 
 
 # -- listing ---------------------------------------------------------------------------
@@ -127,9 +138,21 @@ def list_(as_json: bool) -> None:
     if as_json:
         emit_json(vms)
         return
-    table([(v["name"], v["id"], v["state"], v["image"], v["ip"], v["cpus"],
-            human_bytes(v["memory_mib"] << 20)) for v in vms],
-          ["NAME", "ID", "STATE", "IMAGE", "IP", "CPUS", "MEMORY"])
+    table(
+        [
+            (
+                v["name"],
+                v["id"],
+                v["state"],
+                v["image"],
+                v["ip"],
+                v["cpus"],
+                human_bytes(v["memory_mib"] << 20),
+            )
+            for v in vms
+        ],
+        ["NAME", "ID", "STATE", "IMAGE", "IP", "CPUS", "MEMORY"],
+    )
 
 
 @vm.command()
@@ -142,14 +165,22 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
     if as_json:
         emit_json(info)
         return
-    rows = [("name", info["name"]), ("id", info["id"]), ("state", info["state"]),
-            ("image", info["image"]), ("cpus", info["cpus"]),
-            ("memory", human_bytes(info["memory_mib"] << 20)),
-            ("ip", info["ip"]),
-            ("mac", info["mac"]), ("tap", info["tap"] or "-"), ("pid", info["pid"] or "-"),
-            ("root disk", f"{info['root_disk']} ({info['root_strategy']})"),
-            ("console log", info["console_log"]), ("vmm log", info["vmm_log"]),
-            ("api socket", info["api_sock"])]
+    rows = [
+        ("name", info["name"]),
+        ("id", info["id"]),
+        ("state", info["state"]),
+        ("image", info["image"]),
+        ("cpus", info["cpus"]),
+        ("memory", human_bytes(info["memory_mib"] << 20)),
+        ("ip", info["ip"]),
+        ("mac", info["mac"]),
+        ("tap", info["tap"] or "-"),
+        ("pid", info["pid"] or "-"),
+        ("root disk", f"{info['root_disk']} ({info['root_strategy']})"),
+        ("console log", info["console_log"]),
+        ("vmm log", info["vmm_log"]),
+        ("api socket", info["api_sock"]),
+    ]
     if info.get("dns_names"):
         rows.append(("dns names", ", ".join(info["dns_names"])))
     if info.get("last_error"):
@@ -177,9 +208,13 @@ def _call(method: str, **extra: Any) -> Any:
         result = rpc(method, {"ref": vm["id"], **extra})
         how = result.get("how")
         if not how and result.get("stages"):  # a start: what it waited for, and how long
-            how = ", ".join(f"{st['name']} {st['elapsed']:.2f}s" for st in result["stages"]
-                            if st["name"].startswith("waiting"))
+            how = ", ".join(
+                f"{st['name']} {st['elapsed']:.2f}s"
+                for st in result["stages"]
+                if st["name"].startswith("waiting")
+            )
         return result["state"] + (f" ({how})" if how else "")
+
     return action
 
 
@@ -206,8 +241,9 @@ def restart(refs: tuple[str, ...]) -> None:
 
 @vm.command()
 @click.argument("refs", nargs=-1, required=True)
-@click.option("--signal", "-s", "sig", default="SIGKILL", show_default=True,
-              help="signal for the VMM process")
+@click.option(
+    "--signal", "-s", "sig", default="SIGKILL", show_default=True, help="signal for the VMM process"
+)
 def kill(refs: tuple[str, ...], sig: str) -> None:
     """Send a signal to VMs' VMM processes and clean up."""
     run_on_vms(list(refs), _call("vm.kill", signal=sig))
@@ -227,20 +263,23 @@ def delete(refs: tuple[str, ...], force: bool) -> None:
 @click.option("--memory", default=None, help="memory (MiB, or with a K/M/G suffix)")
 def set_(refs: tuple[str, ...], cpus: int | None, memory: str | None) -> None:
     """Change stopped VMs' CPUs or memory, or plugins' per-VM options."""
-    params: dict[str, Any] = {k: v for k, v in (("cpus", cpus), ("memory", memory))
-                              if v is not None}
+    params: dict[str, Any] = {
+        k: v for k, v in (("cpus", cpus), ("memory", memory)) if v is not None
+    }
     options = given_options()
     if options:
         params["options"] = options
     if not params:
-        raise click.UsageError("nothing to change: give --cpus, --memory or a plugin's "
-                               "option (see --help)")
+        raise click.UsageError(
+            "nothing to change: give --cpus, --memory or a plugin's option (see --help)"
+        )
 
     def action(vm: dict) -> str:
         result = rpc("vm.set", {"ref": vm["id"], **params})
         _warn(result)
         changed = ", ".join(result["changed"]) or "nothing changed"
         return f"updated ({changed})"
+
     run_on_vms(list(refs), action)
 
 
@@ -285,9 +324,19 @@ def stats(ref: str, as_json: bool) -> None:
     if not info.get("pid"):
         click.echo(f"{info['name']}: {info['state']} (no VMM process)")
         return
-    table([(info["name"], info["pid"], f"{info['cpu_seconds']:.2f}s",
-            human_bytes(info["rss_bytes"]), info["threads"], f"{info['uptime']:.0f}s")],
-          ["NAME", "PID", "CPU", "RSS", "THREADS", "UPTIME"])
+    table(
+        [
+            (
+                info["name"],
+                info["pid"],
+                f"{info['cpu_seconds']:.2f}s",
+                human_bytes(info["rss_bytes"]),
+                info["threads"],
+                f"{info['uptime']:.0f}s",
+            )
+        ],
+        ["NAME", "PID", "CPU", "RSS", "THREADS", "UPTIME"],
+    )
 
 
 @vm.command(context_settings={"ignore_unknown_options": True})
@@ -306,17 +355,31 @@ def ssh(ref: str, command: tuple[str, ...]) -> None:
 
     info = rpc("vm.ssh_info", {"ref": ref})
     # The daemon connects (from its network namespace) and passes us the socket.
-    argv = ["ssh", *ssh_options(info), "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-            "-o", "ConnectTimeout=10", f"{info['user']}@{info['ip']}"]
+    argv = [
+        "ssh",
+        *ssh_options(info),
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "ConnectTimeout=10",
+        f"{info['user']}@{info['ip']}",
+    ]
     if command:
         argv += ["--", *command]
     # ssh runs as our child (not exec) so we can remind the user afterwards;
     # Ctrl-C belongs to the session, not to us.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        proc = system.spawn(argv, stdin=None, new_session=False,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        proc = system.spawn(
+            argv,
+            stdin=None,
+            new_session=False,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         code = proc.wait()
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -336,14 +399,18 @@ def _still_running_reminder(name: str) -> None:
     except BangerError:
         return
     if running:
-        click.echo(f"banger: VM {name} is still running; stop it with `banger vm stop {name}`",
-                   err=True)
+        click.echo(
+            f"banger: VM {name} is still running; stop it with `banger vm stop {name}`", err=True
+        )
 
 
 @vm.command("ssh-config")
 @click.argument("refs", nargs=-1)
-@click.option("--install", is_flag=True,
-              help="add an Include of banger's kept-current file to ~/.ssh/config (once)")
+@click.option(
+    "--install",
+    is_flag=True,
+    help="add an Include of banger's kept-current file to ~/.ssh/config (once)",
+)
 def ssh_config(refs: tuple[str, ...], install: bool) -> None:
     """Print OpenSSH Host blocks for VMs (all when none named): `ssh NAME.vm` then works.
 

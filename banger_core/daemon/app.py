@@ -92,8 +92,9 @@ class Daemon:
             "status": "degraded" if self.degraded else "ok",
             "degraded": list(self.degraded),
             "operations": len(self.operations.running()),
-            "services": {name: getattr(svc, "describe", lambda: {})()
-                         for name, svc in self.services.items()},
+            "services": {
+                name: getattr(svc, "describe", lambda: {})() for name, svc in self.services.items()
+            },
             "plugin_services": self.hooks.daemon_status(self),
         }
 
@@ -120,9 +121,14 @@ class Daemon:
 
     def methods(self, params: dict[str, Any], call: RPCCall) -> list[dict[str, Any]]:
         """``daemon.methods``: every RPC method, who provides it, and its declared params."""
-        return [{"name": m.name, "owner": m.owner,
-                 "params": sorted(m.schema.fields) if m.schema else None}
-                for m in sorted(self.server.methods.values(), key=lambda m: m.name)]
+        return [
+            {
+                "name": m.name,
+                "owner": m.owner,
+                "params": sorted(m.schema.fields) if m.schema else None,
+            }
+            for m in sorted(self.server.methods.values(), key=lambda m: m.name)
+        ]
 
     def register_core_methods(self) -> None:
         """Register the methods every daemon has."""
@@ -144,8 +150,9 @@ class Daemon:
         """Register the methods plugins add; a clash is logged and skipped."""
         for plugin, name, handler in self.hooks.rpc_methods():
             try:
-                self.server.register(name, self._plugin_handler(plugin, handler),
-                                     owner=f"plugin {plugin}")
+                self.server.register(
+                    name, self._plugin_handler(plugin, handler), owner=f"plugin {plugin}"
+                )
             except Exception as exc:
                 logger.error("{}", exc)
 
@@ -157,14 +164,17 @@ class Daemon:
         from banger_core.api import PluginCall
 
         if inspect.iscoroutinefunction(handler):
+
             @functools.wraps(handler)
             async def run_async(params: dict[str, Any], call: RPCCall) -> Any:
                 return await handler(params, PluginCall.wrap(call, plugin, self))
+
             return run_async
 
         @functools.wraps(handler)
         def run(params: dict[str, Any], call: RPCCall) -> Any:
             return handler(params, PluginCall.wrap(call, plugin, self))
+
         return run
 
     # -- running -----------------------------------------------------------
@@ -203,7 +213,8 @@ class Daemon:
             # their clients are told which before the socket goes away.
             await self.server.close(
                 before_wait=lambda: self.operations.cancel_all("the daemon is stopping"),
-                busy=lambda: bool(self.operations.running()))
+                busy=lambda: bool(self.operations.running()),
+            )
             await asyncio.to_thread(self._shutdown)
             try:
                 self.paths.pid_file.unlink()
@@ -211,8 +222,9 @@ class Daemon:
                 pass
             logger.info("bangerd stopped")
         if fatal is not None:
-            detail = str(fatal) if isinstance(fatal, BangerError) else \
-                f"{type(fatal).__name__}: {fatal}"
+            detail = (
+                str(fatal) if isinstance(fatal, BangerError) else f"{type(fatal).__name__}: {fatal}"
+            )
             raise DaemonError(f"start-up failed, bangerd stopped: {detail}") from fatal
 
     def _after_listen(self) -> None:
@@ -275,8 +287,9 @@ class Daemon:
                 pid = self.paths.pid_file.read_text().strip() or "?"
             except OSError:
                 pid = "?"
-            raise DaemonError(f"another bangerd (pid {pid}) is already running for "
-                              f"{self.paths.state_dir}") from None
+            raise DaemonError(
+                f"another bangerd (pid {pid}) is already running for {self.paths.state_dir}"
+            ) from None
         return fd
 
     def _claim_socket(self) -> None:

@@ -32,8 +32,9 @@ def enter_netns(name: str, argv: list[str]) -> None:
     host_ns = os.open("/proc/self/ns/net", os.O_RDONLY)
     os.set_inheritable(host_ns, True)
     os.environ[HOST_NETNS_FD_ENV] = str(host_ns)
-    system.exec_replace(["ip", "netns", "exec", name, sys.executable, "-m",
-                         "banger_core.daemon.main", *argv])
+    system.exec_replace(
+        ["ip", "netns", "exec", name, sys.executable, "-m", "banger_core.daemon.main", *argv]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,8 +35,12 @@ class Stage:
 
     def as_dict(self, now: float) -> dict[str, Any]:
         """JSON-ready form with the elapsed time so far."""
-        return {"name": self.name, "status": self.status, "detail": self.detail,
-                "elapsed": round((self.ended or now) - self.started, 3)}
+        return {
+            "name": self.name,
+            "status": self.status,
+            "detail": self.detail,
+            "elapsed": round((self.ended or now) - self.started, 3),
+        }
 
 
 @dataclass
@@ -73,8 +77,14 @@ class Operation:
             st.status = "done"
         finally:
             st.ended = time.time()
-            logger.info("{} {}: stage {!r} {} in {:.3f}s", self.kind, self.target, name,
-                        st.status, st.ended - st.started)
+            logger.info(
+                "{} {}: stage {!r} {} in {:.3f}s",
+                self.kind,
+                self.target,
+                name,
+                st.status,
+                st.ended - st.started,
+            )
 
     @property
     def cancelled(self) -> bool:
@@ -89,10 +99,16 @@ class Operation:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready status."""
         now = time.time()
-        return {"id": self.id, "kind": self.kind, "target": self.target, "state": self.state,
-                "elapsed": round((self.ended or now) - self.started, 3),
-                "stages": [s.as_dict(now) for s in self.stages],
-                "result": self.result, "error": self.error}
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "target": self.target,
+            "state": self.state,
+            "elapsed": round((self.ended or now) - self.started, 3),
+            "stages": [s.as_dict(now) for s in self.stages],
+            "result": self.result,
+            "error": self.error,
+        }
 
 
 class OperationManager:
@@ -109,8 +125,9 @@ class OperationManager:
         with self._lock:
             self._prune()
             self._ops[op.id] = op
-        thread = threading.Thread(target=self._run, args=(op, work), daemon=True,
-                                  name=f"op-{kind}-{op.id}")
+        thread = threading.Thread(
+            target=self._run, args=(op, work), daemon=True, name=f"op-{kind}-{op.id}"
+        )
         thread.start()
         return op
 
@@ -119,8 +136,11 @@ class OperationManager:
             op.result = work(op)
             op.state = "succeeded"
         except CancelledError as exc:
-            message = (f"{op.kind} {op.target} cancelled because {op.cancel_reason}"
-                       if op.cancel_reason else str(exc))
+            message = (
+                f"{op.kind} {op.target} cancelled because {op.cancel_reason}"
+                if op.cancel_reason
+                else str(exc)
+            )
             op.state, op.error = "cancelled", {"code": exc.code, "message": message}
         except BangerError as exc:
             op.state, op.error = "failed", {"code": exc.code, "message": str(exc)}

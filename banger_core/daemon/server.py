@@ -124,8 +124,15 @@ class RPCServer:
         self._group_gid = grp.getgrnam(group).gr_gid if group else None
 
     # -- registration ----------------------------------------------------------
-    def register(self, name: str, handler: Handler, owner: str = "core", *,
-                 early: bool = False, read: bool = False) -> None:
+    def register(
+        self,
+        name: str,
+        handler: Handler,
+        owner: str = "core",
+        *,
+        early: bool = False,
+        read: bool = False,
+    ) -> None:
         """Add a method; a name already taken is refused naming both owners.
 
         Requests wait until :meth:`mark_ready` (services started) unless the
@@ -138,7 +145,8 @@ class RPCServer:
         if name in self.methods:
             raise ConflictError(
                 f"RPC method {name!r} from {owner} clashes with the one from "
-                f"{self.methods[name].owner}")
+                f"{self.methods[name].owner}"
+            )
         self.methods[name] = Method(name, handler, owner, early, read, schema_of(handler))
 
     def call_method(self, name: str, params: dict[str, Any], parent: RPCCall) -> Any:
@@ -148,12 +156,14 @@ class RPCServer:
             raise NotFoundError(f"unknown method {name!r}")
         if method.schema is not None:
             params = method.schema.validate(name, params)
-        sub = RPCCall(name, parent.peer_pid, parent.peer_uid, parent.peer_gid,
-                      parent.cancelled, self)
+        sub = RPCCall(
+            name, parent.peer_pid, parent.peer_uid, parent.peer_gid, parent.cancelled, self
+        )
         if inspect.iscoroutinefunction(method.handler):
             assert self._loop is not None
-            return asyncio.run_coroutine_threadsafe(method.handler(params, sub),
-                                                    self._loop).result()
+            return asyncio.run_coroutine_threadsafe(
+                method.handler(params, sub), self._loop
+            ).result()
         result = method.handler(params, sub)
         if isinstance(result, PassFd):
             os.close(result.fd)  # only a client can receive a descriptor
@@ -192,7 +202,8 @@ class RPCServer:
         old_umask = os.umask(0o177 if self._group_gid is None else 0o117)
         try:
             self._server = await asyncio.start_unix_server(
-                self._handle, path=self.socket_path, limit=protocol.MAX_LINE)
+                self._handle, path=self.socket_path, limit=protocol.MAX_LINE
+            )
         finally:
             os.umask(old_umask)
         if self._group_gid is not None:
@@ -228,9 +239,13 @@ class RPCServer:
         """Whether :meth:`close` has begun: cancellable work is being rolled back."""
         return self._stopping
 
-    async def close(self, *, grace: float = 120.0,
-                    before_wait: Callable[[], None] | None = None,
-                    busy: Callable[[], bool] = lambda: False) -> None:
+    async def close(
+        self,
+        *,
+        grace: float = 120.0,
+        before_wait: Callable[[], None] | None = None,
+        busy: Callable[[], bool] = lambda: False,
+    ) -> None:
         """Stop accepting, let requests in progress finish, then close.
 
         Calls in progress are asked to cancel (creates and starts roll back;
@@ -285,9 +300,16 @@ class RPCServer:
                     line = await reader.readline()
                 except ValueError:  # longer than MAX_LINE
                     slots.release()
-                    await self._write(writer, write_lock, protocol.error(
-                        None, "invalid", f"request too large: a request line may have at "
-                        f"most {protocol.MAX_LINE} bytes; closing the connection"))
+                    await self._write(
+                        writer,
+                        write_lock,
+                        protocol.error(
+                            None,
+                            "invalid",
+                            f"request too large: a request line may have at "
+                            f"most {protocol.MAX_LINE} bytes; closing the connection",
+                        ),
+                    )
                     break
                 except (ConnectionError, asyncio.IncompleteReadError):
                     slots.release()
@@ -296,7 +318,8 @@ class RPCServer:
                     slots.release()
                     break
                 task = asyncio.create_task(
-                    self._serve_one(line, pid, uid, gid, writer, write_lock, calls))
+                    self._serve_one(line, pid, uid, gid, writer, write_lock, calls)
+                )
                 tasks.add(task)
                 self._tasks.add(task)
                 task.add_done_callback(tasks.discard)
@@ -314,8 +337,9 @@ class RPCServer:
             self._connections.discard(writer)
             writer.close()
 
-    async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                      uid: int) -> None:
+    async def _refuse(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, uid: int
+    ) -> None:
         """Send the refusal, shut our sending side, and read briefly so a client that
         wrote first still gets the refusal instead of a broken pipe."""
         task = asyncio.current_task()
@@ -338,8 +362,9 @@ class RPCServer:
         finally:
             writer.close()
 
-    async def _write(self, writer: asyncio.StreamWriter, write_lock: asyncio.Lock,
-                     reply: bytes) -> None:
+    async def _write(
+        self, writer: asyncio.StreamWriter, write_lock: asyncio.Lock, reply: bytes
+    ) -> None:
         async with write_lock:
             try:
                 writer.write(reply)
@@ -347,9 +372,16 @@ class RPCServer:
             except (ConnectionError, RuntimeError):
                 pass
 
-    async def _serve_one(self, line: bytes, pid: int, uid: int, gid: int,
-                         writer: asyncio.StreamWriter, write_lock: asyncio.Lock,
-                         calls: set[RPCCall]) -> None:
+    async def _serve_one(
+        self,
+        line: bytes,
+        pid: int,
+        uid: int,
+        gid: int,
+        writer: asyncio.StreamWriter,
+        write_lock: asyncio.Lock,
+        calls: set[RPCCall],
+    ) -> None:
         req_id: Any = None
         method_name = "?"
         try:
@@ -378,15 +410,18 @@ class RPCServer:
                 calls.discard(call)
                 self._calls.discard(call)
             if isinstance(result, PassFd):
-                await self._write_fd(writer, write_lock, protocol.ok(req_id, result.result),
-                                     result.fd)
+                await self._write_fd(
+                    writer, write_lock, protocol.ok(req_id, result.result), result.fd
+                )
                 return
             reply = protocol.ok(req_id, result)
         except CancelledError as exc:
             message = str(exc)
             if self._stopping:
-                message = (f"{method_name} was cancelled because the daemon is stopping; "
-                           f"it was rolled back ({exc})")
+                message = (
+                    f"{method_name} was cancelled because the daemon is stopping; "
+                    f"it was rolled back ({exc})"
+                )
             reply = protocol.error(req_id, exc.code, message)
         except BangerError as exc:
             reply = protocol.error(req_id, exc.code, str(exc))
@@ -396,8 +431,9 @@ class RPCServer:
             reply = self._unexpected(req_id, method_name, exc)
         await self._write(writer, write_lock, reply)
 
-    async def _write_fd(self, writer: asyncio.StreamWriter, write_lock: asyncio.Lock,
-                        reply: bytes, fd: int) -> None:
+    async def _write_fd(
+        self, writer: asyncio.StreamWriter, write_lock: asyncio.Lock, reply: bytes, fd: int
+    ) -> None:
         """Send ``reply`` with ``fd`` attached, after everything queued before it."""
         async with write_lock:
             try:
@@ -441,10 +477,14 @@ class RPCServer:
         method = self.methods.get(method_name)
         if method is not None and method.owner != "core":
             return protocol.error(
-                req_id, "plugin", f"{method_name} (from {method.owner}) failed: "
-                f"{type(exc).__name__}: {exc}; this is a bug in the plugin, see the daemon log")
-        return protocol.error(req_id, "internal",
-                              f"internal error in {method_name}: {type(exc).__name__}: {exc}")
+                req_id,
+                "plugin",
+                f"{method_name} (from {method.owner}) failed: "
+                f"{type(exc).__name__}: {exc}; this is a bug in the plugin, see the daemon log",
+            )
+        return protocol.error(
+            req_id, "internal", f"internal error in {method_name}: {type(exc).__name__}: {exc}"
+        )
 
     async def _invoke(self, method: Method, params: dict[str, Any], call: RPCCall) -> Any:
         handler = method.handler

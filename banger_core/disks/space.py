@@ -40,8 +40,10 @@ class Usage:
 
     def describe(self) -> str:
         """One line for warnings and ``doctor``."""
-        return (f"{self.disks} VM disk(s) may still grow by {_mib(self.growth)} but only "
-                f"{_mib(self.free)} is free on {self.mount}")
+        return (
+            f"{self.disks} VM disk(s) may still grow by {_mib(self.growth)} but only "
+            f"{_mib(self.free)} is free on {self.mount}"
+        )
 
 
 def _mib(n: int) -> str:
@@ -84,16 +86,20 @@ def overcommit_warning(vms_dir: Path) -> str | None:
     u = usage(vms_dir)
     if not u.overcommitted:
         return None
-    return (f"thin-provisioning overcommit: {u.describe()}; a guest filling its disk would "
-            "fail with I/O errors (free space, or use smaller --disk-size)")
+    return (
+        f"thin-provisioning overcommit: {u.describe()}; a guest filling its disk would "
+        "fail with I/O errors (free space, or use smaller --disk-size)"
+    )
 
 
 def check_room(path: Path, need: int, what: str) -> None:
     """Refuse, with one line naming the file system and the need, when ``need`` does not fit."""
     free = free_bytes(path)
     if free < need:
-        raise BangerError(f"not enough space for {what} on {mount_point(path)}: needs about "
-                          f"{_mib(need)}, {_mib(free)} free; free some space and retry")
+        raise BangerError(
+            f"not enough space for {what} on {mount_point(path)}: needs about "
+            f"{_mib(need)}, {_mib(free)} free; free some space and retry"
+        )
 
 
 def allocated(path: Path) -> int:
@@ -142,6 +148,8 @@ def is_disk_full(exc: BaseException) -> bool:
 
 def full_error(path: Path) -> BangerError:
     """The one-line error for a full state file system."""
-    return BangerError(f"the state file system {mount_point(path)} is full "
-                       f"({_mib(free_bytes(path))} free): free some space (a few MB lets "
-                       "banger record state; a VM needs its root disk's size) and retry")
+    return BangerError(
+        f"the state file system {mount_point(path)} is full "
+        f"({_mib(free_bytes(path))} free): free some space (a few MB lets "
+        "banger record state; a VM needs its root disk's size) and retry"
+    )

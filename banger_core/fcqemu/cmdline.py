@@ -195,8 +195,7 @@ def config_from_vmm(vmm: Any, **extra: Any) -> QemuConfig:
     """
     assert vmm.boot_source is not None
     drives = [
-        DriveSpec(d.path, d.read_only, d.config.get("cache_type") or "Unsafe")
-        for d in vmm.drives
+        DriveSpec(d.path, d.read_only, d.config.get("cache_type") or "Unsafe") for d in vmm.drives
     ]
     nics = [NicSpec(n.config["host_dev_name"], n.config.get("guest_mac")) for n in vmm.nets]
     return QemuConfig(

@@ -46,9 +46,7 @@ class QmpClient:
         self.greeting: dict[str, Any] | None = None
         self.lock = threading.Lock()
 
-    def connect(
-        self, wait: float = 10.0, alive: Callable[[], bool] = lambda: True
-    ) -> QmpClient:
+    def connect(self, wait: float = 10.0, alive: Callable[[], bool] = lambda: True) -> QmpClient:
         """Connect, read the greeting, enable commands.
 
         Retries until ``wait`` passes or ``alive()`` (is QEMU still running?)

@@ -177,8 +177,9 @@ class Guest:
     def _memory_cgroup(self) -> str | None:
         """Limit the guest to mem_size_mib; the path init's launcher joins, or None."""
         assert self.state is not None
-        group, how, mounted = memcg.create(self.token, int(self.vmm.machine["mem_size_mib"]),
-                                           private_dir=self.base / "memcg")
+        group, how, mounted = memcg.create(
+            self.token, int(self.vmm.machine["mem_size_mib"]), private_dir=self.base / "memcg"
+        )
         self.log.info(f"Guest memory: {how}.", "fc_vmm")
         if group is None:
             return None

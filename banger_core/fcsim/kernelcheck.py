@@ -92,15 +92,22 @@ def describe(plan: BootPlan) -> str:
     """One log line: what the simulator learnt about the guest kernel."""
     caps = plan.caps
     if not caps.known:
-        return (f"Guest kernel: {caps.format} {caps.version or ''}; configuration unknown "
-                "(no IKCONFIG, no /boot/config-* on the root drive): assuming it can do "
-                "everything.")
-    state = ("finds its devices" if plan.discovery_problem is None
-             else f"cannot find its devices: {plan.discovery_problem}")
-    return (f"Guest kernel: {caps.format} {caps.version or ''} ({caps.config_source}); "
-            f"{plan.transport} {state}; ip= {'applied' if plan.ip_pnp else 'ignored (no IP_PNP)'}"
-            f"; vsock {'yes' if plan.vsock else 'no'}; virtio_net "
-            f"{'yes' if plan.net else 'no'}.")
+        return (
+            f"Guest kernel: {caps.format} {caps.version or ''}; configuration unknown "
+            "(no IKCONFIG, no /boot/config-* on the root drive): assuming it can do "
+            "everything."
+        )
+    state = (
+        "finds its devices"
+        if plan.discovery_problem is None
+        else f"cannot find its devices: {plan.discovery_problem}"
+    )
+    return (
+        f"Guest kernel: {caps.format} {caps.version or ''} ({caps.config_source}); "
+        f"{plan.transport} {state}; ip= {'applied' if plan.ip_pnp else 'ignored (no IP_PNP)'}"
+        f"; vsock {'yes' if plan.vsock else 'no'}; virtio_net "
+        f"{'yes' if plan.net else 'no'}."
+    )
 
 
 def stuck_console(plan: BootPlan, root_device: str, has_initrd: bool) -> str:
@@ -109,8 +116,9 @@ def stuck_console(plan: BootPlan, root_device: str, has_initrd: bool) -> str:
     With an initrd (Debian's initramfs-tools) the boot waits for the root
     device, gives up and drops to a shell; without one the kernel panics.
     """
-    reason = f"banger-fcsim: the guest kernel cannot find its virtio devices: " \
-             f"{plan.discovery_problem}\n"
+    reason = (
+        f"banger-fcsim: the guest kernel cannot find its virtio devices: {plan.discovery_problem}\n"
+    )
     if has_initrd:
         return reason + (
             "Gave up waiting for root file system device.  Common problems:\n"
@@ -120,8 +128,8 @@ def stuck_console(plan: BootPlan, root_device: str, has_initrd: bool) -> str:
             f"ALERT!  {root_device} does not exist.  Dropping to a shell!\n"
         )
     return reason + (
-        f"VFS: Cannot open root device \"{root_device.removeprefix('/dev/')}\" or "
+        f'VFS: Cannot open root device "{root_device.removeprefix("/dev/")}" or '
         "unknown-block(0,0): error -6\n"
-        "Please append a correct \"root=\" boot option; here are the available partitions:\n"
+        'Please append a correct "root=" boot option; here are the available partitions:\n'
         "Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\n"
     )

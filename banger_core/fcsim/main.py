@@ -418,9 +418,7 @@ def main(
         return EXIT_ARG_PARSING
     if args.get("help"):
         extra = FCSIM_USAGE if guest_class is None else ""
-        sys.stdout.write(
-            HELP.format(title=title, ver=VMM_VERSION, prog=prog, extra_usage=extra)
-        )
+        sys.stdout.write(HELP.format(title=title, ver=VMM_VERSION, prog=prog, extra_usage=extra))
         return EXIT_OK
     if args.get("version"):
         sys.stdout.write(f"Firecracker v{VMM_VERSION}\n")

@@ -24,8 +24,13 @@ MNT_DETACH = 2
 
 
 def _mount(source: str, target: str, fstype: str, data: str | None) -> bool:
-    ret = _libc.mount(source.encode(), target.encode(), fstype.encode(), ctypes.c_ulong(0),
-                      None if data is None else data.encode())
+    ret = _libc.mount(
+        source.encode(),
+        target.encode(),
+        fstype.encode(),
+        ctypes.c_ulong(0),
+        None if data is None else data.encode(),
+    )
     return ret == 0
 
 
@@ -81,8 +86,9 @@ def _v2_parent(v2: Path) -> Path | None:
     return None
 
 
-def create(token: str, mem_mib: int, *, private_dir: Path | None = None,
-           root: Path = CGROUP_ROOT) -> tuple[Path | None, str, str]:
+def create(
+    token: str, mem_mib: int, *, private_dir: Path | None = None, root: Path = CGROUP_ROOT
+) -> tuple[Path | None, str, str]:
     """Make the guest's cgroup: ``(directory or None, how, mounted dir or "")``.
 
     It is made below the simulator's own cgroup, so limits set above it

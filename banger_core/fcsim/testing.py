@@ -273,8 +273,9 @@ def http_get_over(s: socket.socket, path: str) -> tuple[int, bytes]:
     return int(words[1]), body
 
 
-def vsock_http_get(uds: str | Path, port: int, path: str,
-                   timeout: float = 10.0) -> tuple[int, bytes]:
+def vsock_http_get(
+    uds: str | Path, port: int, path: str, timeout: float = 10.0
+) -> tuple[int, bytes]:
     """``GET path`` from the guest's vsock ``port`` through the hybrid-vsock socket."""
     s, line = vsock_connect(uds, port, timeout)
     with s:

@@ -50,9 +50,7 @@ def splice(a: socket.socket, b: socket.socket) -> None:
     b.close()
 
 
-def read_connect_command(
-    conn: socket.socket, wait: Callable[[socket.socket], bool]
-) -> int | None:
+def read_connect_command(conn: socket.socket, wait: Callable[[socket.socket], bool]) -> int | None:
     """Read ``CONNECT <port>\\n`` as Firecracker's ``read_local_stream_port``; None = drop.
 
     ``wait(conn)`` blocks until ``conn`` is readable (False: give up). The

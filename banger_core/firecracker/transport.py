@@ -67,8 +67,10 @@ def mmio_problem(caps: KernelCaps, version: tuple[int, int, int] | None) -> str 
         return None
     if not has_acpi(version):
         shown = ".".join(map(str, version)) if version else "?"
-        return (f"{cmdline} (Firecracker v{shown} announces MMIO devices only on the "
-                "command line; ACPI came in v1.8)")
+        return (
+            f"{cmdline} (Firecracker v{shown} announces MMIO devices only on the "
+            "command line; ACPI came in v1.8)"
+        )
     acpi = caps.transport_problem("mmio-acpi")
     if acpi is None:
         return None
@@ -82,22 +84,25 @@ def pci_problem(caps: KernelCaps, version: tuple[int, int, int] | None) -> str |
     return caps.transport_problem("pci")
 
 
-def choose_transport(caps: KernelCaps, setting: str,
-                     version: tuple[int, int, int] | None, *, image: str = "") -> str:
+def choose_transport(
+    caps: KernelCaps, setting: str, version: tuple[int, int, int] | None, *, image: str = ""
+) -> str:
     """``"mmio"`` or ``"pci"`` for this kernel, setting and Firecracker version.
 
     Raises :class:`BangerError` naming what is missing when the setting
     cannot work with the kernel.
     """
     if setting not in TRANSPORT_CHOICES:
-        raise BangerError(f"[firecracker] transport = {setting!r} is not one of: "
-                          f"{', '.join(TRANSPORT_CHOICES)}")
+        raise BangerError(
+            f"[firecracker] transport = {setting!r} is not one of: {', '.join(TRANSPORT_CHOICES)}"
+        )
     what = f"the kernel of image {image!r}" if image else "the kernel"
     mmio, pci = mmio_problem(caps, version), pci_problem(caps, version)
     if setting == "mmio":
         if mmio:
-            raise BangerError(f'[firecracker] transport = "mmio": {what} cannot find MMIO '
-                              f"devices: {mmio}")
+            raise BangerError(
+                f'[firecracker] transport = "mmio": {what} cannot find MMIO devices: {mmio}'
+            )
         return "mmio"
     if setting == "pci":
         if pci:

@@ -54,8 +54,15 @@ class ImageBuildContext:
 
         return plugin_logger(self.plugin_name)
 
-    def make_ext4(self, source: Path, dest: Path, *, label: str, min_size_mib: int = 16,
-                  root_mode: int | None = None) -> Path:
+    def make_ext4(
+        self,
+        source: Path,
+        dest: Path,
+        *,
+        label: str,
+        min_size_mib: int = 16,
+        root_mode: int | None = None,
+    ) -> Path:
         """Make ext4 image ``dest`` holding the tree ``source`` (sized to fit, with headroom).
 
         No file system is mounted (``mkfs.ext4 -d``). ``root_mode`` sets the
@@ -68,27 +75,36 @@ class ImageBuildContext:
         return dest
 
 
-def check_artifacts(plugin: str, result: Any, out_dir: Path, taken: set[str]) -> list[
-        ImageArtifact]:
+def check_artifacts(
+    plugin: str, result: Any, out_dir: Path, taken: set[str]
+) -> list[ImageArtifact]:
     """Validate what one plugin returned; raise naming the plugin."""
     out: list[ImageArtifact] = []
     for item in result or []:
         if not isinstance(item, ImageArtifact):
-            raise PluginError(f"plugin {plugin}: banger_image_artifacts returned {item!r}, "
-                              "not an ImageArtifact")
+            raise PluginError(
+                f"plugin {plugin}: banger_image_artifacts returned {item!r}, not an ImageArtifact"
+            )
         path = Path(item.path)
         if not _NAME.match(item.name):
-            raise PluginError(f"plugin {plugin}: image artifact name {item.name!r} must be "
-                              "lower case letters, digits and dashes")
+            raise PluginError(
+                f"plugin {plugin}: image artifact name {item.name!r} must be "
+                "lower case letters, digits and dashes"
+            )
         if item.name in taken:
-            raise PluginError(f"plugin {plugin}: image artifact {item.name!r} is already "
-                              "provided by another plugin")
+            raise PluginError(
+                f"plugin {plugin}: image artifact {item.name!r} is already "
+                "provided by another plugin"
+            )
         if path.parent.resolve() != out_dir.resolve() or not path.is_file():
-            raise PluginError(f"plugin {plugin}: image artifact {item.name!r} must be a file "
-                              f"directly in ctx.out_dir ({out_dir}), not {path}")
+            raise PluginError(
+                f"plugin {plugin}: image artifact {item.name!r} must be a file "
+                f"directly in ctx.out_dir ({out_dir}), not {path}"
+            )
         if path.name in RESERVED_FILES:
-            raise PluginError(f"plugin {plugin}: image artifact file name {path.name!r} is "
-                              "reserved")
+            raise PluginError(
+                f"plugin {plugin}: image artifact file name {path.name!r} is reserved"
+            )
         taken.add(item.name)
         out.append(ImageArtifact(item.name, path))
     return out
@@ -115,8 +131,9 @@ class ArtifactCollector:
             config = self.settings.plugin(name) if self.settings is not None else {}
             ctx = ImageBuildContext(name, out_dir, config, runner)
             try:
-                result = self.hooks.call_one("banger_image_artifacts", impl,
-                                             {"image": self.image, "root": root, "ctx": ctx})
+                result = self.hooks.call_one(
+                    "banger_image_artifacts", impl, {"image": self.image, "root": root, "ctx": ctx}
+                )
             except Exception as exc:
                 from banger_core.plugins import _named
 

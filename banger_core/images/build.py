@@ -236,16 +236,21 @@ def build_image(
 def host_apt_sources(suite: str, etc: Path = Path("/etc")) -> list[str]:
     """The machine's apt sources files, when the machine runs ``suite``."""
     try:
-        release = dict(line.split("=", 1) for line in
-                       (etc / "os-release").read_text().splitlines() if "=" in line)
+        release = dict(
+            line.split("=", 1)
+            for line in (etc / "os-release").read_text().splitlines()
+            if "=" in line
+        )
     except OSError:
         return []
     if release.get("VERSION_CODENAME", "").strip('"') != suite:
         return []
     files = []
     legacy = etc / "apt/sources.list"
-    if legacy.is_file() and any(line.strip() and not line.lstrip().startswith("#")
-                                for line in legacy.read_text().splitlines()):
+    if legacy.is_file() and any(
+        line.strip() and not line.lstrip().startswith("#")
+        for line in legacy.read_text().splitlines()
+    ):
         files.append(str(legacy))
     parts = etc / "apt/sources.list.d"
     if parts.is_dir():

@@ -44,9 +44,20 @@ TRANSPORTS = ("mmio-cmdline", "mmio-acpi", "pci")
 """How the guest finds its virtio devices: kernel command line, ACPI tables, PCI."""
 
 OPTIONS = (
-    "ACPI", "PCI", "VIRTIO", "VIRTIO_MMIO", "VIRTIO_MMIO_CMDLINE_DEVICES", "VIRTIO_PCI",
-    "VIRTIO_BLK", "VIRTIO_NET", "VSOCKETS", "VIRTIO_VSOCKETS", "IP_PNP", "EXT4_FS",
-    "SERIAL_8250_CONSOLE", "IKCONFIG",
+    "ACPI",
+    "PCI",
+    "VIRTIO",
+    "VIRTIO_MMIO",
+    "VIRTIO_MMIO_CMDLINE_DEVICES",
+    "VIRTIO_PCI",
+    "VIRTIO_BLK",
+    "VIRTIO_NET",
+    "VSOCKETS",
+    "VIRTIO_VSOCKETS",
+    "IP_PNP",
+    "EXT4_FS",
+    "SERIAL_8250_CONSOLE",
+    "IKCONFIG",
 )
 """The configuration options banger records (``CONFIG_`` left off)."""
 
@@ -73,7 +84,7 @@ def kernel_format(data: bytes) -> str | None:
     """``"elf"`` (vmlinux), ``"bzimage"`` (``HdrS`` at 0x202) or None (not a kernel)."""
     if data[:4] == ELF_MAGIC:
         return "elf"
-    if data[BZIMAGE_MAGIC_OFFSET:BZIMAGE_MAGIC_OFFSET + 4] == BZIMAGE_MAGIC:
+    if data[BZIMAGE_MAGIC_OFFSET : BZIMAGE_MAGIC_OFFSET + 4] == BZIMAGE_MAGIC:
         return "bzimage"
     return None
 
@@ -84,7 +95,7 @@ def kernel_version(data: bytes) -> str | None:
         (offset,) = struct.unpack_from("<H", data, 0x20E)
         start = offset + 0x200
         if offset and start < len(data):
-            text = data[start:start + 256].split(b"\0", 1)[0].decode("ascii", "replace")
+            text = data[start : start + 256].split(b"\0", 1)[0].decode("ascii", "replace")
             if text.split():
                 return text.split()[0]
     match = re.search(rb"Linux version (\S+) ", data)
@@ -100,7 +111,7 @@ def bzimage_payload(data: bytes) -> bytes | None:
     start = (setup_sects + 1) * 512 + offset
     if not length or start + length > len(data):
         return None
-    return data[start:start + length]
+    return data[start : start + length]
 
 
 def _ikconfig_in(data: bytes) -> str | None:
@@ -108,7 +119,7 @@ def _ikconfig_in(data: bytes) -> str | None:
     if start < 0:
         return None
     end = data.find(IKCFG_END, start)
-    blob = data[start + len(IKCFG_START):end if end > 0 else None]
+    blob = data[start + len(IKCFG_START) : end if end > 0 else None]
     try:
         return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(blob).decode(errors="replace")
     except zlib.error:
@@ -140,8 +151,9 @@ def _unzstd(data: bytes) -> bytes | None:
     with tempfile.TemporaryDirectory(prefix="banger-zstd-") as tmp:
         src, dst = Path(tmp, "in.zst"), Path(tmp, "out")
         src.write_bytes(data)
-        res = system.run(["zstd", "-q", "-d", "-f", str(src), "-o", str(dst)], check=False,
-                         timeout=120)
+        res = system.run(
+            ["zstd", "-q", "-d", "-f", str(src), "-o", str(dst)], check=False, timeout=120
+        )
         if not dst.exists() or (res.returncode != 0 and not dst.stat().st_size):
             return None
         return dst.read_bytes()
@@ -190,7 +202,7 @@ def cpio_names(data: bytes) -> list[str]:
             pos += 1
         if pos >= len(data):
             break
-        if data[pos:pos + 6] in (b"070701", b"070702"):
+        if data[pos : pos + 6] in (b"070701", b"070702"):
             pos = _cpio_archive(data, pos, names)
             continue
         inner = decompress(data[pos:])
@@ -202,12 +214,12 @@ def cpio_names(data: bytes) -> list[str]:
 
 
 def _cpio_archive(data: bytes, pos: int, names: list[str]) -> int:
-    while pos + 110 <= len(data) and data[pos:pos + 6] in (b"070701", b"070702"):
-        header = data[pos:pos + 110]
+    while pos + 110 <= len(data) and data[pos : pos + 6] in (b"070701", b"070702"):
+        header = data[pos : pos + 110]
         filesize = int(header[54:62], 16)
         namesize = int(header[94:102], 16)
         name_end = pos + 110 + namesize
-        name = data[pos + 110:name_end - 1].decode("utf-8", "replace")
+        name = data[pos + 110 : name_end - 1].decode("utf-8", "replace")
         body = name_end + (-name_end % 4)
         pos = body + filesize + (-(body + filesize) % 4)
         if name == "TRAILER!!!":
@@ -245,8 +257,7 @@ def rootfs_list(rootfs: str | os.PathLike[str], directory: str) -> list[str]:
     """Entry names in a directory of an ext4 image (``debugfs ls -p``)."""
     if system.which("debugfs") is None:
         return []
-    res = system.run(["debugfs", "-R", f"ls -p {directory}", str(rootfs)], check=False,
-                     timeout=60)
+    res = system.run(["debugfs", "-R", f"ls -p {directory}", str(rootfs)], check=False, timeout=60)
     names = []
     for line in res.stdout.splitlines():
         parts = line.strip().strip("/").split("/")
@@ -255,8 +266,7 @@ def rootfs_list(rootfs: str | os.PathLike[str], directory: str) -> list[str]:
     return names
 
 
-def rootfs_config(rootfs: str | os.PathLike[str],
-                  version: str | None) -> tuple[str, str] | None:
+def rootfs_config(rootfs: str | os.PathLike[str], version: str | None) -> tuple[str, str] | None:
     """``(path, text)`` of the root file system's ``/boot/config-<version>``.
 
     Without a version (or no file for it) the only ``config-*`` there is used.
@@ -316,8 +326,7 @@ class KernelCaps:
     def _why_not_early(self, name: str) -> str:
         value = self.option(name)
         if value == "m":
-            return (f"CONFIG_{name}=m but the initrd has no {MODULES.get(name, name.lower())} "
-                    "module")
+            return f"CONFIG_{name}=m but the initrd has no {MODULES.get(name, name.lower())} module"
         return f"CONFIG_{name} is not set"
 
     def transport_problem(self, transport: str) -> str | None:
@@ -414,18 +423,31 @@ class KernelCaps:
     def summary(self) -> dict[str, Any]:
         """What ``image show`` and ``doctor`` print."""
         if not self.known:
-            return {"format": self.format or "unknown", "version": self.version,
-                    "config": "unknown", "transports": "unknown",
-                    **{name: "unknown" for name in FEATURES}, "ip_pnp": "unknown"}
-        return {"format": self.format or "not a kernel", "version": self.version,
-                "config": self.config_source, "transports": self.transports(),
-                **{name: self.feature(name) for name in FEATURES},
-                "ip_pnp": "yes" if self.ip_pnp else "no"}
+            return {
+                "format": self.format or "unknown",
+                "version": self.version,
+                "config": "unknown",
+                "transports": "unknown",
+                **{name: "unknown" for name in FEATURES},
+                "ip_pnp": "unknown",
+            }
+        return {
+            "format": self.format or "not a kernel",
+            "version": self.version,
+            "config": self.config_source,
+            "transports": self.transports(),
+            **{name: self.feature(name) for name in FEATURES},
+            "ip_pnp": "yes" if self.ip_pnp else "no",
+        }
 
 
-def detect(kernel: str | os.PathLike[str], *, initrd: str | os.PathLike[str] | None = None,
-           rootfs: str | os.PathLike[str] | None = None,
-           config_file: str | os.PathLike[str] | None = None) -> KernelCaps:
+def detect(
+    kernel: str | os.PathLike[str],
+    *,
+    initrd: str | os.PathLike[str] | None = None,
+    rootfs: str | os.PathLike[str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+) -> KernelCaps:
     """Read a kernel's capabilities from its files.
 
     The configuration comes from ``config_file`` when given, else the root

@@ -47,16 +47,28 @@ class GuestOS:
 def debian_guest_os() -> GuestOS:
     """The core's default provider: Debian via mmdebstrap and guest/'s recipe."""
 
-    def build(out_dir: Path, on_stage: Callable[[str], None], cancel: Any,
-              steps: list[ProvisionStep], artifacts: Any = None,
-              fingerprint_extra: str = "") -> Any:
+    def build(
+        out_dir: Path,
+        on_stage: Callable[[str], None],
+        cancel: Any,
+        steps: list[ProvisionStep],
+        artifacts: Any = None,
+        fingerprint_extra: str = "",
+    ) -> Any:
         from banger_core.images.build import build_image
         from banger_core.images.recipe import default_recipe
         from banger_core.net.namespaces import host_network_runner
 
         extra = [f for step in steps for f in step.installed_files()]
-        return build_image(default_recipe(), out_dir, on_stage=on_stage, cancel=cancel,
-                           extra_files=extra, runner=host_network_runner(),
-                           artifacts=artifacts, fingerprint_extra=fingerprint_extra)
+        return build_image(
+            default_recipe(),
+            out_dir,
+            on_stage=on_stage,
+            cancel=cancel,
+            extra_files=extra,
+            runner=host_network_runner(),
+            artifacts=artifacts,
+            fingerprint_extra=fingerprint_extra,
+        )
 
     return GuestOS("debian", "Debian bookworm (mmdebstrap minbase, sshd, python3)", build)

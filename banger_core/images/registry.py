@@ -47,8 +47,9 @@ def image_artifacts(image: Image) -> dict[str, str]:
     return artifacts
 
 
-def kernel_caps_for(kernel: str, *, initrd: str | None, rootfs: str,
-                    kernel_config: str | None = None) -> KernelCaps:
+def kernel_caps_for(
+    kernel: str, *, initrd: str | None, rootfs: str, kernel_config: str | None = None
+) -> KernelCaps:
     """Detect a kernel's capabilities; refuse, in one line, a kernel nothing can boot."""
     try:
         caps = detect(kernel, initrd=initrd, rootfs=rootfs, config_file=kernel_config)
@@ -60,9 +61,11 @@ def kernel_caps_for(kernel: str, *, initrd: str | None, rootfs: str,
     if problem:
         raise ValidationError(f"kernel {kernel} cannot boot on Firecracker: {problem}")
     if not caps.known:
-        logger.warning("kernel {}: no configuration found (no /boot/config-* in the rootfs, "
-                       "no IKCONFIG); its capabilities are unknown (pass --kernel-config)",
-                       kernel)
+        logger.warning(
+            "kernel {}: no configuration found (no /boot/config-* in the rootfs, "
+            "no IKCONFIG); its capabilities are unknown (pass --kernel-config)",
+            kernel,
+        )
     return caps
 
 
@@ -123,9 +126,13 @@ class ImageService:
         extra = {str(k): v for k, v in (artifacts or {}).items()}
         if work_seed:
             extra.setdefault("work-seed", work_seed)
-        paths = {"kernel": kernel, "rootfs": rootfs, "initrd": initrd,
-                 "kernel config": kernel_config,
-                 **{f"artifact {k}": v for k, v in extra.items()}}
+        paths = {
+            "kernel": kernel,
+            "rootfs": rootfs,
+            "initrd": initrd,
+            "kernel config": kernel_config,
+            **{f"artifact {k}": v for k, v in extra.items()},
+        }
         for what, value in paths.items():
             if value is None:
                 continue
@@ -197,8 +204,11 @@ class ImageService:
             built = self._build_with_artifacts(provider, info, out, stages, op, steps)
             stages.close()
             with op.stage("kernel capabilities"):
-                caps = kernel_caps_for(str(built.kernel), rootfs=str(built.rootfs),
-                                       initrd=str(built.initrd) if built.initrd else None)
+                caps = kernel_caps_for(
+                    str(built.kernel),
+                    rootfs=str(built.rootfs),
+                    initrd=str(built.initrd) if built.initrd else None,
+                )
             with op.stage("register"), self._lock:
                 if Image.get_or_none(Image.name == name):
                     raise ConflictError(f"image {name!r} already exists")
@@ -220,9 +230,15 @@ class ImageService:
             raise
         return image_dict(image)
 
-
-    def _build_with_artifacts(self, provider: GuestOS, info: dict[str, Any], out: Path,
-                              stages: StageTracker, op: Any, steps: builtins.list[Any]) -> Any:
+    def _build_with_artifacts(
+        self,
+        provider: GuestOS,
+        info: dict[str, Any],
+        out: Path,
+        stages: StageTracker,
+        op: Any,
+        steps: builtins.list[Any],
+    ) -> Any:
         import inspect
 
         from banger_core.images.artifacts import ArtifactCollector
@@ -234,8 +250,14 @@ class ImageService:
             accepts = False
         if not accepts:
             return provider.build(out, stages.enter, op.cancel_event, steps)
-        return provider.build(out, stages.enter, op.cancel_event, steps, artifacts=collector,
-                              fingerprint_extra=",".join(collector.providers()))
+        return provider.build(
+            out,
+            stages.enter,
+            op.cancel_event,
+            steps,
+            artifacts=collector,
+            fingerprint_extra=",".join(collector.providers()),
+        )
 
 
 class StageTracker:

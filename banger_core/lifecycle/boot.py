@@ -38,8 +38,14 @@ def console_tail(vm: VM, lines: int = 5) -> str:
     return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
 
 
-def boot_vmm(vm: VM, machine: MachineSpec, binary: str, *, start_timeout: float,
-             extra_env: dict[str, str] | None = None) -> VMMProcess:
+def boot_vmm(
+    vm: VM,
+    machine: MachineSpec,
+    binary: str,
+    *,
+    start_timeout: float,
+    extra_env: dict[str, str] | None = None,
+) -> VMMProcess:
     """Launch the VMM for ``vm`` and boot ``machine``; kill it again on failure.
 
     A machine on the PCI transport gets ``--enable-pci``.
@@ -47,19 +53,32 @@ def boot_vmm(vm: VM, machine: MachineSpec, binary: str, *, start_timeout: float,
     vm.run_dir.mkdir(parents=True, exist_ok=True)
     vm.vmm_log.touch()
     extra_args = ["--enable-pci"] if machine.transport == "pci" else None
-    proc = launch_vmm(binary, vm.api_sock, f"banger-{vm.id}", log_path=vm.vmm_log,
-                      console_path=vm.console_log, extra_env=extra_env,
-                      extra_args=extra_args, start_timeout=start_timeout)
+    proc = launch_vmm(
+        binary,
+        vm.api_sock,
+        f"banger-{vm.id}",
+        log_path=vm.vmm_log,
+        console_path=vm.console_log,
+        extra_env=extra_env,
+        extra_args=extra_args,
+        start_timeout=start_timeout,
+    )
     try:
         with FirecrackerClient(vm.api_sock, timeout=10.0) as api:
-            api.put_logger(log_path=vm.vmm_log, level="Info", show_level=True,
-                           show_log_origin=False)
+            api.put_logger(
+                log_path=vm.vmm_log, level="Info", show_level=True, show_log_origin=False
+            )
             api.put_machine_config(vcpu_count=machine.vcpus, mem_size_mib=machine.memory_mib)
-            api.put_boot_source(machine.kernel, boot_args=machine.boot_args_string(),
-                                initrd_path=machine.initrd)
+            api.put_boot_source(
+                machine.kernel, boot_args=machine.boot_args_string(), initrd_path=machine.initrd
+            )
             for drive in machine.ordered_drives():
-                api.put_drive(drive.drive_id, drive.path, is_root_device=drive.is_root,
-                              is_read_only=drive.read_only)
+                api.put_drive(
+                    drive.drive_id,
+                    drive.path,
+                    is_root_device=drive.is_root,
+                    is_read_only=drive.read_only,
+                )
             for nic in machine.nics:
                 api.put_network_interface(nic.iface_id, nic.tap, guest_mac=nic.mac)
             if machine.vsock is not None:
@@ -87,9 +106,11 @@ def guest_stuck(vm: VM) -> str | None:
 
 
 def _not_up(vm: VM, why: str) -> BangerError:
-    return BangerError(f"VM {vm.name} did not come up (stage: waiting for SSH): {why}; "
-                       f"last console lines: {console_tail(vm) or '(empty)'}; "
-                       f"full console: {vm.console_log}")
+    return BangerError(
+        f"VM {vm.name} did not come up (stage: waiting for SSH): {why}; "
+        f"last console lines: {console_tail(vm) or '(empty)'}; "
+        f"full console: {vm.console_log}"
+    )
 
 
 def wait_for_ssh(vm: VM, pid: int, timeout: float, cancelled: Any = None) -> float:

@@ -71,8 +71,10 @@ class LifecycleContext:
     _config: Mapping[str, Any] | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
-        return (f"LifecycleContext(plugin={self.plugin_name!r}, hook={self.hook!r}, "
-                f"undos={len(self.undos)})")
+        return (
+            f"LifecycleContext(plugin={self.plugin_name!r}, hook={self.hook!r}, "
+            f"undos={len(self.undos)})"
+        )
 
     # -- what plugins use ------------------------------------------------------
     @property
@@ -98,8 +100,10 @@ class LifecycleContext:
         registered one raises afterwards.
         """
         if not self.can_undo:
-            raise PluginError(f"plugin {self.plugin_name}: {self.hook or 'this hook'} cannot "
-                              "register undos (only create, configure, set and started can)")
+            raise PluginError(
+                f"plugin {self.plugin_name}: {self.hook or 'this hook'} cannot "
+                "register undos (only create, configure, set and started can)"
+            )
         label = description or getattr(fn, "__name__", "undo")
         if self.plugin_name:
             label = f"plugin {self.plugin_name}: {label}"
@@ -122,8 +126,14 @@ class LifecycleContext:
     # -- what the core uses ----------------------------------------------------
     def for_plugin(self, name: str, hook: str = "") -> LifecycleContext:
         """A view for plugin ``name`` sharing this operation's undo log."""
-        return LifecycleContext(settings=self.settings, runner=self.runner, undos=self.undos,
-                                plugin_name=name, can_undo=self.can_undo, hook=hook)
+        return LifecycleContext(
+            settings=self.settings,
+            runner=self.runner,
+            undos=self.undos,
+            plugin_name=name,
+            can_undo=self.can_undo,
+            hook=hook,
+        )
 
     def rollback(self) -> list[str]:
         """Run every undo in reverse order; return the ones that failed."""
@@ -133,8 +143,9 @@ class LifecycleContext:
             try:
                 undo.fn()
             except Exception as exc:
-                detail = (str(exc) if isinstance(exc, BangerError)
-                          else f"{type(exc).__name__}: {exc}")
+                detail = (
+                    str(exc) if isinstance(exc, BangerError) else f"{type(exc).__name__}: {exc}"
+                )
                 _log.error("rollback step %r failed: %s", undo.description, detail)
                 failures.append(f"{undo.description}: {detail}")
         return failures

@@ -20,16 +20,21 @@ class HostNetwork:
         gateway = settings.get("network", "gateway") or None
         self.subnet = ipam.Subnet(settings.get("network", "subnet"), gateway)
         self.nameservers = list(settings.get("network", "nameservers"))
-        self.pool = TapPool(self.bridge, settings.get("network", "tap_pool_size"),
-                            prefix=TAP_PREFIX)
+        self.pool = TapPool(
+            self.bridge, settings.get("network", "tap_pool_size"), prefix=TAP_PREFIX
+        )
 
     def start(self, in_use: set[str]) -> None:
         """Create the bridge, adopt existing TAPs, fill the pool."""
         host.ensure_bridge(self.bridge, self.subnet.gateway_cidr)
         self.pool.adopt(in_use)
         self.pool.fill()
-        logger.info("bridge {} {} with {} idle TAPs", self.bridge, self.subnet.gateway_cidr,
-                    len(self.pool.idle()))
+        logger.info(
+            "bridge {} {} with {} idle TAPs",
+            self.bridge,
+            self.subnet.gateway_cidr,
+            len(self.pool.idle()),
+        )
 
     def acquire_tap(self) -> str:
         """A TAP on the bridge, from the pool when one is idle."""
@@ -51,8 +56,11 @@ class HostNetwork:
 
     def describe(self) -> dict[str, Any]:
         """For ``daemon status``."""
-        return {"bridge": self.bridge, "subnet": self.subnet.cidr,
-                "idle_taps": len(self.pool.idle())}
+        return {
+            "bridge": self.bridge,
+            "subnet": self.subnet.cidr,
+            "idle_taps": len(self.pool.idle()),
+        }
 
     def stop(self) -> None:
         """Delete idle TAPs; TAPs of running VMs stay."""

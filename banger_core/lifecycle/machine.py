@@ -60,8 +60,9 @@ class MachineSpec:
         if transport == "pci":
             self.boot_args = [a for a in self.boot_args if a != "pci=off"]
 
-    def add_drive(self, drive_id: str, path: str, *, read_only: bool = False,
-                  is_root: bool = False) -> str:
+    def add_drive(
+        self, drive_id: str, path: str, *, read_only: bool = False, is_root: bool = False
+    ) -> str:
         """Attach a drive; return the device the guest will see it as (``/dev/vdb``).
 
         Firecracker keeps the root drive first (``vda``), then the others in
@@ -69,7 +70,8 @@ class MachineSpec:
         """
         if not _DRIVE_ID.match(drive_id):
             raise ValidationError(
-                f"drive id {drive_id!r} may contain only letters, digits and underscores")
+                f"drive id {drive_id!r} may contain only letters, digits and underscores"
+            )
         if any(d.drive_id == drive_id for d in self.drives):
             raise ValidationError(f"drive id {drive_id!r} is already used")
         if is_root and any(d.is_root for d in self.drives):

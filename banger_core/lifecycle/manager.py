@@ -77,16 +77,36 @@ class VMManager:
     def _to_vm(self, rec: VMRecord) -> VM:
         image = rec.image
         return VM(
-            id=rec.id, name=rec.name,
-            image=ImageInfo(image.id, image.name, image.kernel, image.rootfs, image.initrd,
-                            artifacts=image_artifacts(image)),
-            cpus=rec.cpus, memory_mib=rec.memory_mib, disk_size=rec.disk_size, state=rec.state,
-            ip=rec.ip, mac=rec.mac, gateway=self.net.subnet.gateway,
-            prefixlen=self.net.subnet.prefixlen, dir=self.paths.vms_dir / rec.id,
-            run_dir=self.paths.vm_run_dir / rec.id, tap=rec.tap, pid=rec.pid,
-            root_disk=rec.root_disk, root_strategy=rec.root_strategy,
-            last_error=rec.last_error, created_at=rec.created_at, started_at=rec.started_at,
-            plugin_states=dict(rec.plugin_state or {}), option_defaults=self.option_defaults)
+            id=rec.id,
+            name=rec.name,
+            image=ImageInfo(
+                image.id,
+                image.name,
+                image.kernel,
+                image.rootfs,
+                image.initrd,
+                artifacts=image_artifacts(image),
+            ),
+            cpus=rec.cpus,
+            memory_mib=rec.memory_mib,
+            disk_size=rec.disk_size,
+            state=rec.state,
+            ip=rec.ip,
+            mac=rec.mac,
+            gateway=self.net.subnet.gateway,
+            prefixlen=self.net.subnet.prefixlen,
+            dir=self.paths.vms_dir / rec.id,
+            run_dir=self.paths.vm_run_dir / rec.id,
+            tap=rec.tap,
+            pid=rec.pid,
+            root_disk=rec.root_disk,
+            root_strategy=rec.root_strategy,
+            last_error=rec.last_error,
+            created_at=rec.created_at,
+            started_at=rec.started_at,
+            plugin_states=dict(rec.plugin_state or {}),
+            option_defaults=self.option_defaults,
+        )
 
     def _save(self, vm: VM, **fields: Any) -> None:
         if "state" in fields and fields["state"] != vm.state:
@@ -105,23 +125,31 @@ class VMManager:
 
     def _write(self, vm: VM) -> None:
         VMRecord.update(
-            state=vm.state, tap=vm.tap, pid=vm.pid, root_disk=vm.root_disk,
-            root_strategy=vm.root_strategy, plugin_state=vm.plugin_states,
-            last_error=vm.last_error, started_at=vm.started_at, cpus=vm.cpus,
-            memory_mib=vm.memory_mib, disk_size=vm.disk_size, updated_at=time.time(),
+            state=vm.state,
+            tap=vm.tap,
+            pid=vm.pid,
+            root_disk=vm.root_disk,
+            root_strategy=vm.root_strategy,
+            plugin_state=vm.plugin_states,
+            last_error=vm.last_error,
+            started_at=vm.started_at,
+            cpus=vm.cpus,
+            memory_mib=vm.memory_mib,
+            disk_size=vm.disk_size,
+            updated_at=time.time(),
         ).where(VMRecord.id == vm.id).execute()
 
     def resolve(self, ref: str) -> VM:
         """Find a VM by name, id or unique id prefix."""
         if not isinstance(ref, str) or not ref:
             raise ValidationError("a VM name or id is required")
-        rec = VMRecord.get_or_none(VMRecord.name == ref) or VMRecord.get_or_none(
-            VMRecord.id == ref)
+        rec = VMRecord.get_or_none(VMRecord.name == ref) or VMRecord.get_or_none(VMRecord.id == ref)
         if rec is None:
             matches = list(VMRecord.select().where(VMRecord.id.startswith(ref)))
             if len(matches) > 1:
-                raise ConflictError(f"VM ref {ref!r} is ambiguous: matches "
-                                    f"{', '.join(m.name for m in matches)}")
+                raise ConflictError(
+                    f"VM ref {ref!r} is ambiguous: matches {', '.join(m.name for m in matches)}"
+                )
             if not matches:
                 raise NotFoundError(f"no VM {ref!r}")
             rec = matches[0]
@@ -137,7 +165,8 @@ class VMManager:
             current = self.resolve(vm.id)
             current.plugin_states[name] = dict(vm.plugin_state(name))
             VMRecord.update(plugin_state=current.plugin_states, updated_at=time.time()).where(
-                VMRecord.id == vm.id).execute()
+                VMRecord.id == vm.id
+            ).execute()
 
     def list(self) -> list[dict[str, Any]]:
         """Every VM."""
@@ -165,8 +194,9 @@ class VMManager:
                 tmp = key.with_name(key.name + ".new")
                 for stale in (tmp, tmp.with_suffix(".new.pub")):
                     stale.unlink(missing_ok=True)
-                system.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "banger",
-                            "-f", str(tmp)])
+                system.run(
+                    ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "banger", "-f", str(tmp)]
+                )
                 tmp.with_suffix(".new.pub").replace(key.with_suffix(".pub"))
                 tmp.replace(key)  # last: the private key's presence means both exist
         return key
@@ -174,8 +204,7 @@ class VMManager:
     # -- create -----------------------------------------------------------------------
     def validate_create(self, params: dict[str, Any]) -> VMSpec:
         """Check a create request completely, without changing anything."""
-        core, given = vm_options.split(params, self.declared_options, CREATE_KEYS,
-                                       for_create=True)
+        core, given = vm_options.split(params, self.declared_options, CREATE_KEYS, for_create=True)
         spec = resolve_create(core, self.settings, self.images)
         spec.options = vm_options.for_create(given, self.declared_options, self.settings)
         self.hooks.vm_validate(spec)
@@ -222,8 +251,11 @@ class VMManager:
 
     def _check_room(self, name: str, image: Image) -> None:
         """Refuse a create that cannot fit on the state file system (one clear line)."""
-        root = (64 << 20 if self.root_strategy() in ("dm-snapshot", "reflink")
-                else space.allocated(Path(image.rootfs)))
+        root = (
+            64 << 20
+            if self.root_strategy() in ("dm-snapshot", "reflink")
+            else space.allocated(Path(image.rootfs))
+        )
         seed = space.allocated(Path(image.work_seed)) if image.work_seed else 0
         space.check_room(self.paths.vms_dir, root + seed + space.RESERVE_BYTES, f"VM {name}")
 
@@ -241,10 +273,17 @@ class VMManager:
             used = {r.ip for r in VMRecord.select(VMRecord.ip)}
             ip = self.net.allocate_ip(used)
             rec = VMRecord.create(
-                id=vm_id, name=spec.name, image=image.id, cpus=spec.cpus,
-                memory_mib=spec.memory_mib, disk_size=spec.disk_size, state="creating",
-                ip=ip, mac=ipam.mac_for_ip(ip),
-                plugin_state={"core": {"options": spec.options}} if spec.options else {})
+                id=vm_id,
+                name=spec.name,
+                image=image.id,
+                cpus=spec.cpus,
+                memory_mib=spec.memory_mib,
+                disk_size=spec.disk_size,
+                state="creating",
+                ip=ip,
+                mac=ipam.mac_for_ip(ip),
+                plugin_state={"core": {"options": spec.options}} if spec.options else {},
+            )
         ctx.add_undo(lambda: VMRecord.delete_by_id(rec.id), "store row")
         vm = self._to_vm(rec)
         vm.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -288,8 +327,12 @@ class VMManager:
             root_path, snapshot = self._activate_root(vm, ctx)
             machine, guest = self._describe(vm, root_path, key, ctx)
             guest.write_drive(vm.guest_config_path)
-            proc = boot.boot_vmm(vm, machine, self._binary(),
-                                 start_timeout=self.settings.get("firecracker", "start_timeout"))
+            proc = boot.boot_vmm(
+                vm,
+                machine,
+                self._binary(),
+                start_timeout=self.settings.get("firecracker", "start_timeout"),
+            )
             self._procs[vm.id] = proc
             ctx.add_undo(lambda: self._kill_and_forget(vm, proc.pid), f"VMM {proc.pid}")
             if snapshot:  # saved with the PID: reconcile must be able to release it
@@ -297,8 +340,12 @@ class VMManager:
             self._save(vm, pid=proc.pid, started_at=time.time())
             failpoints.check("boot", lambda: op.cancelled)
         with op.stage("waiting for SSH", detail=vm.ip):
-            boot.wait_for_ssh(vm, proc.pid, self.settings.get("vm", "ssh_timeout_seconds"),
-                              cancelled=lambda: op.cancelled)
+            boot.wait_for_ssh(
+                vm,
+                proc.pid,
+                self.settings.get("vm", "ssh_timeout_seconds"),
+                cancelled=lambda: op.cancelled,
+            )
             failpoints.check("waiting for SSH", lambda: op.cancelled)
         ssh_timeout = float(self.settings.get("vm", "ssh_timeout_seconds"))
         for _plugin, check in self.hooks.vm_ready_checks(vm, ctx):
@@ -321,28 +368,39 @@ class VMManager:
     def _activate_root(self, vm: VM, ctx: LifecycleContext) -> tuple[str, dict[str, Any] | None]:
         if vm.root_strategy != "dm-snapshot":
             return vm.root_disk, None
-        handles = rootdisk.activate_snapshot(f"banger-{vm.id}", Path(vm.image.rootfs),
-                                             Path(vm.root_disk))
+        handles = rootdisk.activate_snapshot(
+            f"banger-{vm.id}", Path(vm.image.rootfs), Path(vm.root_disk)
+        )
         ctx.add_undo(lambda: rootdisk.deactivate_snapshot(handles), "dm snapshot")
         return str(handles.device_path), handles.to_dict()
 
-    def _describe(self, vm: VM, root_path: str, key: Path,
-                  ctx: LifecycleContext | None = None) -> tuple[MachineSpec, GuestConfig]:
-        machine = MachineSpec(vcpus=vm.cpus, memory_mib=vm.memory_mib, kernel=vm.image.kernel,
-                              initrd=vm.image.initrd, boot_args=list(boot.BASE_BOOT_ARGS))
+    def _describe(
+        self, vm: VM, root_path: str, key: Path, ctx: LifecycleContext | None = None
+    ) -> tuple[MachineSpec, GuestConfig]:
+        machine = MachineSpec(
+            vcpus=vm.cpus,
+            memory_mib=vm.memory_mib,
+            kernel=vm.image.kernel,
+            initrd=vm.image.initrd,
+            boot_args=list(boot.BASE_BOOT_ARGS),
+        )
         machine.use_transport(self.transport_for(vm))
         machine.add_drive("rootfs", root_path, is_root=True)
         config_dev = machine.add_drive("guestcfg", str(vm.guest_config_path), read_only=True)
-        machine.boot_args.append(
-            ipam.kernel_ip_arg(vm.ip, vm.gateway, vm.prefixlen, vm.name))
+        machine.boot_args.append(ipam.kernel_ip_arg(vm.ip, vm.gateway, vm.prefixlen, vm.name))
         machine.boot_args.append(f"banger.config={config_dev}")
         assert vm.tap
         machine.add_nic(vm.tap, vm.mac)
-        guest = GuestConfig(hostname=vm.name,
-                            authorized_keys=[key.with_suffix(".pub").read_text().strip()],
-                            nameservers=list(self.net.nameservers), address=vm.ip,
-                            prefixlen=vm.prefixlen, gateway=vm.gateway, mac=vm.mac,
-                            mtu=GUEST_MTU)
+        guest = GuestConfig(
+            hostname=vm.name,
+            authorized_keys=[key.with_suffix(".pub").read_text().strip()],
+            nameservers=list(self.net.nameservers),
+            address=vm.ip,
+            prefixlen=vm.prefixlen,
+            gateway=vm.gateway,
+            mac=vm.mac,
+            mtu=GUEST_MTU,
+        )
         self.hooks.vm_configure(vm, machine, guest, ctx)
         return machine, guest
 
@@ -350,22 +408,32 @@ class VMManager:
         """``mmio`` or ``pci`` for this VM's kernel, ``[firecracker] transport`` and VMM."""
         row = Image.get_or_none(Image.id == vm.image.id)
         caps = KernelCaps.from_dict(row.kernel_caps if row is not None else None)
-        return choose_transport(caps, self.settings.get("firecracker", "transport"),
-                                vmm_version(self._binary()), image=vm.image.name)
+        return choose_transport(
+            caps,
+            self.settings.get("firecracker", "transport"),
+            vmm_version(self._binary()),
+            image=vm.image.name,
+        )
 
     def _binary(self) -> str:
         return self.settings.get("firecracker", "binary")
 
     def preflight(self) -> None:
         """Fail early, with the fix, when the host is not ready."""
-        failing = [c for c in run_checks(self.settings, self.hooks, preflight=True)
-                   if c.required and not c.ok]
+        failing = [
+            c
+            for c in run_checks(self.settings, self.hooks, preflight=True)
+            if c.required and not c.ok
+        ]
         if failing:
             first = failing[0]
-            more = (f" (and {len(failing) - 1} more; run `banger doctor`)"
-                    if len(failing) > 1 else "")
-            raise BangerError(f"host not ready: {first.name}: {first.detail}"
-                              f"{'; fix: ' + first.fix if first.fix else ''}{more}")
+            more = (
+                f" (and {len(failing) - 1} more; run `banger doctor`)" if len(failing) > 1 else ""
+            )
+            raise BangerError(
+                f"host not ready: {first.name}: {first.detail}"
+                f"{'; fix: ' + first.fix if first.fix else ''}{more}"
+            )
 
     def _check_image_files(self, image: Image) -> None:
         for what, path in (("kernel", image.kernel), ("rootfs", image.rootfs)):
@@ -461,8 +529,13 @@ class VMManager:
         failures = self._stopped_hooks(vm)
         self._procs.pop(vm.id, None)
         if save:
-            self._save(vm, state="stopped", pid=None, tap=None,
-                       last_error="; ".join(failures) if failures else vm.last_error)
+            self._save(
+                vm,
+                state="stopped",
+                pid=None,
+                tap=None,
+                last_error="; ".join(failures) if failures else vm.last_error,
+            )
 
     def _stopped_hooks(self, vm: VM) -> builtins.list[str]:
         failures = self.hooks.vm_stopped(vm)
@@ -509,13 +582,15 @@ class VMManager:
         vm = self.resolve(ref)
         with self.locked(vm.id):
             vm = self.resolve(vm.id)
-            core, given = vm_options.split(params, self.declared_options, SET_KEYS,
-                                           for_create=False)
+            core, given = vm_options.split(
+                params, self.declared_options, SET_KEYS, for_create=False
+            )
             current = {d.plugin: vm.plugin_options(d.plugin) for d in self.declared_options}
             option_changes = vm_options.for_set(given, self.declared_options, current)
             running = boot.live_pid(vm)
-            if running and (core or vm_options.requires_stopped(option_changes,
-                                                                  self.declared_options)):
+            if running and (
+                core or vm_options.requires_stopped(option_changes, self.declared_options)
+            ):
                 raise ConflictError(f"VM {vm.name} is running; stop it before changing it")
             spec = validate_set(vm, core, allow_empty=bool(given))
             spec.options = option_changes
@@ -553,8 +628,9 @@ class VMManager:
             mem = {line.split(":")[0]: line.split()[1] for line in status if line.startswith("Vm")}
             out["rss_bytes"] = int(mem.get("VmRSS", 0)) * 1024
             out["vms_bytes"] = int(mem.get("VmSize", 0)) * 1024
-            out["threads"] = int(next((line.split()[1] for line in status
-                                       if line.startswith("Threads")), 0))
+            out["threads"] = int(
+                next((line.split()[1] for line in status if line.startswith("Threads")), 0)
+            )
             out["uptime"] = round(time.time() - (vm.started_at or time.time()), 1)
         except (OSError, IndexError, ValueError):
             out["pid"] = None
@@ -574,19 +650,29 @@ class VMManager:
         with path.open("rb") as fh:
             fh.seek(start)
             data = fh.read(limit)
-        return {"path": str(path), "data": data.decode(errors="replace"),
-                "offset": start + len(data), "running": bool(boot.live_pid(vm))}
+        return {
+            "path": str(path),
+            "data": data.decode(errors="replace"),
+            "offset": start + len(data),
+            "running": bool(boot.live_pid(vm)),
+        }
 
     def ssh_info(self, ref: str, uid: int = 0) -> dict[str, Any]:
         """How the CLI reaches the VM over SSH (with the key itself for other users,
         who cannot read the daemon's files)."""
         vm = self.resolve(ref)
         if not boot.live_pid(vm):
-            raise ConflictError(f"VM {vm.name} is not running; start it with "
-                                f"`banger vm start {vm.name}`")
+            raise ConflictError(
+                f"VM {vm.name} is not running; start it with `banger vm start {vm.name}`"
+            )
         key = self.ssh_key()
-        info = {"name": vm.name, "ip": vm.ip, "user": "root", "key": str(key),
-                "daemon_pid": os.getpid()}
+        info = {
+            "name": vm.name,
+            "ip": vm.ip,
+            "user": "root",
+            "key": str(key),
+            "daemon_pid": os.getpid(),
+        }
         if uid not in (0, os.geteuid()):
             info["key_text"] = key.read_text()
         return info
@@ -598,13 +684,15 @@ class VMManager:
 
         vm = self.resolve(ref)
         if not boot.live_pid(vm):
-            raise ConflictError(f"VM {vm.name} is not running; start it with "
-                                f"`banger vm start {vm.name}`")
+            raise ConflictError(
+                f"VM {vm.name} is not running; start it with `banger vm start {vm.name}`"
+            )
         try:
             sock = socket.create_connection((vm.ip, port), timeout=10)
         except OSError as exc:
-            raise BangerError(f"cannot connect to {vm.name} ({vm.ip}) port {port}: "
-                              f"{exc.strerror or exc}") from None
+            raise BangerError(
+                f"cannot connect to {vm.name} ({vm.ip}) port {port}: {exc.strerror or exc}"
+            ) from None
         sock.settimeout(None)
         return {"name": vm.name, "ip": vm.ip, "port": port}, sock.detach()
 
@@ -612,8 +700,11 @@ class VMManager:
         """``Host`` blocks for ``refs`` (every VM when empty) and the kept-current file's path."""
         from banger_core.lifecycle import sshconfig
 
-        vms = ([self.resolve(r) for r in refs] if refs else
-               [self._to_vm(r) for r in VMRecord.select().order_by(VMRecord.name)])
+        vms = (
+            [self.resolve(r) for r in refs]
+            if refs
+            else [self._to_vm(r) for r in VMRecord.select().order_by(VMRecord.name)]
+        )
         seen: set[str] = set()
         infos = []
         for vm in vms:
@@ -704,8 +795,13 @@ class VMManager:
             if pid != vm.pid:
                 self._save(vm, pid=pid)
             return action
-        logger.warning("VM {} ({}): VMM {}; {}", vm.name, vm.state,
-                       f"{pid} runs" if pid else f"{vm.pid} is gone", action)
+        logger.warning(
+            "VM {} ({}): VMM {}; {}",
+            vm.name,
+            vm.state,
+            f"{pid} runs" if pid else f"{vm.pid} is gone",
+            action,
+        )
         if action == "adopt":
             self._save(vm, state="running", pid=pid)
             return action
@@ -729,8 +825,11 @@ class VMManager:
 
     def taps_in_use(self) -> builtins.set[str]:
         """TAPs held by VMs that run (for the pool's adoption at start)."""
-        return {r.tap for r in VMRecord.select() if r.tap and r.tap.startswith(TAP_PREFIX)
-                and r.state in RUNNING_STATES}
+        return {
+            r.tap
+            for r in VMRecord.select()
+            if r.tap and r.tap.startswith(TAP_PREFIX) and r.state in RUNNING_STATES
+        }
 
 
 class _InlineOp:

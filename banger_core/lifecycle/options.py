@@ -14,8 +14,9 @@ from banger_core.errors import ValidationError
 from banger_core.vmoptions import DeclaredOption
 
 
-def split(params: dict[str, Any], declared: list[DeclaredOption], core_keys: set[str],
-          *, for_create: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+def split(
+    params: dict[str, Any], declared: list[DeclaredOption], core_keys: set[str], *, for_create: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Separate core parameters from plugin option values (by key).
 
     :raise ValidationError: an unknown option, or one not offered by this command.
@@ -34,16 +35,19 @@ def split(params: dict[str, Any], declared: list[DeclaredOption], core_keys: set
         d = by_key.get(key)
         if d is None:
             known = ", ".join(sorted(f"--{x.option.name}" for x in declared)) or "none"
-            raise ValidationError(f"unknown VM option {key.replace('_', '-')!r} "
-                                  f"(plugins' options: {known})")
+            raise ValidationError(
+                f"unknown VM option {key.replace('_', '-')!r} (plugins' options: {known})"
+            )
         if not (d.option.on_create if for_create else d.option.on_set):
-            raise ValidationError(f"--{d.option.name} (plugin {d.plugin}) cannot be given to "
-                                  f"{command}")
+            raise ValidationError(
+                f"--{d.option.name} (plugin {d.plugin}) cannot be given to {command}"
+            )
     return core, given
 
 
-def for_create(given: dict[str, Any], declared: list[DeclaredOption],
-               settings: Any) -> dict[str, dict[str, Any]]:
+def for_create(
+    given: dict[str, Any], declared: list[DeclaredOption], settings: Any
+) -> dict[str, dict[str, Any]]:
     """Every declared option's effective value for a new VM, checked."""
     out: dict[str, dict[str, Any]] = {}
     for d in declared:
@@ -58,8 +62,9 @@ def for_create(given: dict[str, Any], declared: list[DeclaredOption],
     return out
 
 
-def for_set(given: dict[str, Any], declared: list[DeclaredOption],
-            current: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+def for_set(
+    given: dict[str, Any], declared: list[DeclaredOption], current: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
     """The options a ``vm set`` changes, checked; unchanged values are dropped.
 
     :param current: each plugin's current values (defaults filled in).
@@ -94,9 +99,14 @@ def _config(settings: Any, plugin: str) -> dict[str, Any]:
         return {}
 
 
-def requires_stopped(changes: dict[str, dict[str, Any]], declared: list[DeclaredOption]) -> \
-        list[str]:
+def requires_stopped(
+    changes: dict[str, dict[str, Any]], declared: list[DeclaredOption]
+) -> list[str]:
     """Names (``--x``) of changed options that may change only while the VM is stopped."""
     by = {(d.plugin, d.option.key): d.option for d in declared}
-    return [f"--{by[(p, k)].name}" for p, values in changes.items() for k in values
-            if by[(p, k)].set_requires_stopped]
+    return [
+        f"--{by[(p, k)].name}"
+        for p, values in changes.items()
+        for k in values
+        if by[(p, k)].set_requires_stopped
+    ]

@@ -34,18 +34,25 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
         return op.as_dict()
 
     def register_image(params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
-        files = {k: params.get(k)
-                 for k in ("kernel", "rootfs", "initrd", "work_seed", "kernel_config")}
+        files = {
+            k: params.get(k) for k in ("kernel", "rootfs", "initrd", "work_seed", "kernel_config")
+        }
         artifacts = params.get("artifacts") or {}
         if not isinstance(artifacts, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) and v for k, v in artifacts.items()):
+            isinstance(k, str) and isinstance(v, str) and v for k, v in artifacts.items()
+        ):
             raise ValidationError(f"artifacts {artifacts!r} must map names to file paths")
         files.update({f"artifact {k}": v for k, v in artifacts.items()})
-        check_host_paths(call.peer_uid, files,
-                         daemon.settings.get("daemon", "allowed_image_dirs"))
-        return images.register(params["name"], params["kernel"], params["rootfs"],
-                               params.get("initrd"), params.get("work_seed"),
-                               artifacts=artifacts, kernel_config=params.get("kernel_config"))
+        check_host_paths(call.peer_uid, files, daemon.settings.get("daemon", "allowed_image_dirs"))
+        return images.register(
+            params["name"],
+            params["kernel"],
+            params["rootfs"],
+            params.get("initrd"),
+            params.get("work_seed"),
+            artifacts=artifacts,
+            kernel_config=params.get("kernel_config"),
+        )
 
     def doctor(params: dict[str, Any], call: RPCCall) -> list[dict[str, Any]]:
         from banger_core.doctor import run_checks
@@ -63,41 +70,68 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
     path = Field.str(max=4096, nullable=True)
     size = Field.size()
     methods = {
-        "vm.create": with_params(create, name=Field.any(required=True), image=Field.str(max=255),
-                                 cpus=Field.int(), memory=size, disk_size=size,
-                                 options=Field.any()),
+        "vm.create": with_params(
+            create,
+            name=Field.any(required=True),
+            image=Field.str(max=255),
+            cpus=Field.int(),
+            memory=size,
+            disk_size=size,
+            options=Field.any(),
+        ),
         "vm.list": with_params(lambda p, c: vms.list()),
         "vm.show": with_params(show, ref=ref),
         "vm.start": with_params(lambda p, c: vms.start(p["ref"], c.cancelled.is_set), ref=ref),
-        "vm.stop": with_params(lambda p, c: vms.stop(p["ref"], force=p.get("force", False)),
-                               ref=ref, force=Field.bool()),
-        "vm.restart": with_params(lambda p, c: vms.restart(p["ref"], c.cancelled.is_set),
-                                  ref=ref),
-        "vm.kill": with_params(lambda p, c: vms.kill(p["ref"], p.get("signal", "SIGKILL")),
-                               ref=ref, signal=Field.any()),
-        "vm.delete": with_params(lambda p, c: vms.delete(p["ref"], force=p.get("force", False)),
-                                 ref=ref, force=Field.bool()),
-        "vm.set": with_params(lambda p, c: vms.set(p["ref"], {k: v for k, v in p.items()
-                                                              if k != "ref"}),
-                              ref=ref, cpus=Field.int(), memory=size,
-                              disk_size=size, options=Field.any()),
+        "vm.stop": with_params(
+            lambda p, c: vms.stop(p["ref"], force=p.get("force", False)),
+            ref=ref,
+            force=Field.bool(),
+        ),
+        "vm.restart": with_params(lambda p, c: vms.restart(p["ref"], c.cancelled.is_set), ref=ref),
+        "vm.kill": with_params(
+            lambda p, c: vms.kill(p["ref"], p.get("signal", "SIGKILL")), ref=ref, signal=Field.any()
+        ),
+        "vm.delete": with_params(
+            lambda p, c: vms.delete(p["ref"], force=p.get("force", False)),
+            ref=ref,
+            force=Field.bool(),
+        ),
+        "vm.set": with_params(
+            lambda p, c: vms.set(p["ref"], {k: v for k, v in p.items() if k != "ref"}),
+            ref=ref,
+            cpus=Field.int(),
+            memory=size,
+            disk_size=size,
+            options=Field.any(),
+        ),
         "vm.stats": with_params(lambda p, c: vms.stats(p["ref"]), ref=ref),
-        "vm.logs": with_params(lambda p, c: vms.logs(p["ref"], p["log"], p.get("offset"),
-                                                     p["limit"]),
-                               ref=ref, log=Field.enum("console", "vmm", default="console"),
-                               offset=Field.int(min=0, nullable=True),
-                               limit=Field.int(min=1, max=MAX_LOG_CHUNK, default=65536)),
+        "vm.logs": with_params(
+            lambda p, c: vms.logs(p["ref"], p["log"], p.get("offset"), p["limit"]),
+            ref=ref,
+            log=Field.enum("console", "vmm", default="console"),
+            offset=Field.int(min=0, nullable=True),
+            limit=Field.int(min=1, max=MAX_LOG_CHUNK, default=65536),
+        ),
         "vm.ssh_info": with_params(lambda p, c: vms.ssh_info(p["ref"], c.peer_uid), ref=ref),
         "vm.ssh_config": with_params(ssh_config, refs=Field.list(Field.str(min=1, max=255))),
-        "vm.connect": with_params(lambda p, c: PassFd(*vms.connect(p["ref"], p["port"])),
-                                  ref=ref, port=Field.int(min=1, max=65535, default=22)),
-        "image.build": with_params(build, name=Field.str(required=True, max=255),
-                                   os=Field.str(max=64)),
+        "vm.connect": with_params(
+            lambda p, c: PassFd(*vms.connect(p["ref"], p["port"])),
+            ref=ref,
+            port=Field.int(min=1, max=65535, default=22),
+        ),
+        "image.build": with_params(
+            build, name=Field.str(required=True, max=255), os=Field.str(max=64)
+        ),
         "image.register": with_params(
             register_image,
-            name=Field.str(required=True, max=255), kernel=Field.str(required=True, max=4096),
-            rootfs=Field.str(required=True, max=4096), initrd=path, work_seed=path,
-            kernel_config=path, artifacts=Field.any()),
+            name=Field.str(required=True, max=255),
+            kernel=Field.str(required=True, max=4096),
+            rootfs=Field.str(required=True, max=4096),
+            initrd=path,
+            work_seed=path,
+            kernel_config=path,
+            artifacts=Field.any(),
+        ),
         "image.list": with_params(lambda p, c: images.list()),
         "image.show": with_params(lambda p, c: image_dict(images.get(p["ref"])), ref=ref),
         "image.delete": with_params(lambda p, c: images.delete(p["ref"]), ref=ref),

@@ -29,16 +29,18 @@ def host_block(vm: dict[str, Any], key: Path, netns: str) -> str:
     for name in vm.get("dns_names") or []:
         if name not in aliases:
             aliases.append(name)
-    lines = [f"# banger VM {vm['name']} (id {vm['id']})",
-             f"Host {' '.join(aliases)}",
-             f"    HostName {vm['ip']}",
-             "    User root",
-             f"    IdentityFile {key}",
-             "    IdentitiesOnly yes",
-             # Every VM makes its own host keys and may be re-created under the same name.
-             "    StrictHostKeyChecking no",
-             "    UserKnownHostsFile /dev/null",
-             "    LogLevel ERROR"]
+    lines = [
+        f"# banger VM {vm['name']} (id {vm['id']})",
+        f"Host {' '.join(aliases)}",
+        f"    HostName {vm['ip']}",
+        "    User root",
+        f"    IdentityFile {key}",
+        "    IdentitiesOnly yes",
+        # Every VM makes its own host keys and may be re-created under the same name.
+        "    StrictHostKeyChecking no",
+        "    UserKnownHostsFile /dev/null",
+        "    LogLevel ERROR",
+    ]
     if netns:
         lines.append(f"    ProxyCommand {proxy_command(vm['name'])}")
         lines.append("    ProxyUseFdpass yes")

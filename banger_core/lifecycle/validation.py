@@ -28,8 +28,9 @@ def check_cpus(value: Any) -> int:
     """vCPUs: a positive integer within the host's CPUs and Firecracker's limit."""
     limit = min(os.cpu_count() or 1, MAX_VCPUS)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-        raise ValidationError(f"cpus {value!r} is not allowed: use an integer from 1 to {limit} "
-                              "(the host's CPUs)")
+        raise ValidationError(
+            f"cpus {value!r} is not allowed: use an integer from 1 to {limit} (the host's CPUs)"
+        )
     return value
 
 
@@ -38,16 +39,20 @@ def check_memory(value: Any) -> int:
     limit = host_memory_mib()
     mib = parse_size(value, "memory", default_unit="M") // (1 << 20)
     if not MIN_MEMORY_MIB <= mib <= limit:
-        raise ValidationError(f"memory {value!r} is not allowed: use {MIN_MEMORY_MIB}M to "
-                              f"{format_size(limit << 20)} (the host's memory)")
+        raise ValidationError(
+            f"memory {value!r} is not allowed: use {MIN_MEMORY_MIB}M to "
+            f"{format_size(limit << 20)} (the host's memory)"
+        )
     return mib
 
 
 def _unknown(params: dict[str, Any], allowed: set[str], what: str) -> None:
     extra = sorted(set(params) - allowed)
     if extra:
-        raise ValidationError(f"unknown {what} parameter(s): {', '.join(extra)} "
-                              f"(allowed: {', '.join(sorted(allowed))})")
+        raise ValidationError(
+            f"unknown {what} parameter(s): {', '.join(extra)} "
+            f"(allowed: {', '.join(sorted(allowed))})"
+        )
 
 
 def resolve_create(params: dict[str, Any], settings: Any, images: Any) -> VMSpec:
@@ -58,7 +63,8 @@ def resolve_create(params: dict[str, Any], settings: Any, images: Any) -> VMSpec
     if not isinstance(image, str):
         raise ValidationError(f"image {image!r} must be a name")
     return VMSpec(
-        name=name, image=image,
+        name=name,
+        image=image,
         cpus=check_cpus(params.get("cpus", settings.get("vm", "cpus"))),
         memory_mib=check_memory(params.get("memory", settings.get("vm", "memory_mib"))),
         disk_size=0,
@@ -79,7 +85,13 @@ def validate_set(vm: VM, params: dict[str, Any], *, allow_empty: bool = False) -
     changes = {k: v for k, v in changes.items() if getattr(vm, k) != v}
     if not changes and not params and not allow_empty:
         raise ValidationError("nothing to change: give --cpus, --memory or a plugin's option")
-    return VMSpec(name=vm.name, image=vm.image.name, cpus=changes.get("cpus", vm.cpus),
-                  memory_mib=changes.get("memory_mib", vm.memory_mib),
-                  disk_size=vm.disk_size, is_create=False, vm=vm,
-                  changes=changes)
+    return VMSpec(
+        name=vm.name,
+        image=vm.image.name,
+        cpus=changes.get("cpus", vm.cpus),
+        memory_mib=changes.get("memory_mib", vm.memory_mib),
+        disk_size=vm.disk_size,
+        is_create=False,
+        vm=vm,
+        changes=changes,
+    )

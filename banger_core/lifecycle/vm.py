@@ -74,8 +74,9 @@ class VM:
     created_at: float = 0.0
     started_at: float | None = None
     plugin_states: dict[str, dict[str, Any]] = field(default_factory=dict)
-    option_defaults: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False,
-                                                       compare=False)
+    option_defaults: dict[str, dict[str, Any]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def plugin_state(self, name: str) -> dict[str, Any]:
         """The mutable state dict of plugin ``name`` for this VM."""
@@ -93,8 +94,7 @@ class VM:
         Keys are the option names with ``_`` for ``-`` (``disk_size``); looking
         one up by its dashed name (``"disk-size"``) works too.
         """
-        return OptionValues({**self.option_defaults.get(name, {}),
-                             **self.options.get(name, {})})
+        return OptionValues({**self.option_defaults.get(name, {}), **self.options.get(name, {})})
 
     @property
     def api_sock(self) -> Path:
@@ -124,16 +124,31 @@ class VM:
     def summary(self) -> dict[str, Any]:
         """JSON-ready form for ``vm list`` / ``vm show``."""
         return {
-            "id": self.id, "name": self.name, "image": self.image.name, "state": self.state,
-            "cpus": self.cpus, "memory_mib": self.memory_mib, "disk_size": self.disk_size,
-            "ip": self.ip, "mac": self.mac, "tap": self.tap, "pid": self.pid,
-            "root_disk": self.root_disk, "root_strategy": self.root_strategy,
-            "dir": str(self.dir), "api_sock": str(self.api_sock),
-            "console_log": str(self.console_log), "vmm_log": str(self.vmm_log),
-            "last_error": self.last_error, "created_at": self.created_at,
-            "started_at": self.started_at, "plugins": self._shown_states(),
-            "options": {name: dict(self.plugin_options(name))
-                        for name in sorted(set(self.option_defaults) | set(self.options))},
+            "id": self.id,
+            "name": self.name,
+            "image": self.image.name,
+            "state": self.state,
+            "cpus": self.cpus,
+            "memory_mib": self.memory_mib,
+            "disk_size": self.disk_size,
+            "ip": self.ip,
+            "mac": self.mac,
+            "tap": self.tap,
+            "pid": self.pid,
+            "root_disk": self.root_disk,
+            "root_strategy": self.root_strategy,
+            "dir": str(self.dir),
+            "api_sock": str(self.api_sock),
+            "console_log": str(self.console_log),
+            "vmm_log": str(self.vmm_log),
+            "last_error": self.last_error,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "plugins": self._shown_states(),
+            "options": {
+                name: dict(self.plugin_options(name))
+                for name in sorted(set(self.option_defaults) | set(self.options))
+            },
         }
 
     def _shown_states(self) -> dict[str, dict[str, Any]]:

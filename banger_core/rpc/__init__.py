@@ -13,8 +13,9 @@ from typing import Any
 
 
 class _CallableModule(types.ModuleType):
-    def __call__(self, method: str, params: dict[str, Any] | None = None, *,
-                 autostart: bool = True) -> Any:
+    def __call__(
+        self, method: str, params: dict[str, Any] | None = None, *, autostart: bool = True
+    ) -> Any:
         """Call one daemon method and return its result (starts the daemon if needed)."""
         from banger_core.cli.context import rpc
 

@@ -36,7 +36,8 @@ class RPCClient:
             sock.close()
             raise DeniedError(
                 f"permission denied on {self.socket_path}: bangerd runs, but you may not use "
-                "it; ask its administrator to add you to its [daemon] socket_group") from None
+                "it; ask its administrator to add you to its [daemon] socket_group"
+            ) from None
         self._sock = sock
         return self
 
@@ -80,8 +81,7 @@ class RPCClient:
             raise error_from_code(err.get("code", "error"), err.get("message", "unknown error"))
         return msg.get("result")
 
-    def call_with_fd(self, method: str, params: dict[str, Any] | None = None
-                     ) -> tuple[Any, int]:
+    def call_with_fd(self, method: str, params: dict[str, Any] | None = None) -> tuple[Any, int]:
         """Call a method that answers with a file descriptor (``SCM_RIGHTS``)."""
         if self._sock is None:
             self.connect()

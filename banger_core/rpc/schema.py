@@ -48,14 +48,28 @@ class Field:
 
     # -- constructors ------------------------------------------------------
     @classmethod
-    def int(cls, *, required: _bool = False, default: Any = None, min: _int | None = None,
-            max: _int | None = None, nullable: _bool = False) -> Field:
+    def int(
+        cls,
+        *,
+        required: _bool = False,
+        default: Any = None,
+        min: _int | None = None,
+        max: _int | None = None,
+        nullable: _bool = False,
+    ) -> Field:
         """An integer (booleans are not integers here) within ``[min, max]``."""
         return cls("int", required, default, min, max, nullable=nullable)
 
     @classmethod
-    def str(cls, *, required: _bool = False, default: Any = None, min: _int = 0,
-            max: _int = MAX_STR, nullable: _bool = False) -> Field:
+    def str(
+        cls,
+        *,
+        required: _bool = False,
+        default: Any = None,
+        min: _int = 0,
+        max: _int = MAX_STR,
+        nullable: _bool = False,
+    ) -> Field:
         """A string of ``min``..``max`` characters (``required`` implies non-empty)."""
         lo = 1 if required and min < 1 else min
         return cls("str", required, default, lo, max, nullable=nullable)
@@ -93,8 +107,11 @@ class Field:
             hi = "" if self.max is None else f" <= {self.max}"
             return f"an integer{lo}{' and' if lo and hi else ''}{hi}"
         if self.kind == "str":
-            return (f"a string of {self.min} to {self.max} characters" if self.min
-                    else f"a string of at most {self.max} characters")
+            return (
+                f"a string of {self.min} to {self.max} characters"
+                if self.min
+                else f"a string of at most {self.max} characters"
+            )
         if self.kind == "bool":
             return "true or false"
         if self.kind == "enum":
@@ -114,8 +131,9 @@ class Field:
             shown = repr(value)
             if len(shown) > 60:
                 shown = shown[:57] + "..."
-            raise ValidationError(f"parameter {name!r}: {shown} is not allowed; use "
-                                  f"{self.describe()}")
+            raise ValidationError(
+                f"parameter {name!r}: {shown} is not allowed; use {self.describe()}"
+            )
         if self.kind == "list":
             assert self.item is not None
             return [self.item.check(f"{name}[{i}]", v) for i, v in enumerate(value)]
@@ -164,8 +182,9 @@ class Schema:
         for name, spec in self.fields.items():
             if name not in params:
                 if spec.required:
-                    raise ValidationError(f"{method}: parameter {name!r} is required "
-                                          f"({spec.describe()})")
+                    raise ValidationError(
+                        f"{method}: parameter {name!r} is required ({spec.describe()})"
+                    )
                 if spec.default is not None:
                     out[name] = spec.default
                 continue
@@ -199,12 +218,15 @@ def with_params(handler: Callable[..., Any], **fields: Field) -> Callable[..., A
         return rpc_params(**fields)(handler)
     except AttributeError:  # bound methods take no attributes: wrap them
         if inspect.iscoroutinefunction(handler):
+
             async def async_wrapper(params: Any, call: Any) -> Any:
                 return await handler(params, call)
+
             return rpc_params(**fields)(functools.update_wrapper(async_wrapper, handler))
 
         def wrapper(params: Any, call: Any) -> Any:
             return handler(params, call)
+
         return rpc_params(**fields)(functools.update_wrapper(wrapper, handler))
 
 

@@ -41,8 +41,10 @@ def _v3(db: peewee.Database) -> None:
     columns = {c.name for c in db.get_columns("images")}
     if "artifacts" not in columns:
         db.execute_sql("ALTER TABLE images ADD COLUMN artifacts TEXT NOT NULL DEFAULT '{}'")
-    db.execute_sql("UPDATE images SET artifacts = json_object('work-seed', work_seed), "
-                   "work_seed = NULL WHERE work_seed IS NOT NULL")
+    db.execute_sql(
+        "UPDATE images SET artifacts = json_object('work-seed', work_seed), "
+        "work_seed = NULL WHERE work_seed IS NOT NULL"
+    )
 
 
 # Each entry moves the schema from version N-1 to N; never edit a shipped one.
@@ -61,7 +63,8 @@ def migrate(db: peewee.Database) -> int:
     if current > SCHEMA_VERSION:
         raise BangerError(
             f"store {db.database} has schema version {current}, newer than this banger "
-            f"({SCHEMA_VERSION}); upgrade banger")
+            f"({SCHEMA_VERSION}); upgrade banger"
+        )
     for version in range(current + 1, SCHEMA_VERSION + 1):
         with db.atomic():
             MIGRATIONS[version - 1](db)
@@ -72,8 +75,13 @@ def migrate(db: peewee.Database) -> int:
 def open_store(path: Path) -> PooledSqliteDatabase:
     """Open (creating and migrating if needed) the store at ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = PooledSqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS, max_connections=256,
-                              stale_timeout=300, check_same_thread=False)
+    db = PooledSqliteDatabase(
+        str(path),
+        pragmas=SQLITE_PRAGMAS,
+        max_connections=256,
+        stale_timeout=300,
+        check_same_thread=False,
+    )
     database_proxy.initialize(db)
     with db.connection_context():
         migrate(db)

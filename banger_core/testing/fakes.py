@@ -41,8 +41,15 @@ class FakeRunner:
     passthrough: bool = False
     calls: list[list[str]] = field(default_factory=list)
 
-    def __call__(self, argv: Sequence[str], *, check: bool = True, timeout: float | None = None,
-                 input: str | None = None, env: Mapping[str, str] | None = None) -> Result:
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        timeout: float | None = None,
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Result:
         """Record ``argv`` and return the scripted result (raising like the real one)."""
         args = [str(a) for a in argv]
         self.calls.append(args)
@@ -86,10 +93,15 @@ class FakeContext(LifecycleContext):
         return [u.description for u in self.undos]
 
 
-def fake_context(plugin: str = "test", config: Mapping[str, Any] | None = None, *,
-                 runner: Callable[..., Result] | None = None,
-                 other_plugins: Mapping[str, Mapping[str, Any]] | None = None,
-                 can_undo: bool = True, hook: str = "") -> FakeContext:
+def fake_context(
+    plugin: str = "test",
+    config: Mapping[str, Any] | None = None,
+    *,
+    runner: Callable[..., Result] | None = None,
+    other_plugins: Mapping[str, Mapping[str, Any]] | None = None,
+    can_undo: bool = True,
+    hook: str = "",
+) -> FakeContext:
     """A context as plugin ``plugin``'s hooks get it.
 
     :param config: the plugin's ``[plugins.<name>]`` values (``ctx.config``).
@@ -98,16 +110,25 @@ def fake_context(plugin: str = "test", config: Mapping[str, Any] | None = None, 
     """
     plugins = {k: dict(v) for k, v in (other_plugins or {}).items()}
     plugins[plugin] = dict(config or {})
-    return FakeContext(settings=_Settings(plugins),
-                       runner=runner or FakeRunner(),
-                       plugin_name=plugin, can_undo=can_undo, hook=hook)
+    return FakeContext(
+        settings=_Settings(plugins),
+        runner=runner or FakeRunner(),
+        plugin_name=plugin,
+        can_undo=can_undo,
+        hook=hook,
+    )
 
 
-def fake_vm(name: str = "box", directory: Path | str | None = None, *,
-            options: Mapping[str, Mapping[str, Any]] | None = None,
-            option_defaults: Mapping[str, Mapping[str, Any]] | None = None,
-            plugin_states: Mapping[str, Mapping[str, Any]] | None = None,
-            image_artifacts: Mapping[str, str] | None = None, **fields: Any) -> VM:
+def fake_vm(
+    name: str = "box",
+    directory: Path | str | None = None,
+    *,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    option_defaults: Mapping[str, Mapping[str, Any]] | None = None,
+    plugin_states: Mapping[str, Mapping[str, Any]] | None = None,
+    image_artifacts: Mapping[str, str] | None = None,
+    **fields: Any,
+) -> VM:
     """A :class:`banger_core.VM` for unit tests.
 
     :param directory: the VM's directory (``vm.dir``; created); a path under
@@ -123,12 +144,25 @@ def fake_vm(name: str = "box", directory: Path | str | None = None, *,
     if options:
         states.setdefault("core", {})["options"] = {k: dict(v) for k, v in options.items()}
     values: dict[str, Any] = {
-        "id": f"{abs(hash(name)) % (1 << 48):012x}", "name": name,
-        "image": ImageInfo("img0", "debian", "/images/vmlinuz", "/images/rootfs.ext4",
-                           artifacts=dict(image_artifacts or {})),
-        "cpus": 2, "memory_mib": 1024, "disk_size": 0, "state": "stopped",
-        "ip": "172.30.0.2", "mac": "06:00:ac:1e:00:02", "gateway": "172.30.0.1",
-        "prefixlen": 24, "dir": base, "run_dir": base / "run",
+        "id": f"{abs(hash(name)) % (1 << 48):012x}",
+        "name": name,
+        "image": ImageInfo(
+            "img0",
+            "debian",
+            "/images/vmlinuz",
+            "/images/rootfs.ext4",
+            artifacts=dict(image_artifacts or {}),
+        ),
+        "cpus": 2,
+        "memory_mib": 1024,
+        "disk_size": 0,
+        "state": "stopped",
+        "ip": "172.30.0.2",
+        "mac": "06:00:ac:1e:00:02",
+        "gateway": "172.30.0.1",
+        "prefixlen": 24,
+        "dir": base,
+        "run_dir": base / "run",
         "plugin_states": states,
         "option_defaults": {k: dict(v) for k, v in (option_defaults or {}).items()},
     }

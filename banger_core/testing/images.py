@@ -112,8 +112,9 @@ def cached_image(recipe: Recipe, *, verbose: bool = True) -> BuiltImage:
                     flush=True,
                 )
 
-        image = build_image(recipe, directory, on_stage=on_stage, artifacts=maker,
-                            fingerprint_extra=providers)
+        image = build_image(
+            recipe, directory, on_stage=on_stage, artifacts=maker, fingerprint_extra=providers
+        )
         if verbose:
             print(
                 f"[banger test image {fingerprint[:12]}] built in "

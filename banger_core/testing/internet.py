@@ -48,8 +48,9 @@ RECORDS = {"www.example.test": HTTP_ADDRESS}
 class FakeInternet:
     """The internet namespace behind a host namespace; :meth:`close` removes all of it."""
 
-    def __init__(self, host_netns: str, workdir: Path,
-                 records: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, host_netns: str, workdir: Path, records: dict[str, str] | None = None
+    ) -> None:
         self.host_netns = host_netns
         self.netns = f"bgi-{secrets.token_hex(3)}"
         self.workdir = workdir
@@ -66,8 +67,23 @@ class FakeInternet:
         ensure_netns(self.host_netns)
         ensure_netns(self.netns)
         peer = f"bgi{secrets.token_hex(3)}"
-        system.run(["ip", "-n", self.host_netns, "link", "add", UPLINK, "type", "veth",
-                    "peer", "name", peer, "netns", self.netns])
+        system.run(
+            [
+                "ip",
+                "-n",
+                self.host_netns,
+                "link",
+                "add",
+                UPLINK,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                peer,
+                "netns",
+                self.netns,
+            ]
+        )
         self._in(self.netns, "link", "set", peer, "name", "eth0")
         self._in(self.host_netns, "addr", "add", f"{HOST_ADDRESS}/{PREFIXLEN}", "dev", UPLINK)
         self._in(self.host_netns, "link", "set", UPLINK, "up")
@@ -78,8 +94,17 @@ class FakeInternet:
         self._in(self.netns, "link", "set", "eth0", "up")
         self.resolv_conf.write_text(f"nameserver {DNS_ADDRESS}\n")
         self.log.write_text("")
-        argv = ["ip", "netns", "exec", self.netns, sys.executable, "-m",
-                "banger_core.testing.internet", "--log", str(self.log)]
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            self.netns,
+            sys.executable,
+            "-m",
+            "banger_core.testing.internet",
+            "--log",
+            str(self.log),
+        ]
         for name, address in self.records.items():
             argv += ["--record", f"{name}={address}"]
         read_end, write_end = os.pipe()
@@ -153,12 +178,12 @@ def _dns_reply(data: bytes, records: dict[str, str]) -> tuple[bytes, str] | None
     labels, pos = [], 12
     while pos < len(data) and data[pos]:
         length = data[pos]
-        labels.append(data[pos + 1:pos + 1 + length].decode("ascii", "replace"))
+        labels.append(data[pos + 1 : pos + 1 + length].decode("ascii", "replace"))
         pos += 1 + length
-    question = data[12:pos + 5]
+    question = data[12 : pos + 5]
     if len(question) < pos + 5 - 12:
         return None
-    qtype = struct.unpack("!H", data[pos + 1:pos + 3])[0]
+    qtype = struct.unpack("!H", data[pos + 1 : pos + 3])[0]
     name = ".".join(labels).lower()
     address = records.get(name)
     rd = flags & 0x0100

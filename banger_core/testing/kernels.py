@@ -20,23 +20,50 @@ import struct
 from pathlib import Path
 
 FIRECRACKER_CONFIG = {
-    "ACPI": "y", "PCI": "y", "VIRTIO": "y", "VIRTIO_MMIO": "y",
-    "VIRTIO_MMIO_CMDLINE_DEVICES": "y", "VIRTIO_PCI": "y", "VIRTIO_BLK": "y",
-    "VIRTIO_NET": "y", "VSOCKETS": "y", "VIRTIO_VSOCKETS": "y", "IP_PNP": "y",
-    "EXT4_FS": "y", "SERIAL_8250_CONSOLE": "y", "IKCONFIG": "y",
+    "ACPI": "y",
+    "PCI": "y",
+    "VIRTIO": "y",
+    "VIRTIO_MMIO": "y",
+    "VIRTIO_MMIO_CMDLINE_DEVICES": "y",
+    "VIRTIO_PCI": "y",
+    "VIRTIO_BLK": "y",
+    "VIRTIO_NET": "y",
+    "VSOCKETS": "y",
+    "VIRTIO_VSOCKETS": "y",
+    "IP_PNP": "y",
+    "EXT4_FS": "y",
+    "SERIAL_8250_CONSOLE": "y",
+    "IKCONFIG": "y",
 }
 """A kernel built for Firecracker: every driver built in, ``ip=`` honoured."""
 
 DEBIAN_CONFIG = {
-    "ACPI": "y", "PCI": "y", "VIRTIO": "m", "VIRTIO_MMIO": "m",
-    "VIRTIO_MMIO_CMDLINE_DEVICES": "n", "VIRTIO_PCI": "m", "VIRTIO_BLK": "m",
-    "VIRTIO_NET": "m", "VSOCKETS": "m", "VIRTIO_VSOCKETS": "m", "IP_PNP": "n",
-    "EXT4_FS": "y", "SERIAL_8250_CONSOLE": "y", "IKCONFIG": "n",
+    "ACPI": "y",
+    "PCI": "y",
+    "VIRTIO": "m",
+    "VIRTIO_MMIO": "m",
+    "VIRTIO_MMIO_CMDLINE_DEVICES": "n",
+    "VIRTIO_PCI": "m",
+    "VIRTIO_BLK": "m",
+    "VIRTIO_NET": "m",
+    "VSOCKETS": "m",
+    "VIRTIO_VSOCKETS": "m",
+    "IP_PNP": "n",
+    "EXT4_FS": "y",
+    "SERIAL_8250_CONSOLE": "y",
+    "IKCONFIG": "n",
 }
 """Debian bookworm's linux-image-cloud-amd64 (measured, see PROBES.md)."""
 
-DEBIAN_INITRD_MODULES = ["virtio", "virtio_ring", "virtio_mmio", "virtio_pci", "virtio_blk",
-                         "virtio_net", "vsock"]
+DEBIAN_INITRD_MODULES = [
+    "virtio",
+    "virtio_ring",
+    "virtio_mmio",
+    "virtio_pci",
+    "virtio_blk",
+    "virtio_net",
+    "vsock",
+]
 """What Debian's initrd carries (no vsock transport)."""
 
 
@@ -52,9 +79,14 @@ def _ikconfig(options: dict[str, str]) -> bytes:
     return b"IKCFG_ST" + gzip.compress(config_text(options).encode(), mtime=0) + b"IKCFG_ED"
 
 
-def synthetic_kernel(path: str | Path, options: dict[str, str] | None = None, *,
-                     fmt: str = "bzimage", version: str = "6.1.0-test-amd64",
-                     embed_config: bool = True) -> Path:
+def synthetic_kernel(
+    path: str | Path,
+    options: dict[str, str] | None = None,
+    *,
+    fmt: str = "bzimage",
+    version: str = "6.1.0-test-amd64",
+    embed_config: bool = True,
+) -> Path:
     """Write a small kernel file Firecracker's loader checks would accept.
 
     ``fmt`` is ``bzimage`` or ``elf``; ``options`` (default
@@ -62,9 +94,13 @@ def synthetic_kernel(path: str | Path, options: dict[str, str] | None = None, *,
     ``embed_config`` is False.
     """
     options = FIRECRACKER_CONFIG if options is None else options
-    inner = (b"\x7fELF\x02\x01\x01" + b"\0" * 57
-             + f"Linux version {version} (banger-test) #1 SMP\n".encode() + b"\0" * 64
-             + (_ikconfig(options) if embed_config else b""))
+    inner = (
+        b"\x7fELF\x02\x01\x01"
+        + b"\0" * 57
+        + f"Linux version {version} (banger-test) #1 SMP\n".encode()
+        + b"\0" * 64
+        + (_ikconfig(options) if embed_config else b"")
+    )
     path = Path(path)
     if fmt == "elf":
         path.write_bytes(inner)
@@ -79,7 +115,7 @@ def synthetic_kernel(path: str | Path, options: dict[str, str] | None = None, *,
     struct.pack_into("<H", setup, 0x206, 0x020F)  # boot protocol 2.15
     banner = f"{version} (banger-test) #1 SMP".encode() + b"\0"
     struct.pack_into("<H", setup, 0x20E, 0x300 - 0x200)  # kernel_version string offset
-    setup[0x300:0x300 + len(banner)] = banner
+    setup[0x300 : 0x300 + len(banner)] = banner
     payload = gzip.compress(inner, mtime=0)
     struct.pack_into("<II", setup, 0x248, 0, len(payload))  # payload_offset, payload_length
     path.write_bytes(bytes(setup) + payload + b"\0" * 16)
@@ -89,16 +125,17 @@ def synthetic_kernel(path: str | Path, options: dict[str, str] | None = None, *,
 def _cpio_entry(name: str, data: bytes, mode: int) -> bytes:
     encoded = name.encode() + b"\0"
     header = b"070701" + b"".join(
-        f"{v:08x}".encode()
-        for v in (0, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(encoded), 0))
+        f"{v:08x}".encode() for v in (0, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(encoded), 0)
+    )
     out = header + encoded
     out += b"\0" * (-len(out) % 4)
     out += data + b"\0" * (-len(data) % 4)
     return out
 
 
-def synthetic_initrd(path: str | Path, modules: list[str], *,
-                     version: str = "6.1.0-test-amd64") -> Path:
+def synthetic_initrd(
+    path: str | Path, modules: list[str], *, version: str = "6.1.0-test-amd64"
+) -> Path:
     """Write a gzip newc cpio initrd holding empty ``<module>.ko`` files."""
     archive = _cpio_entry("init", b"#!/bin/sh\n", 0o100755)
     for module in modules:
@@ -109,9 +146,14 @@ def synthetic_initrd(path: str | Path, modules: list[str], *,
     return path
 
 
-def synthetic_rootfs(path: str | Path, options: dict[str, str] | None = None, *,
-                     version: str = "6.1.0-test-amd64", modules: list[str] | None = None,
-                     size_mb: int = 8) -> Path:
+def synthetic_rootfs(
+    path: str | Path,
+    options: dict[str, str] | None = None,
+    *,
+    version: str = "6.1.0-test-amd64",
+    modules: list[str] | None = None,
+    size_mb: int = 8,
+) -> Path:
     """Write a small ext4 image with ``/boot/config-<version>`` (unless ``options`` is None)
     and ``/lib/modules/<version>/modules.dep`` listing ``modules``."""
     import shutil
@@ -128,7 +170,8 @@ def synthetic_rootfs(path: str | Path, options: dict[str, str] | None = None, *,
         moddir = tree / "lib" / "modules" / version
         moddir.mkdir(parents=True)
         (moddir / "modules.dep").write_text(
-            "".join(f"kernel/drivers/{m}.ko:\n" for m in modules or []))
+            "".join(f"kernel/drivers/{m}.ko:\n" for m in modules or [])
+        )
         path.unlink(missing_ok=True)
         system.run(["truncate", "-s", f"{size_mb}M", str(path)], timeout=30)
         system.run(["mkfs.ext4", "-q", "-F", "-d", str(tree), str(path)], timeout=60)

@@ -53,8 +53,13 @@ from typing import Any
 import pytest
 
 # Environment switches that would make a test depend on the caller's shell.
-_SCRUBBED_ENV = ("BANGER_PLUGINS", "BANGER_DISABLE_PLUGINS", "BANGER_TRACE_PLUGINS",
-                 "BANGER_LOG_LEVEL", "BANGER_FIRECRACKER_BIN")
+_SCRUBBED_ENV = (
+    "BANGER_PLUGINS",
+    "BANGER_DISABLE_PLUGINS",
+    "BANGER_TRACE_PLUGINS",
+    "BANGER_LOG_LEVEL",
+    "BANGER_FIRECRACKER_BIN",
+)
 _SOCKET_PATH_MAX = 100  # AF_UNIX paths are limited to 108 bytes
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
@@ -166,13 +171,15 @@ class BangerHome:
         env.update(extra)
         return env
 
-    def run(self, *args: str, env: dict[str, str] | None = None,
-            timeout: float = 60.0) -> CommandResult:
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+    ) -> CommandResult:
         """Run ``banger *args`` as a user would and return what it printed."""
         return self.run_argv(_script("banger") + list(args), env=env, timeout=timeout)
 
-    def run_argv(self, argv: Sequence[str], *, env: dict[str, str] | None = None,
-                 timeout: float = 60.0) -> CommandResult:
+    def run_argv(
+        self, argv: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 60.0
+    ) -> CommandResult:
         """Run any program with this home's environment (``env`` adds to it)."""
         from banger_core import system
 
@@ -232,7 +239,7 @@ def _merge_base(text: str, base: dict[str, dict[str, str]]) -> str:
         header = f"[{section}]"
         if header in (ln.strip() for ln in lines):
             at = next(i for i, ln in enumerate(lines) if ln.strip() == header)
-            lines[at + 1:at + 1] = assignments
+            lines[at + 1 : at + 1] = assignments
         else:
             prepend += [header, *assignments]
     return "\n".join(prepend + lines) + "\n"
@@ -290,8 +297,10 @@ def start_daemon(home: BangerHome, *args: str, timeout: float = START_TIMEOUT) -
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"bangerd exited with {proc.returncode}: "
-                               f"{output.read_text(errors='replace').strip()}")
+            raise RuntimeError(
+                f"bangerd exited with {proc.returncode}: "
+                f"{output.read_text(errors='replace').strip()}"
+            )
         if handle.socket.exists():
             try:
                 with RPCClient(handle.socket, timeout=5.0) as client:
@@ -301,8 +310,10 @@ def start_daemon(home: BangerHome, *args: str, timeout: float = START_TIMEOUT) -
                 pass
         time.sleep(0.02)
     handle.stop()
-    raise RuntimeError(f"bangerd did not answer within {timeout:.0f}s: "
-                       f"{output.read_text(errors='replace').strip()}")
+    raise RuntimeError(
+        f"bangerd did not answer within {timeout:.0f}s: "
+        f"{output.read_text(errors='replace').strip()}"
+    )
 
 
 @pytest.fixture
@@ -348,8 +359,9 @@ def banger_plugin_manager() -> Callable[..., Any]:
     """
     from banger_core.plugins import get_plugin_manager
 
-    def build(*plugins: object, load_entrypoints: bool = False,
-              disabled: Iterable[str] = ()) -> Any:
+    def build(
+        *plugins: object, load_entrypoints: bool = False, disabled: Iterable[str] = ()
+    ) -> Any:
         extra = []
         for plugin in plugins:
             if isinstance(plugin, tuple):
@@ -357,8 +369,7 @@ def banger_plugin_manager() -> Callable[..., Any]:
             else:
                 name = getattr(plugin, "__name__", None) or type(plugin).__name__.lower()
                 extra.append((name, plugin))
-        return get_plugin_manager(load_entrypoints=load_entrypoints, extra=extra,
-                                  disabled=disabled)
+        return get_plugin_manager(load_entrypoints=load_entrypoints, extra=extra, disabled=disabled)
 
     return build
 
@@ -370,9 +381,16 @@ class PluginSite:
     path: Path
     _added: list[str] = field(default_factory=list)
 
-    def add(self, name: str, module: str, source: str | None = None, *,
-            distribution: str | None = None, version: str = "0.0.1",
-            target: str | None = None) -> Path:
+    def add(
+        self,
+        name: str,
+        module: str,
+        source: str | None = None,
+        *,
+        distribution: str | None = None,
+        version: str = "0.0.1",
+        target: str | None = None,
+    ) -> Path:
         """Install a distribution whose ``banger`` entry point ``name`` loads ``module``.
 
         :param source: the module's code (written to ``<module>.py``); omit it
@@ -384,8 +402,7 @@ class PluginSite:
             (self.path / f"{module}.py").write_text(source)
         info = self.path / f"{dist.replace('-', '_')}-{version}.dist-info"
         info.mkdir(exist_ok=True)
-        (info / "METADATA").write_text(
-            f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
         (info / "entry_points.txt").write_text(f"[banger]\n{name} = {target or module}\n")
         self._added.append(module)
         importlib.invalidate_caches()
@@ -430,8 +447,9 @@ def banger_cli() -> Callable[..., CliResult]:
 
     from banger_core.cli.main import main
 
-    def run(args: Sequence[str], *, pm: Any = None,
-            env: dict[str, str | None] | None = None) -> CliResult:
+    def run(
+        args: Sequence[str], *, pm: Any = None, env: dict[str, str | None] | None = None
+    ) -> CliResult:
         runner = CliRunner()
         with runner.isolation(env=env) as (out, err, _):
             code = main(list(args), pm=pm)
@@ -463,8 +481,11 @@ def _deprecated(old: str, new: str) -> Any:
     def fixture(request: pytest.FixtureRequest) -> Any:
         import warnings
 
-        warnings.warn(f"the pytest fixture {old!r} is deprecated; use {new!r}",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"the pytest fixture {old!r} is deprecated; use {new!r}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return request.getfixturevalue(new)
 
     fixture.__name__ = old
@@ -476,4 +497,3 @@ daemon = _deprecated("daemon", "banger_daemon")
 plugin_manager = _deprecated("plugin_manager", "banger_plugin_manager")
 plugin_site = _deprecated("plugin_site", "banger_plugin_site")
 sim_host = _deprecated("sim_host", "banger_sim_host")
-

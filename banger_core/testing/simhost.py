@@ -33,10 +33,18 @@ def console_script(name: str) -> str:
 class SimulatedHost:
     """One private banger installation running on the simulator."""
 
-    def __init__(self, *, subnet: str = "172.30.0.0/24", tap_pool_size: int = 2,
-                 extra_config: str = "", env: dict[str, str] | None = None,
-                 internet: bool = False, vmm: str = "banger-fcsim",
-                 ssh_timeout: float = 60.0, stop_grace: float = 5.0) -> None:
+    def __init__(
+        self,
+        *,
+        subnet: str = "172.30.0.0/24",
+        tap_pool_size: int = 2,
+        extra_config: str = "",
+        env: dict[str, str] | None = None,
+        internet: bool = False,
+        vmm: str = "banger-fcsim",
+        ssh_timeout: float = 60.0,
+        stop_grace: float = 5.0,
+    ) -> None:
         token = secrets.token_hex(3)
         self.vmm = console_script(vmm) if "/" not in vmm else vmm
         self.tap_pool_size = tap_pool_size
@@ -58,7 +66,8 @@ class SimulatedHost:
             "[network]\n"
             'bridge = "bgbr0"\n'
             f'subnet = "{subnet}"\n'
-            f"tap_pool_size = {tap_pool_size}\n" + extra_config)
+            f"tap_pool_size = {tap_pool_size}\n" + extra_config
+        )
         self.env = {
             **os.environ,
             "BANGER_STATE_DIR": str(self.state_dir),
@@ -76,25 +85,45 @@ class SimulatedHost:
             from banger_core.testing.internet import FakeInternet
 
             self.internet = FakeInternet(self.netns, self.root)
-        for var in ("BANGER_PLUGINS", "BANGER_DISABLE_PLUGINS", "BANGER_FIRECRACKER_BIN",
-                    "BANGER_LOG_LEVEL"):
+        for var in (
+            "BANGER_PLUGINS",
+            "BANGER_DISABLE_PLUGINS",
+            "BANGER_FIRECRACKER_BIN",
+            "BANGER_LOG_LEVEL",
+        ):
             if env is None or var not in env:
                 self.env.pop(var, None)
 
     # -- driving it ----------------------------------------------------------
-    def cli(self, *args: str, check: bool = True, timeout: float = 300.0,
-            env: dict[str, str] | None = None) -> system.Result:
+    def cli(
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 300.0,
+        env: dict[str, str] | None = None,
+    ) -> system.Result:
         """Run ``banger ARGS`` against this host; raises on failure when ``check``."""
-        return system.run([console_script("banger"), *args], check=check, timeout=timeout,
-                          env={**self.env, **(env or {})})
+        return system.run(
+            [console_script("banger"), *args],
+            check=check,
+            timeout=timeout,
+            env={**self.env, **(env or {})},
+        )
 
     def json(self, *args: str) -> Any:
         """Run a ``--json`` command and parse its output."""
         return json.loads(self.cli(*args, "--json").stdout)
 
-    def install_plugin(self, name: str, module: str, source_dir: str | Path, *,
-                       distribution: str | None = None, version: str = "0.0.1",
-                       restart: bool = True) -> None:
+    def install_plugin(
+        self,
+        name: str,
+        module: str,
+        source_dir: str | Path,
+        *,
+        distribution: str | None = None,
+        version: str = "0.0.1",
+        restart: bool = True,
+    ) -> None:
         """Make the plugin in ``source_dir`` (holding package ``module``) installed for this host.
 
         Writes a throwaway distribution with a ``banger`` entry point ``name``
@@ -106,13 +135,13 @@ class SimulatedHost:
         dist = distribution or f"banger-test-{name}"
         info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
         info.mkdir(parents=True, exist_ok=True)
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\n"
-                                       f"Version: {version}\n")
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
         (info / "entry_points.txt").write_text(f"[banger]\n{name} = {module}\n")
         paths = [str(site), str(Path(source_dir).absolute())]
         old = self.env.get("PYTHONPATH", "")
-        self.env["PYTHONPATH"] = ":".join([p for p in paths if p not in old.split(":")]
-                                          + ([old] if old else []))
+        self.env["PYTHONPATH"] = ":".join(
+            [p for p in paths if p not in old.split(":")] + ([old] if old else [])
+        )
         if restart and self.daemon_pid():
             self.cli("daemon", "stop")
             self.start()
@@ -143,13 +172,21 @@ class SimulatedHost:
 
     def netns_run(self, *argv: str, check: bool = True, timeout: float = 60.0) -> system.Result:
         """Run a command inside the simulated host's network namespace."""
-        return system.run(["ip", "netns", "exec", self.netns, *argv], check=check,
-                          timeout=timeout, env=self.env)
+        return system.run(
+            ["ip", "netns", "exec", self.netns, *argv], check=check, timeout=timeout, env=self.env
+        )
 
     def register_image(self, image: Any, name: str = "debian") -> None:
         """Register a built image (``banger_core.images.build.BuiltImage``)."""
-        args = ["image", "register", name, "--kernel", str(image.kernel),
-                "--rootfs", str(image.rootfs)]
+        args = [
+            "image",
+            "register",
+            name,
+            "--kernel",
+            str(image.kernel),
+            "--rootfs",
+            str(image.rootfs),
+        ]
         for artifact, path in sorted(getattr(image, "artifacts", {}).items()):
             args += ["--artifact", f"{artifact}={path}"]
         if image.initrd:
@@ -186,8 +223,12 @@ class SimulatedHost:
             if not wait_for_exit(vmm, max(0.1, deadline - time.monotonic())):
                 _signal(vmm, signal.SIGKILL)
                 wait_for_exit(vmm, 5)
-        system.run([console_script("banger-fcsim"), "--cleanup", "--all"], check=False, timeout=60,
-                   env=self.env)
+        system.run(
+            [console_script("banger-fcsim"), "--cleanup", "--all"],
+            check=False,
+            timeout=60,
+            env=self.env,
+        )
         if self.internet is not None:
             self.internet.close()
         delete_netns(self.netns, runner=lambda argv, **kw: system.run(argv, check=False))

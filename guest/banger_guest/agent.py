@@ -235,8 +235,9 @@ class FrameWriter:
                 return False
         return True
 
-    def exit(self, code: int | None, sig: int | None = None, error: str | None = None,
-             **extra: Any) -> bool:
+    def exit(
+        self, code: int | None, sig: int | None = None, error: str | None = None, **extra: Any
+    ) -> bool:
         """Send the final frame."""
         body = {"exit_code": code, "signal": sig, "error": error, **extra}
         return self.send(F_EXIT, json.dumps(body).encode())
@@ -305,14 +306,24 @@ class RequestError(Exception):
 
 def exec_env(extra: dict[str, str], tty: bool, term: str | None) -> dict[str, str]:
     """A clean login-like environment for root, plus the client's variables."""
-    env = {"PATH": GUEST_PATH, "HOME": "/root", "USER": "root", "LOGNAME": "root",
-           "SHELL": "/bin/sh", "LANG": "C.UTF-8"}
+    env = {
+        "PATH": GUEST_PATH,
+        "HOME": "/root",
+        "USER": "root",
+        "LOGNAME": "root",
+        "SHELL": "/bin/sh",
+        "LANG": "C.UTF-8",
+    }
     with contextlib.suppress(KeyError, ImportError):
         import pwd
 
         entry = pwd.getpwuid(os.getuid())
-        env.update(HOME=entry.pw_dir, USER=entry.pw_name, LOGNAME=entry.pw_name,
-                   SHELL=entry.pw_shell or "/bin/sh")
+        env.update(
+            HOME=entry.pw_dir,
+            USER=entry.pw_name,
+            LOGNAME=entry.pw_name,
+            SHELL=entry.pw_shell or "/bin/sh",
+        )
     if tty:
         env["TERM"] = term or "xterm"
     env.update(extra)
@@ -342,12 +353,20 @@ def parse_exec(body: dict[str, Any]) -> dict[str, Any]:
     elif not os.path.isdir(cwd):
         raise RequestError(404, f"directory {cwd} does not exist in the guest")
     size = body.get("winsize")
-    if size is not None and (not isinstance(size, list) or len(size) != 2
-                             or not all(isinstance(n, int) and 0 <= n < 65536 for n in size)):
+    if size is not None and (
+        not isinstance(size, list)
+        or len(size) != 2
+        or not all(isinstance(n, int) and 0 <= n < 65536 for n in size)
+    ):
         raise RequestError(400, "winsize must be [rows, cols]")
-    return {"argv": argv, "env": env, "cwd": cwd, "tty": bool(body.get("tty")),
-            "term": body.get("term") if isinstance(body.get("term"), str) else None,
-            "winsize": size}
+    return {
+        "argv": argv,
+        "env": env,
+        "cwd": cwd,
+        "tty": bool(body.get("tty")),
+        "term": body.get("term") if isinstance(body.get("term"), str) else None,
+        "winsize": size,
+    }
 
 
 def set_winsize(fd: int, rows: int, cols: int) -> None:
@@ -390,17 +409,30 @@ class ExecSession:
 
                 try:
                     self.proc = subprocess.Popen(
-                        req["argv"], stdin=slave, stdout=slave, stderr=slave, env=env,
-                        cwd=req["cwd"], start_new_session=True, close_fds=True,
-                        preexec_fn=_controlling_tty)
+                        req["argv"],
+                        stdin=slave,
+                        stdout=slave,
+                        stderr=slave,
+                        env=env,
+                        cwd=req["cwd"],
+                        start_new_session=True,
+                        close_fds=True,
+                        preexec_fn=_controlling_tty,
+                    )
                 finally:
                     os.close(slave)
                 self.master = master
             else:
                 self.proc = subprocess.Popen(
-                    req["argv"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE, env=env, cwd=req["cwd"], start_new_session=True,
-                    close_fds=True)
+                    req["argv"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=env,
+                    cwd=req["cwd"],
+                    start_new_session=True,
+                    close_fds=True,
+                )
         except FileNotFoundError:
             return f"{req['argv'][0]}: program not found in the guest (PATH={env['PATH']})"
         except PermissionError:
@@ -424,9 +456,14 @@ class ExecSession:
 
     def _start_pumps(self) -> None:
         assert self.proc is not None
-        sources = ([(self.master, F_STDOUT)] if self.master is not None else
-                   [(os.dup(self.proc.stdout.fileno()), F_STDOUT),  # type: ignore[union-attr]
-                    (os.dup(self.proc.stderr.fileno()), F_STDERR)])  # type: ignore[union-attr]
+        sources = (
+            [(self.master, F_STDOUT)]
+            if self.master is not None
+            else [
+                (os.dup(self.proc.stdout.fileno()), F_STDOUT),  # type: ignore[union-attr]
+                (os.dup(self.proc.stderr.fileno()), F_STDERR),
+            ]
+        )  # type: ignore[union-attr]
         if self.master is None:
             self.proc.stdout.close()  # type: ignore[union-attr]
             self.proc.stderr.close()  # type: ignore[union-attr]
@@ -463,7 +500,7 @@ class ExecSession:
                     try:
                         view = memoryview(payload)
                         while view:
-                            view = view[os.write(stdin_fd, view):]
+                            view = view[os.write(stdin_fd, view) :]
                     except OSError:  # the program closed its stdin: drop the rest
                         stdin_open = False
                 elif kind == F_SIGNAL:
@@ -623,8 +660,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         """Dispatch a POST request (the streaming endpoints)."""
         path = self.path.split("?", 1)[0]
-        routes = {"/exec": self.exec_, "/files/get": self.files_get,
-                  "/files/put": self.files_put}
+        routes = {"/exec": self.exec_, "/files/get": self.files_get, "/files/put": self.files_put}
         route = routes.get(path)
         if route is None:
             self.send_json(404, {"error": "not_found", "path": path})
@@ -1008,8 +1044,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="banger-agent")
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--config", default=AGENT_CONFIG)
-    parser.add_argument("--request-timeout", type=float, default=REQUEST_TIMEOUT,
-                        help="seconds a client may take to send a request")
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=REQUEST_TIMEOUT,
+        help="seconds a client may take to send a request",
+    )
     args = parser.parse_args(argv)
     Handler.timeout = args.request_timeout
     port = args.port if args.port is not None else configured_port(args.config)

@@ -299,11 +299,17 @@ class Applier:
         if not self.system:
             log(f"network {address}/{prefix} (not applied: no system access)")
             return
-        name = wait_for_interface(net.get("mac"), net.get("interface") or "eth0",
-                                  INTERFACE_WAIT_SECONDS, self.sys_class_net)
+        name = wait_for_interface(
+            net.get("mac"),
+            net.get("interface") or "eth0",
+            INTERFACE_WAIT_SECONDS,
+            self.sys_class_net,
+        )
         if name is None:
-            log(f"error: no network interface {net.get('mac') or net.get('interface') or 'eth0'}"
-                f" after {INTERFACE_WAIT_SECONDS:.0f}s (is the virtio_net driver loaded?)")
+            log(
+                f"error: no network interface {net.get('mac') or net.get('interface') or 'eth0'}"
+                f" after {INTERFACE_WAIT_SECONDS:.0f}s (is the virtio_net driver loaded?)"
+            )
             return
         have = interface_addresses(name)
         mtu = net.get("mtu")
@@ -491,8 +497,9 @@ def find_interface(mac: str | None, name: str, sys_class_net: str = "/sys/class/
     return name if os.path.exists(os.path.join(sys_class_net, name)) else None
 
 
-def wait_for_interface(mac: str | None, name: str, timeout: float,
-                       sys_class_net: str = "/sys/class/net") -> str | None:
+def wait_for_interface(
+    mac: str | None, name: str, timeout: float, sys_class_net: str = "/sys/class/net"
+) -> str | None:
     """Poll :func:`find_interface` until it finds one or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     while True:
@@ -542,8 +549,9 @@ def load_modules(modules: Iterable[str] = GUEST_MODULES) -> None:
         return
     for module in modules:
         try:
-            proc = subprocess.run(["modprobe", "-q", module], capture_output=True, text=True,
-                                  timeout=30, check=False)
+            proc = subprocess.run(
+                ["modprobe", "-q", module], capture_output=True, text=True, timeout=30, check=False
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             log(f"note: modprobe {module}: {exc}")
             continue

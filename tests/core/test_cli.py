@@ -56,8 +56,9 @@ def test_traceback_only_with_debug(banger_plugin_manager, banger_cli) -> None:
     result = banger_cli(["--debug", "bad-input"], pm=pm)
     assert result.exit_code == 1
     assert "Traceback (most recent call last)" in result.stderr
-    assert result.stderr.rstrip().endswith("banger: error: size '3Q' is not a size "
-                                           "(use 512M, 4G, ...)")
+    assert result.stderr.rstrip().endswith(
+        "banger: error: size '3Q' is not a size (use 512M, 4G, ...)"
+    )
 
 
 def test_internal_error_is_one_line_with_hint(banger_plugin_manager, banger_cli) -> None:
@@ -65,8 +66,10 @@ def test_internal_error_is_one_line_with_hint(banger_plugin_manager, banger_cli)
     result = banger_cli(["crash"], pm=pm)
     assert result.exit_code == 1
     lines = [ln for ln in result.stderr.splitlines() if not ln.startswith("banger: warning:")]
-    assert lines == ["banger: internal error: ZeroDivisionError: division by zero "
-                     "(run with --debug for a traceback)"]
+    assert lines == [
+        "banger: internal error: ZeroDivisionError: division by zero "
+        "(run with --debug for a traceback)"
+    ]
     debug = banger_cli(["--debug", "crash"], pm=pm)
     assert debug.exit_code == 1
     assert "Traceback (most recent call last)" in debug.stderr
@@ -85,13 +88,15 @@ def test_plugin_command_clash_refused(banger_plugin_manager, banger_cli) -> None
     assert result.exit_code == 0
     assert "Manage bangerd" in result.stdout  # the core command was not replaced
     warnings = [ln for ln in result.stderr.splitlines() if ln.startswith("banger: warning:")]
-    assert ("banger: warning: plugin 'cmds': command 'daemon' clashes with banger core; "
-            "not added") in warnings
+    assert (
+        "banger: warning: plugin 'cmds': command 'daemon' clashes with banger core; not added"
+    ) in warnings
     greet_clash = [w for w in warnings if "'greet'" in w]
     assert len(greet_clash) == 1
     assert "'cmds'" in greet_clash[0] and "'greeter'" in greet_clash[0]
-    winner = "commands" if greet_clash[0].startswith("banger: warning: plugin 'greeter'") \
-        else "greeter"
+    winner = (
+        "commands" if greet_clash[0].startswith("banger: warning: plugin 'greeter'") else "greeter"
+    )
     assert banger_cli(["greet"], pm=pm).stdout.strip() == f"from {winner}"
 
 

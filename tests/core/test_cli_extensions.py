@@ -23,11 +23,12 @@ class Scratch:
                 raise ValidationError(f"--scratch-count {value} is not allowed: use 1 or more")
             return value
 
-        return [VMOption("scratch-size", "size", "1G", "scratch disk size"),
-                VMOption("nat", bool, False, "NAT to the internet", config_key="default"),
-                VMOption("egress-allow", list, [], "allowed destinations"),
-                VMOption("scratch-count", int, 1, "how many", validator=positive,
-                         on_set=False)]
+        return [
+            VMOption("scratch-size", "size", "1G", "scratch disk size"),
+            VMOption("nat", bool, False, "NAT to the internet", config_key="default"),
+            VMOption("egress-allow", list, [], "allowed destinations"),
+            VMOption("scratch-count", int, 1, "how many", validator=positive, on_set=False),
+        ]
 
     @hookimpl
     def banger_cli_subcommands(self) -> dict[str, list[click.Command]]:
@@ -49,14 +50,16 @@ class Scratch:
         return {"vm": [scratch, clashing], "image": [images], "nope": [images]}
 
 
-def test_subcommands_join_core_groups_and_clashes_are_refused(banger_plugin_manager,
-                                                              banger_cli) -> None:
+def test_subcommands_join_core_groups_and_clashes_are_refused(
+    banger_plugin_manager, banger_cli
+) -> None:
     pm = banger_plugin_manager(("scratch", Scratch()))
     result = banger_cli(["vm", "scratch", "box"], pm=pm)
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "scratch of box\n"
-    assert ("plugin 'scratch': command 'vm list' clashes with banger core; not added"
-            in result.stderr)
+    assert (
+        "plugin 'scratch': command 'vm list' clashes with banger core; not added" in result.stderr
+    )
     assert "command group 'nope' does not exist" in result.stderr
     assert banger_cli(["image", "scratch-images"], pm=pm).stdout == "images!\n"
     # the module-level groups are untouched: a build without the plugin has no `vm scratch`
@@ -76,8 +79,9 @@ def test_options_show_in_help(banger_plugin_manager, banger_cli) -> None:
     assert "--scratch-count" not in set_help  # on_set=False
 
 
-def test_cli_sends_only_what_the_user_gave(banger_plugin_manager, banger_cli,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_sends_only_what_the_user_gave(
+    banger_plugin_manager, banger_cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from banger_core.cli import context, vm_cmds
 
     sent: list[tuple[str, dict[str, Any]]] = []
@@ -92,11 +96,29 @@ def test_cli_sends_only_what_the_user_gave(banger_plugin_manager, banger_cli,
     monkeypatch.setattr(context, "rpc", fake_rpc)
     monkeypatch.setattr(vm_cmds, "follow_operation", lambda op, quiet=False: op)
     pm = banger_plugin_manager(("scratch", Scratch()))
-    result = banger_cli(["vm", "create", "box", "--scratch-size", "2G", "--no-nat",
-                         "--egress-allow", "a", "--egress-allow", "b"], pm=pm)
+    result = banger_cli(
+        [
+            "vm",
+            "create",
+            "box",
+            "--scratch-size",
+            "2G",
+            "--no-nat",
+            "--egress-allow",
+            "a",
+            "--egress-allow",
+            "b",
+        ],
+        pm=pm,
+    )
     assert result.exit_code == 0, result.stderr
-    assert sent[0] == ("vm.create", {"name": "box", "options": {
-        "scratch_size": "2G", "nat": False, "egress_allow": ["a", "b"]}})
+    assert sent[0] == (
+        "vm.create",
+        {
+            "name": "box",
+            "options": {"scratch_size": "2G", "nat": False, "egress_allow": ["a", "b"]},
+        },
+    )
     sent.clear()
     assert banger_cli(["vm", "create", "plain"], pm=pm).exit_code == 0
     assert sent[0] == ("vm.create", {"name": "plain"})
@@ -120,25 +142,36 @@ class _Settings:
 
 def test_daemon_side_checks_and_fills_defaults() -> None:
     declared = _declared()
-    core, given = vm_options.split({"name": "box", "scratch_size": "2G",
-                                    "options": {"nat": True}}, declared, {"name"},
-                                   for_create=True)
+    core, given = vm_options.split(
+        {"name": "box", "scratch_size": "2G", "options": {"nat": True}},
+        declared,
+        {"name"},
+        for_create=True,
+    )
     assert core == {"name": "box"}
     values = vm_options.for_create(given, declared, _Settings({}))
-    assert values == {"scratch": {"scratch_size": 2 << 30, "nat": True, "egress_allow": [],
-                                  "scratch_count": 1}}
+    assert values == {
+        "scratch": {"scratch_size": 2 << 30, "nat": True, "egress_allow": [], "scratch_count": 1}
+    }
     # the default comes from the plugin's config when config_key names a key there
-    assert vm_options.for_create({}, declared, _Settings({"scratch": {"default": True}}))[
-        "scratch"]["nat"] is True
+    assert (
+        vm_options.for_create({}, declared, _Settings({"scratch": {"default": True}}))["scratch"][
+            "nat"
+        ]
+        is True
+    )
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({"options": {"scratch_size": "lots"}}, "--scratch-size 'lots' is not a size"),
-    ({"options": {"nat": "maybe"}}, "--nat 'maybe' is not allowed: use true or false"),
-    ({"options": {"scratch_count": 0}}, "--scratch-count 0 is not allowed: use 1 or more"),
-    ({"options": {"egress_allow": [1]}}, "--egress-allow [1] is not allowed"),
-    ({"options": {"colour": "red"}}, "unknown VM option 'colour'"),
-])
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"options": {"scratch_size": "lots"}}, "--scratch-size 'lots' is not a size"),
+        ({"options": {"nat": "maybe"}}, "--nat 'maybe' is not allowed: use true or false"),
+        ({"options": {"scratch_count": 0}}, "--scratch-count 0 is not allowed: use 1 or more"),
+        ({"options": {"egress_allow": [1]}}, "--egress-allow [1] is not allowed"),
+        ({"options": {"colour": "red"}}, "unknown VM option 'colour'"),
+    ],
+)
 def test_bad_option_values_are_one_line_errors(params: dict[str, Any], message: str) -> None:
     declared = _declared()
     with pytest.raises(ValidationError, match="^" + message.replace("[", r"\[")):
@@ -148,10 +181,12 @@ def test_bad_option_values_are_one_line_errors(params: dict[str, Any], message: 
 
 def test_set_keeps_only_changes_and_refuses_create_only_options() -> None:
     declared = _declared()
-    current = {"scratch": {"scratch_size": 1 << 30, "nat": False, "egress_allow": [],
-                           "scratch_count": 1}}
+    current = {
+        "scratch": {"scratch_size": 1 << 30, "nat": False, "egress_allow": [], "scratch_count": 1}
+    }
     assert vm_options.for_set({"nat": False, "scratch_size": "2G"}, declared, current) == {
-        "scratch": {"scratch_size": 2 << 30}}
+        "scratch": {"scratch_size": 2 << 30}
+    }
     with pytest.raises(ValidationError, match=r"--scratch-count .* cannot be given to vm set"):
         vm_options.split({"options": {"scratch_count": 2}}, declared, set(), for_create=False)
 
@@ -159,12 +194,23 @@ def test_set_keeps_only_changes_and_refuses_create_only_options() -> None:
 def test_vm_plugin_options_fill_in_defaults() -> None:
     from pathlib import Path
 
-    vm = banger_core.VM(id="1", name="box", image=banger_core.ImageInfo("i", "debian", "k", "r"),
-                        cpus=1, memory_mib=256, disk_size=0, state="stopped", ip="10.0.0.2",
-                        mac="m", gateway="10.0.0.1", prefixlen=24, dir=Path("/x"),
-                        run_dir=Path("/y"),
-                        plugin_states={"core": {"options": {"scratch": {"nat": True}}}},
-                        option_defaults={"scratch": {"nat": False, "scratch_size": 1 << 30}})
+    vm = banger_core.VM(
+        id="1",
+        name="box",
+        image=banger_core.ImageInfo("i", "debian", "k", "r"),
+        cpus=1,
+        memory_mib=256,
+        disk_size=0,
+        state="stopped",
+        ip="10.0.0.2",
+        mac="m",
+        gateway="10.0.0.1",
+        prefixlen=24,
+        dir=Path("/x"),
+        run_dir=Path("/y"),
+        plugin_states={"core": {"options": {"scratch": {"nat": True}}}},
+        option_defaults={"scratch": {"nat": False, "scratch_size": 1 << 30}},
+    )
     opts = vm.plugin_options("scratch")
     assert opts == {"nat": True, "scratch_size": 1 << 30}
     assert opts["scratch-size"] == 1 << 30
@@ -180,10 +226,10 @@ def test_clashing_option_names_are_refused(banger_plugin_manager, banger_cli) ->
 
     pm = banger_plugin_manager(("scratch", Scratch()), ("zclash", Clash()))
     result = banger_cli(["vm", "create", "--help"], pm=pm)
-    assert "plugin 'zclash': VM option --cpus clashes with banger core; not added" in \
-        result.stderr
-    assert "plugin 'zclash': VM option --nat clashes with plugin 'scratch'; not added" in \
-        result.stderr
+    assert "plugin 'zclash': VM option --cpus clashes with banger core; not added" in result.stderr
+    assert (
+        "plugin 'zclash': VM option --nat clashes with plugin 'scratch'; not added" in result.stderr
+    )
 
 
 def test_public_api_is_importable_from_banger_core() -> None:

@@ -11,9 +11,19 @@ import pytest
 
 from .conftest import EXAMPLE_DIR
 
-FORBIDDEN_PREFIXES = ("peewee", "playhouse", "pyroute2", "loguru", "fabric", "paramiko",
-                      "banger_core.store", "banger_core.daemon", "banger_core.services",
-                      "banger_core.lifecycle.manager", "banger_hello.daemon")
+FORBIDDEN_PREFIXES = (
+    "peewee",
+    "playhouse",
+    "pyroute2",
+    "loguru",
+    "fabric",
+    "paramiko",
+    "banger_core.store",
+    "banger_core.daemon",
+    "banger_core.services",
+    "banger_core.lifecycle.manager",
+    "banger_hello.daemon",
+)
 
 SCRIPT = """
 import json, sys
@@ -33,8 +43,7 @@ def run_cli_and_list_modules(home, *args: str) -> tuple[int, str, list[str]]:
 
 
 def forbidden(modules: list[str]) -> list[str]:
-    return [m for m in modules
-            if any(m == p or m.startswith(p + ".") for p in FORBIDDEN_PREFIXES)]
+    return [m for m in modules if any(m == p or m.startswith(p + ".") for p in FORBIDDEN_PREFIXES)]
 
 
 @pytest.fixture
@@ -52,12 +61,15 @@ def test_daemon_status_round_trip_stays_light(home_with_hello, banger_daemon) ->
     assert forbidden(modules) == []
 
 
-@pytest.mark.parametrize("args", [
-    ("--help",),
-    ("plugins", "--json"),
-    ("config", "show", "--json"),
-    ("hello", "you"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--help",),
+        ("plugins", "--json"),
+        ("config", "show", "--json"),
+        ("hello", "you"),
+    ],
+)
 def test_other_commands_stay_light(home_with_hello, banger_daemon, args) -> None:
     code, out, modules = run_cli_and_list_modules(home_with_hello, *args)
     assert code == 0, out
@@ -75,15 +87,28 @@ def test_vm_list_stays_light(home_with_hello, banger_daemon) -> None:
 def test_the_check_would_notice(home_with_hello) -> None:
     # Guard the harness: a daemon-side import in the CLI process is seen.
     result = home_with_hello.run_argv(
-        [sys.executable, "-c", "import peewee, banger_hello.daemon, sys; "
-         "print('\\n@@' + __import__('json').dumps({'code': 0, 'modules': sorted(sys.modules)}))"])
+        [
+            sys.executable,
+            "-c",
+            "import peewee, banger_hello.daemon, sys; "
+            "print('\\n@@' + __import__('json').dumps("
+            "{'code': 0, 'modules': sorted(sys.modules)}))",
+        ]
+    )
     modules = json.loads(result.stdout.rpartition("\n@@")[2])["modules"]
     assert {"peewee", "banger_hello.daemon"} <= set(forbidden(modules))
 
 
-@pytest.mark.parametrize("args", [
-    ("vm", "list", "--json"), ("daemon", "status", "--json"), ("image", "list", "--json"),
-    ("vm", "create", "--help"), ("--help",)])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("vm", "list", "--json"),
+        ("daemon", "status", "--json"),
+        ("image", "list", "--json"),
+        ("vm", "create", "--help"),
+        ("--help",),
+    ],
+)
 def test_core_commands_import_no_plugin_module(home_with_hello, banger_daemon, args) -> None:
     """With the start-up cache warm, a core command loads no plugin and no entry points."""
     code, out, modules = run_cli_and_list_modules(home_with_hello, "plugins", "--json")
@@ -96,8 +121,7 @@ def test_core_commands_import_no_plugin_module(home_with_hello, banger_daemon, a
         assert "hello" in out.split()  # the plugin's command is still listed, from the cache
 
 
-def test_plugin_command_loads_its_plugin_with_a_warm_cache(home_with_hello,
-                                                           banger_daemon) -> None:
+def test_plugin_command_loads_its_plugin_with_a_warm_cache(home_with_hello, banger_daemon) -> None:
     run_cli_and_list_modules(home_with_hello, "--help")
     code, out, modules = run_cli_and_list_modules(home_with_hello, "hello", "you")
     assert code == 0, out

@@ -11,14 +11,14 @@ from banger_core.errors import ConfigError
 from banger_core.paths import SYSTEM_CONFIG, Paths, config_files
 from banger_core.pluginconfig import Option
 
-PLUGIN = '''
+PLUGIN = """
 from banger_core import hookimpl
 from banger_core.pluginconfig import Option
 
 @hookimpl
 def banger_config_defaults():
     return {"port": Option(5353, "UDP port"), "zone": Option("vm", "DNS zone")}
-'''
+"""
 
 
 def write(path: Path, text: str) -> Path:
@@ -43,8 +43,8 @@ def test_state_dir_from_env(monkeypatch, tmp_path) -> None:
 
 
 def test_layering_later_file_wins_and_origins(tmp_path) -> None:
-    system = write(tmp_path / "system.toml", '[vm]\ncpus = 4\nmemory_mib = 2048\n')
-    user = write(tmp_path / "user.toml", '[vm]\ncpus = 8\n')
+    system = write(tmp_path / "system.toml", "[vm]\ncpus = 4\nmemory_mib = 2048\n")
+    user = write(tmp_path / "user.toml", "[vm]\ncpus = 8\n")
     settings = load_settings(files=[system, user])
     assert settings.get("vm", "cpus") == 8
     assert settings.get("vm", "memory_mib") == 2048
@@ -58,17 +58,20 @@ def test_missing_file_is_fine(tmp_path) -> None:
     assert load_settings(files=[tmp_path / "absent.toml"]).get("vm", "cpus") == 2
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[nope]\nx = 1\n", "unknown section [nope]"),
-    ("[vm]\ncpu = 1\n", "unknown key vm.cpu"),
-    ("[vm]\ncpus = \"two\"\n", "vm.cpus: expected integer, got str"),
-    ("[vm]\ncpus = true\n", "vm.cpus: expected integer, got boolean"),
-    ("[daemon]\nlog_level = \"loud\"\n", "daemon.log_level: 'loud' is not one of"),
-    ("[plugins]\ndisabled = \"dns\"\n", "plugins.disabled: expected list, got str"),
-    ("[plugins]\nenabled = []\n", "unknown key plugins.enabled"),
-    ("vm = 3\n", "[vm] must be a table"),
-    ("[vm\n", "invalid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[nope]\nx = 1\n", "unknown section [nope]"),
+        ("[vm]\ncpu = 1\n", "unknown key vm.cpu"),
+        ('[vm]\ncpus = "two"\n', "vm.cpus: expected integer, got str"),
+        ("[vm]\ncpus = true\n", "vm.cpus: expected integer, got boolean"),
+        ('[daemon]\nlog_level = "loud"\n', "daemon.log_level: 'loud' is not one of"),
+        ('[plugins]\ndisabled = "dns"\n', "plugins.disabled: expected list, got str"),
+        ("[plugins]\nenabled = []\n", "unknown key plugins.enabled"),
+        ("vm = 3\n", "[vm] must be a table"),
+        ("[vm\n", "invalid TOML"),
+    ],
+)
 def test_errors_name_file_and_key(tmp_path, text: str, message: str) -> None:
     cfg = write(tmp_path / "config.toml", text)
     with pytest.raises(ConfigError) as err:
@@ -81,7 +84,7 @@ def test_plugin_sections_get_declared_defaults(tmp_path) -> None:
     schema = {"dns": {"port": Option(5353, "UDP port"), "zone": Option("vm", "zone")}}
     settings = load_settings(schema, files=[])
     assert settings.plugin("dns") == {"port": 5353, "zone": "vm"}
-    cfg = write(tmp_path / "c.toml", '[plugins.dns]\nport = 53\n[plugins.absent]\nx = 1\n')
+    cfg = write(tmp_path / "c.toml", "[plugins.dns]\nport = 53\n[plugins.absent]\nx = 1\n")
     settings = load_settings(schema, files=[cfg])
     assert settings.plugin("dns") == {"port": 53, "zone": "vm"}
     assert settings.origins[("plugins.dns", "port")] == str(cfg)
@@ -90,7 +93,7 @@ def test_plugin_sections_get_declared_defaults(tmp_path) -> None:
 
 def test_plugin_section_errors_name_file_and_key(tmp_path) -> None:
     schema = {"dns": {"port": Option(5353, "UDP port")}}
-    cfg = write(tmp_path / "c.toml", '[plugins.dns]\nprot = 53\n')
+    cfg = write(tmp_path / "c.toml", "[plugins.dns]\nprot = 53\n")
     with pytest.raises(ConfigError, match=r"c\.toml: unknown key plugins\.dns\.prot"):
         load_settings(schema, files=[cfg])
     cfg = write(tmp_path / "c.toml", '[plugins.dns]\nport = "53"\n')
@@ -120,18 +123,26 @@ def test_env_overrides_log_level(monkeypatch, tmp_path) -> None:
 def test_config_show_cli(banger_home, banger_plugin_site) -> None:
     banger_plugin_site.add("tcfg", "banger_tcfg", PLUGIN)
     banger_home.pythonpath.append(banger_plugin_site.path)
-    banger_home.write_config('[vm]\ncpus = 6\n[plugins.tcfg]\nport = 53\n')
+    banger_home.write_config("[vm]\ncpus = 6\n[plugins.tcfg]\nport = 53\n")
     rows = banger_home.run("config", "show", "--json", env={"BANGER_LOG_LEVEL": "debug"}).json()
     by_key = {(r["section"], r["key"]): r for r in rows}
-    assert by_key[("vm", "cpus")] == {"section": "vm", "key": "cpus", "value": 6,
-                                      "source": str(banger_home.config)}
+    assert by_key[("vm", "cpus")] == {
+        "section": "vm",
+        "key": "cpus",
+        "value": 6,
+        "source": str(banger_home.config),
+    }
     assert by_key[("vm", "memory_mib")]["source"] == "default"
     assert by_key[("daemon", "log_level")]["value"] == "debug"
     assert by_key[("daemon", "log_level")]["source"] == "$BANGER_LOG_LEVEL"
     assert by_key[("plugins.tcfg", "port")]["value"] == 53
     assert by_key[("plugins.tcfg", "port")]["source"] == str(banger_home.config)
-    assert by_key[("plugins.tcfg", "zone")] == {"section": "plugins.tcfg", "key": "zone",
-                                                "value": "vm", "source": "default"}
+    assert by_key[("plugins.tcfg", "zone")] == {
+        "section": "plugins.tcfg",
+        "key": "zone",
+        "value": "vm",
+        "source": "default",
+    }
     table = banger_home.run("config", "show")
     assert table.returncode == 0
     line = next(ln for ln in table.stdout.splitlines() if ln.startswith("vm.cpus "))
@@ -144,4 +155,5 @@ def test_config_show_reports_bad_config_in_one_line(banger_home) -> None:
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [
-        f"banger: error: {banger_home.config}: vm.cpus: expected integer, got str"]
+        f"banger: error: {banger_home.config}: vm.cpus: expected integer, got str"
+    ]

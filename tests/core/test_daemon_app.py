@@ -14,8 +14,10 @@ from banger_core.daemon.server import RPCCall
 class Ports:
     @hookimpl
     def banger_rpc_methods(self):
-        return {"vm.ports": lambda params, call: {"ports": [22]},
-                "daemon.status": lambda params, call: "hijacked"}
+        return {
+            "vm.ports": lambda params, call: {"ports": [22]},
+            "daemon.status": lambda params, call: "hijacked",
+        }
 
 
 class Other:
@@ -44,10 +46,12 @@ def call(daemon: Daemon, method: str, params: dict | None = None):
     return daemon.server.methods[method].handler(params or {}, RPCCall(method, 1, 0, 0))
 
 
-def test_plugin_methods_registered_and_clashes_refused(banger_plugin_manager, tmp_path, monkeypatch,
-                                                       log_lines) -> None:
-    daemon = make_daemon(banger_plugin_manager(("ports", Ports()), ("other", Other())), tmp_path,
-                         monkeypatch)
+def test_plugin_methods_registered_and_clashes_refused(
+    banger_plugin_manager, tmp_path, monkeypatch, log_lines
+) -> None:
+    daemon = make_daemon(
+        banger_plugin_manager(("ports", Ports()), ("other", Other())), tmp_path, monkeypatch
+    )
     methods = daemon.server.methods
     assert methods["daemon.status"].owner == "core"
     assert call(daemon, "daemon.status")["pid"] > 0

@@ -51,8 +51,12 @@ def test_start_status_stop(banger_home) -> None:
     assert isinstance(info["plugins"], list)
 
     text = banger_home.run("daemon", "status").stdout
-    for word in (f"pid:      {pid}", f"socket:   {paths.socket}", f"log:      {paths.daemon_log}",
-                 "plugins:"):
+    for word in (
+        f"pid:      {pid}",
+        f"socket:   {paths.socket}",
+        f"log:      {paths.daemon_log}",
+        "plugins:",
+    ):
         assert word in text
 
     stopped = banger_home.run("daemon", "stop")
@@ -108,19 +112,23 @@ def test_unknown_method_and_bad_json(banger_daemon) -> None:
     reply = raw_exchange(banger_daemon.socket, b'{"id": 8, "method": \n')
     assert reply["error"]["code"] == "invalid"
     assert "not valid JSON" in reply["error"]["message"]
-    reply = raw_exchange(banger_daemon.socket,
-                         b'{"id": 9, "method": "daemon.status", "params": [1]}\n')
-    assert reply["error"] == {"code": "invalid",
-                              "message": "params of daemon.status must be a JSON object"}
-    reply = raw_exchange(banger_daemon.socket, b'[1, 2]\n')
+    reply = raw_exchange(
+        banger_daemon.socket, b'{"id": 9, "method": "daemon.status", "params": [1]}\n'
+    )
+    assert reply["error"] == {
+        "code": "invalid",
+        "message": "params of daemon.status must be a JSON object",
+    }
+    reply = raw_exchange(banger_daemon.socket, b"[1, 2]\n")
     assert reply["error"]["message"] == "request must be a JSON object"
     # The daemon still serves after bad input.
     assert banger_daemon.rpc("daemon.status")["pid"] == banger_daemon.pid
 
 
 def test_operation_status_of_unknown_id(banger_daemon) -> None:
-    reply = raw_exchange(banger_daemon.socket,
-                         b'{"id": 1, "method": "operation.status", "params": {"id": "nope"}}\n')
+    reply = raw_exchange(
+        banger_daemon.socket, b'{"id": 1, "method": "operation.status", "params": {"id": "nope"}}\n'
+    )
     assert reply["error"] == {"code": "not_found", "message": "no operation 'nope'"}
 
 
@@ -164,7 +172,7 @@ def _bangerd() -> list[str]:
     return _script("bangerd")
 
 
-SLOW_SERVICE = '''
+SLOW_SERVICE = """
 import os
 import pathlib
 import time
@@ -176,7 +184,7 @@ from banger_core import hookimpl
 def banger_daemon_started(daemon):
     time.sleep(1.0)  # a service slow to come up: forces the ordering under test
     pathlib.Path(os.environ["BANGER_STATE_DIR"], "slow-service-up").write_text("up")
-'''
+"""
 
 
 def test_daemon_start_returns_once_plugin_services_are_up(banger_home, banger_plugin_site) -> None:

@@ -37,9 +37,15 @@ def test_loads_with_its_hooks(banger_plugin_manager, hello_on_path) -> None:
     info = pm.infos["hello"]
     assert info.status == "loaded", info.error
     assert set(info.hooks) == {
-        "banger_config_defaults", "banger_cli_commands", "banger_rpc_methods",
-        "banger_daemon_started", "banger_doctor_checks", "banger_vm_validate",
-        "banger_vm_create", "banger_vm_deleted"}
+        "banger_config_defaults",
+        "banger_cli_commands",
+        "banger_rpc_methods",
+        "banger_daemon_started",
+        "banger_doctor_checks",
+        "banger_vm_validate",
+        "banger_vm_create",
+        "banger_vm_deleted",
+    }
 
 
 def test_config_defaults_and_overrides(banger_plugin_manager, hello_on_path, tmp_path) -> None:
@@ -57,8 +63,9 @@ def test_validate_rejects_goodbye(banger_plugin_manager, hello_on_path) -> None:
         hooks.vm_validate(FakeSpec("goodbye-world"))
 
 
-def test_create_registers_undo_and_delete_is_idempotent(banger_plugin_manager, hello_on_path,
-                                                        tmp_path) -> None:
+def test_create_registers_undo_and_delete_is_idempotent(
+    banger_plugin_manager, hello_on_path, tmp_path
+) -> None:
     from banger_core.lifecycle.context import LifecycleContext
 
     hooks = Hooks(banger_plugin_manager(("hello", hello_on_path)))

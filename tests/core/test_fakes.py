@@ -25,8 +25,9 @@ def test_fake_vm_and_context_drive_a_hook(tmp_path: Path) -> None:
     vm = fake_vm("box", tmp_path / "vm", option_defaults={"scratch": {"scratch_size": 1 << 30}})
     ctx = fake_context("scratch", {"mount_point": "/scratch"})
     Scratch().banger_vm_create(vm=vm, ctx=ctx)
-    assert ctx.runner.calls == [["truncate", "-s", str(1 << 30),
-                                 str(tmp_path / "vm" / "scratch.img")]]
+    assert ctx.runner.calls == [
+        ["truncate", "-s", str(1 << 30), str(tmp_path / "vm" / "scratch.img")]
+    ]
     assert ctx.undo_descriptions() == ["plugin scratch: remove scratch disk"]
     assert ctx.config == {"mount_point": "/scratch"}
     assert vm.plugin_state("scratch")["path"].endswith("scratch.img")
@@ -48,7 +49,8 @@ def test_teardown_context_refuses_undos() -> None:
 
 
 def test_fake_vm_options() -> None:
-    vm = fake_vm(options={"nat": {"nat": True}}, option_defaults={"nat": {"nat": False}},
-                 state="running")
+    vm = fake_vm(
+        options={"nat": {"nat": True}}, option_defaults={"nat": {"nat": False}}, state="running"
+    )
     assert vm.plugin_options("nat") == {"nat": True}
     assert vm.state == "running"

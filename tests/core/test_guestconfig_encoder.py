@@ -10,9 +10,16 @@ from banger_guest.boot import decode_config, validate_config
 
 
 def full_config() -> GuestConfig:
-    guest = GuestConfig(hostname="box", authorized_keys=["ssh-ed25519 AAAA banger"],
-                        nameservers=["172.30.0.1"], address="172.30.0.2", prefixlen=24,
-                        gateway="172.30.0.1", mac="06:00:ac:1e:00:02", mtu=1500)
+    guest = GuestConfig(
+        hostname="box",
+        authorized_keys=["ssh-ed25519 AAAA banger"],
+        nameservers=["172.30.0.1"],
+        address="172.30.0.2",
+        prefixlen=24,
+        gateway="172.30.0.1",
+        mac="06:00:ac:1e:00:02",
+        mtu=1500,
+    )
     guest.add_mount("/dev/vdc", "/root")
     guest.add_mount("/dev/vdd", "/scratch", "ext4", "noatime")
     guest.add_file("/etc/motd", "hello\n", "0600")
@@ -32,8 +39,7 @@ def test_the_guest_decodes_exactly_what_the_core_encodes() -> None:
 
 def test_a_bad_fragment_fails_on_the_host_naming_it() -> None:
     guest = GuestConfig(hostname="box")
-    guest.mounts.append({"device": "", "target": "/data", "fstype": "ext4",
-                         "options": "defaults"})
+    guest.mounts.append({"device": "", "target": "/data", "fstype": "ext4", "options": "defaults"})
     with pytest.raises(ValidationError, match=r"^guest config: .*mounts\[0\] needs 'device'"):
         guest.encode()
 

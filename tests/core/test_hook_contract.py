@@ -13,8 +13,7 @@ from banger_core.config import load_settings
 from banger_core.pluginconfig import Option
 from banger_core.plugins import Hooks, get_plugin_manager
 
-TEARDOWN = ("banger_vm_stopped", "banger_vm_deleted", "banger_reconcile",
-            "banger_daemon_stopping")
+TEARDOWN = ("banger_vm_stopped", "banger_vm_deleted", "banger_reconcile", "banger_daemon_stopping")
 
 
 class Recorder:
@@ -97,25 +96,48 @@ def _hooks(*plugins: tuple[str, object], settings: Any = None) -> Hooks:
 
 
 def test_wrapper_on_each_teardown_hook_runs_around_each_plugin_and_is_traced(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("BANGER_TRACE_PLUGINS", "1")
     log: list[str] = []
-    hooks = _hooks(("a", Recorder("a", log)), ("b", Recorder("b", log)), ("w", Wrapper(log)),
-                   ("old", OldWrapper(log)))
+    hooks = _hooks(
+        ("a", Recorder("a", log)),
+        ("b", Recorder("b", log)),
+        ("w", Wrapper(log)),
+        ("old", OldWrapper(log)),
+    )
     assert hooks.vm_stopped(object()) == []
     assert hooks.vm_deleted(object()) == []
     assert hooks.reconcile([]) == []
     assert hooks.daemon_stopping(object()) == []
     for hook in ("stopped", "deleted", "reconcile", "daemon_stopping"):
-        calls = [entry for entry in log
-                 if entry.endswith(f":{hook}") or (hook == "stopped" and entry.startswith("old"))]
+        calls = [
+            entry
+            for entry in log
+            if entry.endswith(f":{hook}") or (hook == "stopped" and entry.startswith("old"))
+        ]
         # teardown runs in reverse setup order (b before a), each call wrapped
-        expected = [f"wrap-in:{hook}", f"b:{hook}", f"wrap-out:{hook}",
-                    f"wrap-in:{hook}", f"a:{hook}", f"wrap-out:{hook}"]
+        expected = [
+            f"wrap-in:{hook}",
+            f"b:{hook}",
+            f"wrap-out:{hook}",
+            f"wrap-in:{hook}",
+            f"a:{hook}",
+            f"wrap-out:{hook}",
+        ]
         if hook == "stopped":
-            expected = ["old-in", "wrap-in:stopped", "b:stopped", "wrap-out:stopped",
-                        "old-out", "old-in", "wrap-in:stopped", "a:stopped",
-                        "wrap-out:stopped", "old-out"]
+            expected = [
+                "old-in",
+                "wrap-in:stopped",
+                "b:stopped",
+                "wrap-out:stopped",
+                "old-out",
+                "old-in",
+                "wrap-in:stopped",
+                "a:stopped",
+                "wrap-out:stopped",
+                "old-out",
+            ]
         assert calls == expected, hook
     trace = capsys.readouterr().err
     for hook in TEARDOWN:
@@ -124,32 +146,35 @@ def test_wrapper_on_each_teardown_hook_runs_around_each_plugin_and_is_traced(
 
 def test_setup_order_is_registration_order_and_teardown_its_reverse() -> None:
     log: list[str] = []
-    hooks = _hooks(("a", Recorder("a", log)), ("b", Recorder("b", log)),
-                   ("c", Recorder("c", log)))
+    hooks = _hooks(("a", Recorder("a", log)), ("b", Recorder("b", log)), ("c", Recorder("c", log)))
     hooks.vm_started(object(), LifecycleContext(None))
     hooks.vm_stopped(object())
     assert log == ["a:started", "b:started", "c:started", "c:stopped", "b:stopped", "a:stopped"]
 
 
-def test_entry_points_register_in_name_order(banger_plugin_site: Any,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_entry_points_register_in_name_order(
+    banger_plugin_site: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("BANGER_PLUGINS", "zeta,alpha,mid")
-    source = '''
+    source = """
 from banger_core import hookimpl
 LOG = []
 
 @hookimpl
 def banger_vm_validate(spec):
     spec.append(__name__)
-'''
+"""
     for name in ("zeta", "alpha", "mid"):
         banger_plugin_site.add(name, f"banger_order_{name}", source)
     pm = get_plugin_manager()
     assert pm.order == ["alpha", "mid", "zeta"]
     seen: list[str] = []
     Hooks(pm).vm_validate(seen)
-    assert [s.removeprefix("banger_order_") for s in seen if s.startswith("banger_order_")] \
-        == ["alpha", "mid", "zeta"]
+    assert [s.removeprefix("banger_order_") for s in seen if s.startswith("banger_order_")] == [
+        "alpha",
+        "mid",
+        "zeta",
+    ]
 
 
 def test_tryfirst_and_trylast_are_honoured() -> None:
@@ -173,8 +198,11 @@ def test_tryfirst_and_trylast_are_honoured() -> None:
 
 def test_a_failing_teardown_plugin_neither_hides_its_name_nor_stops_the_others() -> None:
     log: list[str] = []
-    hooks = _hooks(("a", Recorder("a", log)), ("b", Recorder("b", log, fail="deleted")),
-                   ("c", Recorder("c", log)))
+    hooks = _hooks(
+        ("a", Recorder("a", log)),
+        ("b", Recorder("b", log, fail="deleted")),
+        ("c", Recorder("c", log)),
+    )
     failures = hooks.vm_deleted(object())
     assert failures == ["plugin b: banger_vm_deleted: RuntimeError: b broke in deleted"]
     assert log == ["c:deleted", "b:deleted", "a:deleted"]
@@ -204,8 +232,10 @@ def test_create_failure_names_the_plugin_stops_later_plugins_and_its_undo_runs()
     ctx = LifecycleContext(None)
     with pytest.raises(BangerError, match=r"^plugin b: banger_vm_create: ValueError: disk full"):
         hooks.vm_create(object(), ctx)
-    assert [u.description for u in ctx.undos] == ["plugin a: a's thing",
-                                                  "plugin b: b's half-made thing"]
+    assert [u.description for u in ctx.undos] == [
+        "plugin a: a's thing",
+        "plugin b: b's half-made thing",
+    ]
     assert ctx.rollback() == []
     assert events == ["a made", "b undone", "a undone"]
 
@@ -265,8 +295,10 @@ def test_teardown_contexts_refuse_undos_and_old_impls_without_ctx_still_work() -
 
     assert _hooks(("new", New()), ("old", Old())).vm_stopped(object()) == []
     assert old_calls == ["old"]
-    assert errors == ["plugin new: banger_vm_stopped cannot register undos (only create, "
-                      "configure, set and started can)"]
+    assert errors == [
+        "plugin new: banger_vm_stopped cannot register undos (only create, "
+        "configure, set and started can)"
+    ]
 
 
 def test_plugin_failpoint(monkeypatch: pytest.MonkeyPatch) -> None:

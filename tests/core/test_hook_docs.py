@@ -19,8 +19,10 @@ EXAMPLE = REPO / "docs" / "examples" / "hello_plugin"
 
 def hook_names() -> list[str]:
     return sorted(
-        name for name, fn in vars(hookspecs).items()
-        if inspect.isfunction(fn) and hasattr(fn, f"{hookspecs.PROJECT}_spec"))
+        name
+        for name, fn in vars(hookspecs).items()
+        if inspect.isfunction(fn) and hasattr(fn, f"{hookspecs.PROJECT}_spec")
+    )
 
 
 def signature(name: str) -> str:
@@ -29,7 +31,8 @@ def signature(name: str) -> str:
     sig = inspect.signature(fn)
     params = ", ".join(
         f"{p.name}: {p.annotation}" if p.annotation is not inspect.Parameter.empty else p.name
-        for p in sig.parameters.values())
+        for p in sig.parameters.values()
+    )
     ret = sig.return_annotation
     return f"{name}({params})" + ("" if ret is inspect.Signature.empty else f" -> {ret}")
 
@@ -53,22 +56,26 @@ def test_hook_documented_with_exact_signature(name: str) -> None:
     assert name in headings, f"docs/plugins.md has no section for {name}"
     section = text.split(f"`{name}`", 1)[1] if f"`{name}`" in text else text
     assert signature(name) in section, (
-        f"docs/plugins.md must show the exact signature of {name}: {signature(name)}")
+        f"docs/plugins.md must show the exact signature of {name}: {signature(name)}"
+    )
 
 
 def test_docs_name_no_hook_that_does_not_exist() -> None:
-    documented = set(re.findall(r"^#{2,4} +`(banger_[a-z_]+)`", PLUGINS_DOC.read_text(),
-                                flags=re.MULTILINE))
+    documented = set(
+        re.findall(r"^#{2,4} +`(banger_[a-z_]+)`", PLUGINS_DOC.read_text(), flags=re.MULTILINE)
+    )
     assert documented <= set(hook_names()), documented - set(hook_names())
 
 
-@pytest.mark.parametrize("relpath", [
-    "pyproject.toml", "banger_hello/__init__.py", "banger_hello/daemon.py"])
+@pytest.mark.parametrize(
+    "relpath", ["pyproject.toml", "banger_hello/__init__.py", "banger_hello/daemon.py"]
+)
 def test_worked_example_in_docs_is_the_tested_file(relpath: str) -> None:
     source = (EXAMPLE / relpath).read_text()
     assert source.strip() in PLUGINS_DOC.read_text(), (
         f"docs/plugins.md must include docs/examples/hello_plugin/{relpath} verbatim "
-        "(copy the file into the worked example section)")
+        "(copy the file into the worked example section)"
+    )
 
 
 def test_generated_hook_reference_is_current() -> None:
@@ -80,4 +87,5 @@ def test_generated_hook_reference_is_current() -> None:
     hookdocs = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hookdocs)
     assert hookdocs.updated(PLUGINS_DOC.read_text()) == PLUGINS_DOC.read_text(), (
-        "docs/plugins.md's hook reference differs from banger_core/hookspecs.py: run `make docs`")
+        "docs/plugins.md's hook reference differs from banger_core/hookspecs.py: run `make docs`"
+    )

@@ -15,19 +15,33 @@ from banger_core.testing.kernels import (
 
 
 def _files(tmp: Path, options: dict[str, str] | None, modules: list[str]) -> dict[str, Path]:
-    return {"kernel": synthetic_kernel(tmp / "vmlinuz", DEBIAN_CONFIG, embed_config=False),
-            "initrd": synthetic_initrd(tmp / "initrd.img", modules),
-            "rootfs": synthetic_rootfs(tmp / "rootfs.ext4", options,
-                                       modules=["vmw_vsock_virtio_transport"])}
+    return {
+        "kernel": synthetic_kernel(tmp / "vmlinuz", DEBIAN_CONFIG, embed_config=False),
+        "initrd": synthetic_initrd(tmp / "initrd.img", modules),
+        "rootfs": synthetic_rootfs(
+            tmp / "rootfs.ext4", options, modules=["vmw_vsock_virtio_transport"]
+        ),
+    }
 
 
 def _register(home, name: str, files: dict[str, Path], *extra: str):
-    return home.run("image", "register", name, "--kernel", str(files["kernel"]),
-                    "--rootfs", str(files["rootfs"]), "--initrd", str(files["initrd"]), *extra)
+    return home.run(
+        "image",
+        "register",
+        name,
+        "--kernel",
+        str(files["kernel"]),
+        "--rootfs",
+        str(files["rootfs"]),
+        "--initrd",
+        str(files["initrd"]),
+        *extra,
+    )
 
 
-def test_register_records_and_show_prints_capabilities(banger_home, banger_daemon,
-                                                       tmp_path: Path) -> None:
+def test_register_records_and_show_prints_capabilities(
+    banger_home, banger_daemon, tmp_path: Path
+) -> None:
     files = _files(tmp_path, DEBIAN_CONFIG, DEBIAN_INITRD_MODULES)
     res = _register(banger_home, "deb", files)
     assert res.returncode == 0, res.stderr
@@ -50,8 +64,9 @@ def test_register_records_and_show_prints_capabilities(banger_home, banger_daemo
     assert "transports mmio-acpi, pci" in line and "boots with mmio" in line
 
 
-def test_register_refuses_a_kernel_no_transport_can_boot(banger_home, banger_daemon,
-                                                         tmp_path: Path) -> None:
+def test_register_refuses_a_kernel_no_transport_can_boot(
+    banger_home, banger_daemon, tmp_path: Path
+) -> None:
     files = _files(tmp_path, {**DEBIAN_CONFIG, "PCI": "n"}, ["virtio_blk", "virtio_net"])
     res = _register(banger_home, "broken", files)
     assert res.returncode != 0
@@ -63,8 +78,9 @@ def test_register_refuses_a_kernel_no_transport_can_boot(banger_home, banger_dae
     assert banger_home.run("image", "list", "--json").json() == []
 
 
-def test_register_refuses_a_file_that_is_no_kernel(banger_home, banger_daemon,
-                                                   tmp_path: Path) -> None:
+def test_register_refuses_a_file_that_is_no_kernel(
+    banger_home, banger_daemon, tmp_path: Path
+) -> None:
     files = _files(tmp_path, DEBIAN_CONFIG, DEBIAN_INITRD_MODULES)
     files["kernel"].write_bytes(b"not really a kernel\n")
     res = _register(banger_home, "junk", files)
@@ -73,8 +89,9 @@ def test_register_refuses_a_file_that_is_no_kernel(banger_home, banger_daemon,
     assert banger_home.run("image", "list", "--json").json() == []
 
 
-def test_kernel_config_flag_and_unknown_capabilities(banger_home, banger_daemon,
-                                                     tmp_path: Path) -> None:
+def test_kernel_config_flag_and_unknown_capabilities(
+    banger_home, banger_daemon, tmp_path: Path
+) -> None:
     files = _files(tmp_path, None, DEBIAN_INITRD_MODULES)  # no /boot/config, no IKCONFIG
     assert _register(banger_home, "mystery", files).returncode == 0
     shown = banger_home.run("image", "show", "mystery").stdout

@@ -22,8 +22,11 @@ PLUGINS = REPO / "plugins"
 CORE_PACKAGES = {"banger_core", "banger_guest"}
 RUNS_PROGRAMS = CORE / "system.py"
 FORBIDDEN_CALLS = {
-    ("os", "system"), ("os", "popen"), ("asyncio", "create_subprocess_exec"),
-    ("asyncio", "create_subprocess_shell"), ("pty", "spawn"),
+    ("os", "system"),
+    ("os", "popen"),
+    ("asyncio", "create_subprocess_exec"),
+    ("asyncio", "create_subprocess_shell"),
+    ("pty", "spawn"),
 }
 FORBIDDEN_PREFIXES = {("os", "exec"), ("os", "spawn"), ("os", "posix_spawn")}
 # Deliberate exceptions, each with its reason.
@@ -56,9 +59,14 @@ def imported_modules(path: Path) -> Iterator[tuple[int, str]]:
             # ``from banger_core import x`` is fine; ``importlib.import_module("banger_dns")``
             # is caught below as a string constant.
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr in ("import_module", "__import__") and node.args
-                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("import_module", "__import__")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             yield node.lineno, node.args[0].value
 
 
@@ -102,8 +110,10 @@ def test_plugins_do_not_import_each_other() -> None:
             for line, module in imported_modules(path):
                 other = owner.get(top(module))
                 if other is not None and other != name:
-                    offenders.append(f"{path.relative_to(REPO)}:{line}: plugin {name} "
-                                     f"imports {module} (plugin {other})")
+                    offenders.append(
+                        f"{path.relative_to(REPO)}:{line}: plugin {name} "
+                        f"imports {module} (plugin {other})"
+                    )
     assert not offenders, "\n".join(offenders)
 
 
@@ -120,13 +130,14 @@ def _program_runs(path: Path) -> Iterator[str]:
             for alias in node.names:
                 pair = (node.module, alias.name)
                 if pair in FORBIDDEN_CALLS or any(
-                        node.module == m and alias.name.startswith(p)
-                        for m, p in FORBIDDEN_PREFIXES):
+                    node.module == m and alias.name.startswith(p) for m, p in FORBIDDEN_PREFIXES
+                ):
                     yield f"{node.lineno}: from {node.module} import {alias.name}"
-        elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)):
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             pair = (node.value.id, node.attr)
             if pair in FORBIDDEN_CALLS or any(
-                    node.value.id == m and node.attr.startswith(p) for m, p in FORBIDDEN_PREFIXES):
+                node.value.id == m and node.attr.startswith(p) for m, p in FORBIDDEN_PREFIXES
+            ):
                 yield f"{node.lineno}: {node.value.id}.{node.attr}"
 
 
@@ -140,8 +151,9 @@ def test_only_system_module_runs_programs() -> None:
         for where in _program_runs(path)
         if where.split(": ", 1)[1] not in ALLOWED.get(str(path.relative_to(REPO)), ())
     ]
-    assert not offenders, (
-        "run external programs through banger_core.system only:\n" + "\n".join(offenders))
+    assert not offenders, "run external programs through banger_core.system only:\n" + "\n".join(
+        offenders
+    )
 
 
 def test_system_module_is_where_programs_run() -> None:
@@ -149,14 +161,17 @@ def test_system_module_is_where_programs_run() -> None:
     assert list(_program_runs(RUNS_PROGRAMS))
 
 
-@pytest.mark.parametrize("source, expected", [
-    ("import subprocess\n", True),
-    ("from subprocess import run\n", True),
-    ("import os\nos.system('x')\n", True),
-    ("import os\nos.execvp('x', ['x'])\n", True),
-    ("import asyncio\nasyncio.create_subprocess_exec('x')\n", True),
-    ("import os\nos.getpid()\n", False),
-])
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("import subprocess\n", True),
+        ("from subprocess import run\n", True),
+        ("import os\nos.system('x')\n", True),
+        ("import os\nos.execvp('x', ['x'])\n", True),
+        ("import asyncio\nasyncio.create_subprocess_exec('x')\n", True),
+        ("import os\nos.getpid()\n", False),
+    ],
+)
 def test_program_run_detector(tmp_path: Path, source: str, expected: bool) -> None:
     path = tmp_path / "mod.py"
     path.write_text(source)
@@ -165,7 +180,9 @@ def test_program_run_detector(tmp_path: Path, source: str, expected: bool) -> No
 
 def test_plugin_import_detector(tmp_path: Path) -> None:
     path = tmp_path / "mod.py"
-    path.write_text("import banger_dns.server\nfrom banger_core import hookimpl\n"
-                    "import importlib\nimportlib.import_module('banger_nat')\n")
+    path.write_text(
+        "import banger_dns.server\nfrom banger_core import hookimpl\n"
+        "import importlib\nimportlib.import_module('banger_nat')\n"
+    )
     mods = {top(m) for _, m in imported_modules(path)}
     assert {"banger_dns", "banger_nat", "banger_core"} <= mods

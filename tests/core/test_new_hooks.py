@@ -11,8 +11,11 @@ from banger_core.plugins import Hooks, get_plugin_manager
 class Ready:
     @hookimpl
     def banger_vm_ready_checks(self, vm, ctx):
-        return [ReadyCheck("waiting for thing", lambda timeout, cancelled: "fine",
-                           timeout=3.0, detail=vm)]
+        return [
+            ReadyCheck(
+                "waiting for thing", lambda timeout, cancelled: "fine", timeout=3.0, detail=vm
+            )
+        ]
 
 
 def test_hook_banger_vm_ready_checks() -> None:

@@ -41,7 +41,9 @@ def test_begin_returns_at_once_and_reports_stages() -> None:
         time.sleep(0.01)
     running = manager.get(op.id).as_dict()
     assert [(s["name"], s["status"]) for s in running["stages"]] == [
-        ("prepare", "done"), ("boot", "running")]
+        ("prepare", "done"),
+        ("boot", "running"),
+    ]
     assert running["stages"][0]["detail"] == "disk"
     assert manager.running() == [op]
     gate.set()

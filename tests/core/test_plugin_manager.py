@@ -9,7 +9,7 @@ import pytest
 from banger_core import hookimpl
 from banger_core.plugins import Hooks, failure_lines, get_plugin_manager
 
-GOOD = '''
+GOOD = """
 from banger_core import hookimpl
 
 @hookimpl
@@ -19,27 +19,27 @@ def banger_vm_started(vm):
 @hookimpl
 def banger_rpc_methods():
     return {}
-'''
+"""
 
-BROKEN_IMPORT = '''
+BROKEN_IMPORT = """
 raise RuntimeError("boom at import")
-'''
+"""
 
-MISSPELLED = '''
+MISSPELLED = """
 from banger_core import hookimpl
 
 @hookimpl
 def banger_vm_strated(vm):
     pass
-'''
+"""
 
-BAD_ARGS = '''
+BAD_ARGS = """
 from banger_core import hookimpl
 
 @hookimpl
 def banger_vm_started(vm, not_an_argument):
     pass
-'''
+"""
 
 
 def names(pm, status: str = "loaded") -> set[str]:
@@ -47,8 +47,9 @@ def names(pm, status: str = "loaded") -> set[str]:
 
 
 def test_loads_entry_points(banger_plugin_site, monkeypatch) -> None:
-    banger_plugin_site.add("tgood", "banger_tgood", GOOD, distribution="banger-tgood",
-                           version="1.2.3")
+    banger_plugin_site.add(
+        "tgood", "banger_tgood", GOOD, distribution="banger-tgood", version="1.2.3"
+    )
     # only this plugin: the installed ones (dns, nat) would get the fake VM too
     monkeypatch.setenv("BANGER_PLUGINS", "tgood")
     pm = get_plugin_manager()
@@ -63,8 +64,9 @@ def test_loads_entry_points(banger_plugin_site, monkeypatch) -> None:
 
 def test_import_failure_is_one_line_and_others_keep_working(banger_plugin_site) -> None:
     banger_plugin_site.add("tgood", "banger_tgood", GOOD)
-    banger_plugin_site.add("tbroken", "banger_tbroken", BROKEN_IMPORT,
-                           distribution="banger-tbroken")
+    banger_plugin_site.add(
+        "tbroken", "banger_tbroken", BROKEN_IMPORT, distribution="banger-tbroken"
+    )
     pm = get_plugin_manager()
     assert "tgood" in names(pm)
     assert pm.infos["tbroken"].status == "failed"
@@ -146,10 +148,12 @@ def test_trace_plugins(banger_plugin_manager, monkeypatch, capsys) -> None:
 
 @pytest.fixture
 def site_home(banger_home, banger_plugin_site):
-    banger_plugin_site.add("tgood", "banger_tgood", GOOD, distribution="banger-tgood",
-                           version="1.2.3")
-    banger_plugin_site.add("tbroken", "banger_tbroken", BROKEN_IMPORT,
-                           distribution="banger-tbroken")
+    banger_plugin_site.add(
+        "tgood", "banger_tgood", GOOD, distribution="banger-tgood", version="1.2.3"
+    )
+    banger_plugin_site.add(
+        "tbroken", "banger_tbroken", BROKEN_IMPORT, distribution="banger-tbroken"
+    )
     banger_home.pythonpath.append(banger_plugin_site.path)
     return banger_home
 
@@ -160,7 +164,10 @@ def test_banger_plugins_json(site_home) -> None:
     by_name = {p["name"]: p for p in result.json()}
     good = by_name["tgood"]
     assert (good["distribution"], good["version"], good["status"]) == (
-        "banger-tgood", "1.2.3", "loaded")
+        "banger-tgood",
+        "1.2.3",
+        "loaded",
+    )
     assert good["hooks"] == ["banger_rpc_methods", "banger_vm_started"]
     assert by_name["tbroken"]["status"] == "failed"
     # The broken plugin is one warning line on stderr, and the command still works.
@@ -197,7 +204,7 @@ def test_env_switches_in_cli(site_home) -> None:
     assert {p["name"]: p for p in result.json()}["tgood"]["status"] == "disabled"
 
 
-OLD_STYLE = '''
+OLD_STYLE = """
 from banger_core import hookimpl
 from banger_core.errors import ValidationError
 from banger_core.pluginconfig import Option
@@ -205,7 +212,7 @@ from banger_core.pluginconfig import Option
 @hookimpl
 def banger_config_defaults():
     return {"x": Option(1, "x")}
-'''
+"""
 
 
 def test_old_documented_paths_work_and_warn(banger_plugin_site, monkeypatch) -> None:
@@ -215,7 +222,9 @@ def test_old_documented_paths_work_and_warn(banger_plugin_site, monkeypatch) -> 
         pm = get_plugin_manager()
     assert pm.infos["oldstyle"].status == "loaded"
     messages = [str(w.message) for w in record]
-    assert ("plugin oldstyle: banger_oldstyle.py:3 imports banger_core.errors; import from "
-            "banger_core itself (the old path works through this release)") in messages
+    assert (
+        "plugin oldstyle: banger_oldstyle.py:3 imports banger_core.errors; import from "
+        "banger_core itself (the old path works through this release)"
+    ) in messages
     assert any("banger_core.pluginconfig" in m for m in messages)
     assert Hooks(pm).config_defaults()["oldstyle"]["x"].default == 1

@@ -18,8 +18,27 @@ LONG = os.environ.get("BANGER_LONG_TESTS") == "1"
 ROUNDS = 20000 if LONG else 2000
 # Not fuzzed: stopping the daemon, and starting a real image build.
 SKIP = {"daemon.stop", "image.build"}
-FIELDS = ["ref", "name", "image", "cpus", "memory", "disk_size", "force", "signal", "log",
-          "offset", "limit", "id", "kernel", "rootfs", "initrd", "work_seed", "os", "x", ""]
+FIELDS = [
+    "ref",
+    "name",
+    "image",
+    "cpus",
+    "memory",
+    "disk_size",
+    "force",
+    "signal",
+    "log",
+    "offset",
+    "limit",
+    "id",
+    "kernel",
+    "rootfs",
+    "initrd",
+    "work_seed",
+    "os",
+    "x",
+    "",
+]
 
 
 def _value(rng: random.Random, depth: int = 0) -> Any:
@@ -33,8 +52,22 @@ def _value(rng: random.Random, depth: int = 0) -> Any:
     if kind == 3:
         return rng.choice([0.5, -1e308, 1e308, float("nan")]) if rng.random() < 0.5 else 1.0
     if kind == 4:
-        return rng.choice(["", "abc", "8G", "-1", "1" + "0" * 400, "../../etc/shadow",
-                           "/etc/shadow", "\x00", "é" * 50, "x" * 5000, "SIGKILL", "vmm"])
+        return rng.choice(
+            [
+                "",
+                "abc",
+                "8G",
+                "-1",
+                "1" + "0" * 400,
+                "../../etc/shadow",
+                "/etc/shadow",
+                "\x00",
+                "é" * 50,
+                "x" * 5000,
+                "SIGKILL",
+                "vmm",
+            ]
+        )
     if kind == 5 and depth < 3:
         return [_value(rng, depth + 1) for _ in range(rng.randrange(4))]
     if kind == 6 and depth < 3:
@@ -45,11 +78,25 @@ def _value(rng: random.Random, depth: int = 0) -> Any:
 def _request(rng: random.Random, methods: list[str], req_id: int) -> bytes:
     roll = rng.random()
     if roll < 0.1:
-        return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200))).replace(
-            b"\n", b" ") + b"\n"
+        return (
+            bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200))).replace(b"\n", b" ")
+            + b"\n"
+        )
     if roll < 0.15:
-        return rng.choice([b"[" * 100000, b"{" * 3000, b'{"method":', b"null", b"1e999999",
-                           b'{"id":1}', b'{"method":"vm.list","params":"x"}']) + b"\n"
+        return (
+            rng.choice(
+                [
+                    b"[" * 100000,
+                    b"{" * 3000,
+                    b'{"method":',
+                    b"null",
+                    b"1e999999",
+                    b'{"id":1}',
+                    b'{"method":"vm.list","params":"x"}',
+                ]
+            )
+            + b"\n"
+        )
     params: Any = {rng.choice(FIELDS): _value(rng) for _ in range(rng.randrange(5))}
     if roll < 0.2:
         params = _value(rng)
@@ -60,7 +107,7 @@ def _request(rng: random.Random, methods: list[str], req_id: int) -> bytes:
     line = json.dumps(msg, default=str).encode()
     if rng.random() < 0.1:  # byte-level mutation of a valid request
         pos = rng.randrange(len(line))
-        line = line[:pos] + bytes([rng.randrange(256)]) + line[pos + 1:]
+        line = line[:pos] + bytes([rng.randrange(256)]) + line[pos + 1 :]
     return line.replace(b"\n", b" ") + b"\n"
 
 
@@ -115,10 +162,13 @@ def test_protocol_garbage_lines(banger_daemon) -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(30)
     sock.connect(str(banger_daemon.socket))
-    lines = [os.urandom(100).replace(b"\n", b"") + b"\n", b"[" * 100000 + b"\n",
-             protocol.request(1, "vm.logs", {"ref": "x", "limit": "abc"}),
-             protocol.request(2, "vm.logs", {"ref": "x", "offset": -1}),
-             protocol.request(3, "vm.create", {"name": "ok", "memory": "1" + "0" * 400})]
+    lines = [
+        os.urandom(100).replace(b"\n", b"") + b"\n",
+        b"[" * 100000 + b"\n",
+        protocol.request(1, "vm.logs", {"ref": "x", "limit": "abc"}),
+        protocol.request(2, "vm.logs", {"ref": "x", "offset": -1}),
+        protocol.request(3, "vm.create", {"name": "ok", "memory": "1" + "0" * 400}),
+    ]
     sock.sendall(b"".join(lines))
     replies = _replies(sock, len(lines), bytearray())
     for reply in replies:

@@ -48,9 +48,16 @@ def test_garbage_gets_protocol_errors_and_the_connection_lives(sock_path: Path) 
     server.register("t.ping", lambda p, c: "pong")
     with serving(server):
         sock = _raw(sock_path)
-        bad = [os.urandom(64).replace(b"\n", b"x"), b"[" * 100000, b"\xff\xfe{}",
-               b"{" * 5000, b"null", b'{"method": 5}', b'{"method": "t.ping", "params": [1]}',
-               b'"' + b"a" * 1000]
+        bad = [
+            os.urandom(64).replace(b"\n", b"x"),
+            b"[" * 100000,
+            b"\xff\xfe{}",
+            b"{" * 5000,
+            b"null",
+            b'{"method": 5}',
+            b'{"method": "t.ping", "params": [1]}',
+            b'"' + b"a" * 1000,
+        ]
         sock.sendall(b"\n".join(bad) + b"\n" + protocol.request(1, "t.ping", {}))
         replies = _lines(sock, len(bad) + 1)
         for reply in replies[:-1]:
@@ -94,9 +101,12 @@ def test_declared_schema_names_the_field(sock_path: Path) -> None:
     server.register("p.crash", lambda p, c: p["missing"], owner="plugin demo")
     with serving(server), RPCClient(sock_path, timeout=10) as client:
         assert client.call("t.logs", {"ref": "a"}) == {"ref": "a", "limit": 10}
-        for params, word in (({"ref": "a", "limit": "abc"}, "limit"),
-                             ({"ref": "a", "limit": -1}, "limit"), ({}, "ref"),
-                             ({"ref": "a", "bogus": 1}, "bogus")):
+        for params, word in (
+            ({"ref": "a", "limit": "abc"}, "limit"),
+            ({"ref": "a", "limit": -1}, "limit"),
+            ({}, "ref"),
+            ({"ref": "a", "bogus": 1}, "bogus"),
+        ):
             with pytest.raises(ValidationError, match=word):
                 client.call("t.logs", params)
         # A plugin method without a schema: a crash names the method and the plugin.
@@ -107,14 +117,16 @@ def test_declared_schema_names_the_field(sock_path: Path) -> None:
 def test_flooding_client_does_not_stall_others(sock_path: Path) -> None:
     """Issue 11: one connection writing 20,000 requests without reading stalled everyone."""
     server = RPCServer(sock_path)
-    server.register("t.list", lambda p, c: [{"name": f"vm{i}", "state": "running"}
-                                            for i in range(20)], read=True)
+    server.register(
+        "t.list",
+        lambda p, c: [{"name": f"vm{i}", "state": "running"} for i in range(20)],
+        read=True,
+    )
     with serving(server):
         flood = _raw(sock_path)
         flood.setblocking(False)
         # 20,000 requests of 1 KB each: far more than the server may buffer for us.
-        payload = (protocol.encode({"id": "x" * 960, "method": "t.list", "params": {}})
-                   * 20000)
+        payload = protocol.encode({"id": "x" * 960, "method": "t.list", "params": {}}) * 20000
         sent = 0
         deadline = time.monotonic() + 30
         # Write until the server stops reading us (our send buffer fills).
@@ -123,7 +135,7 @@ def test_flooding_client_does_not_stall_others(sock_path: Path) -> None:
             if not w:
                 break
             try:
-                sent += flood.send(payload[sent:sent + 65536])
+                sent += flood.send(payload[sent : sent + 65536])
             except BlockingIOError:
                 continue
         assert sent < len(payload), "the server read every request of a client not reading"
@@ -181,7 +193,8 @@ def test_in_flight_requests_per_connection_are_bounded(sock_path: Path) -> None:
 
 
 def test_refusal_reaches_a_client_that_writes_after_the_server_finished(
-        sock_path: Path, monkeypatch) -> None:
+    sock_path: Path, monkeypatch
+) -> None:
     """Issue 11: the server closed without reading; a client writing then got EPIPE."""
     server = RPCServer(sock_path)
     server.register("t.x", lambda p, c: 1)
@@ -196,8 +209,10 @@ def test_refusal_reaches_a_client_that_writes_after_the_server_finished(
         assert json.loads(data)["error"]["code"] == "denied"
         sock.sendall(protocol.request(1, "t.x", {}))  # EPIPE before the fix
         sock.close()
-        with pytest.raises(DeniedError, match="may not use bangerd"), \
-                RPCClient(sock_path, timeout=10) as client:
+        with (
+            pytest.raises(DeniedError, match="may not use bangerd"),
+            RPCClient(sock_path, timeout=10) as client,
+        ):
             client.call("t.x")
 
 
@@ -229,6 +244,7 @@ def test_client_reads_the_refusal_after_a_broken_pipe(tmp_path: Path) -> None:
 
 def test_plugin_handler_keeps_its_declared_schema() -> None:
     """The daemon wraps plugin handlers (PluginCall); the schema must survive the wrapping."""
+
     @rpc_params(ref=Field.str(required=True))
     def handler(params, call):
         return params

@@ -101,8 +101,7 @@ def test_round_trip_errors_and_results(sock_path: Path) -> None:
     server = RPCServer(sock_path)
 
     def echo(params, call: RPCCall):
-        return {"params": params, "method": call.method, "uid": call.peer_uid,
-                "pid": call.peer_pid}
+        return {"params": params, "method": call.method, "uid": call.peer_uid, "pid": call.peer_pid}
 
     async def aecho(params, call):
         return params["x"] * 2
@@ -113,13 +112,21 @@ def test_round_trip_errors_and_results(sock_path: Path) -> None:
     def crash(params, call):
         raise KeyError("oops")
 
-    for name, fn in {"t.echo": echo, "t.aecho": aecho, "t.missing": missing,
-                     "t.crash": crash}.items():
+    for name, fn in {
+        "t.echo": echo,
+        "t.aecho": aecho,
+        "t.missing": missing,
+        "t.crash": crash,
+    }.items():
         server.register(name, fn)
     with serving(server), RPCClient(sock_path, timeout=10) as client:
         result = client.call("t.echo", {"a": 1})
-        assert result == {"params": {"a": 1}, "method": "t.echo", "uid": os.geteuid(),
-                          "pid": os.getpid()}
+        assert result == {
+            "params": {"a": 1},
+            "method": "t.echo",
+            "uid": os.geteuid(),
+            "pid": os.getpid(),
+        }
         assert client.call("t.aecho", {"x": 21}) == 42
         with pytest.raises(NotFoundError, match="no VM 'x'"):
             client.call("t.missing")
@@ -237,8 +244,9 @@ def test_handler_calls_another_method(sock_path: Path) -> None:
         return params["x"] * 10
 
     server.register("t.ainner", ainner)
-    server.register("t.outer", lambda p, c: [c.call("t.inner", {"x": 1}),
-                                            c.call("t.ainner", {"x": 2})])
+    server.register(
+        "t.outer", lambda p, c: [c.call("t.inner", {"x": 1}), c.call("t.ainner", {"x": 2})]
+    )
     server.register("t.bad", lambda p, c: c.call("t.nope"))
     with serving(server), RPCClient(sock_path, timeout=10) as client:
         assert client.call("t.outer") == [{"inner": 2, "peer": os.getpid()}, 20]

@@ -16,8 +16,12 @@ def test_new_writes_a_ready_distribution(banger_home, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     root = tmp_path / "banger-demo-note"
     assert sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) == [
-        "README.md", "banger_demo_note/__init__.py", "pyproject.toml", "tests/test_e2e.py",
-        "tests/test_unit.py"]
+        "README.md",
+        "banger_demo_note/__init__.py",
+        "pyproject.toml",
+        "tests/test_e2e.py",
+        "tests/test_unit.py",
+    ]
     assert 'demo_note = "banger_demo_note"' in (root / "pyproject.toml").read_text()
     again = banger_home.run("plugins", "new", "demo_note", "--dir", str(tmp_path))
     assert again.returncode == 1 and "already exists" in again.stderr
@@ -28,9 +32,22 @@ def test_generated_unit_tests_pass(tmp_path: Path) -> None:
     for rel, content in files("demo").items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(content)
-    result = system.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                         "-m", "not slow", str(root / "tests")], check=False,
-                        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}, timeout=300)
+    result = system.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "not slow",
+            str(root / "tests"),
+        ],
+        check=False,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 passed" in result.stdout
 

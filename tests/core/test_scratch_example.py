@@ -42,5 +42,10 @@ def test_plugin_hooks_load(banger_plugin_manager, monkeypatch) -> None:
     pm = banger_plugin_manager(("scratch", banger_scratch))
     info = pm.infos["scratch"]
     assert info.status == "loaded", info.error
-    assert {"banger_vm_options", "banger_cli_subcommands", "banger_rpc_methods",
-            "banger_vm_create", "banger_vm_configure"} <= set(info.hooks)
+    assert {
+        "banger_vm_options",
+        "banger_cli_subcommands",
+        "banger_rpc_methods",
+        "banger_vm_create",
+        "banger_vm_configure",
+    } <= set(info.hooks)

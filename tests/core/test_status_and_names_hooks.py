@@ -8,13 +8,13 @@ from types import SimpleNamespace
 from banger_core import hookimpl
 from banger_core.plugins import Hooks
 
-SERVICE = '''
+SERVICE = """
 from banger_core import hookimpl
 
 @hookimpl
 def banger_daemon_status(daemon):
     return {"listeners": ["udp 127.0.0.1:5353", "tcp 127.0.0.1:5353"], "records": 2}
-'''
+"""
 
 
 class Named:
@@ -38,15 +38,20 @@ class Status:
 
 
 def test_hook_banger_vm_dns_names_collects_in_order_without_duplicates(
-        banger_plugin_manager) -> None:
-    pm = banger_plugin_manager(("a", Named("{name}.vm")),
-                               ("b", Named("{name}.lan", "{name}.vm")), ("c", Named()))
+    banger_plugin_manager,
+) -> None:
+    pm = banger_plugin_manager(
+        ("a", Named("{name}.vm")), ("b", Named("{name}.lan", "{name}.vm")), ("c", Named())
+    )
     assert Hooks(pm).vm_dns_names(SimpleNamespace(name="web")) == ["web.vm", "web.lan"]
 
 
 def test_hook_banger_daemon_status_per_plugin_and_never_raises(banger_plugin_manager) -> None:
-    pm = banger_plugin_manager(("up", Status({"listeners": ["udp x"]})), ("quiet", Status(None)),
-                        ("broken", Status(RuntimeError("boom"))))
+    pm = banger_plugin_manager(
+        ("up", Status({"listeners": ["udp x"]})),
+        ("quiet", Status(None)),
+        ("broken", Status(RuntimeError("boom"))),
+    )
     status = Hooks(pm).daemon_status(object())
     assert status == {"up": {"listeners": ["udp x"]}, "broken": {"error": "RuntimeError: boom"}}
 
@@ -58,7 +63,9 @@ def test_daemon_status_shows_plugin_services(banger_home, banger_plugin_site) ->
     try:
         status = json.loads(banger_home.run("daemon", "status", "--json").stdout)
         assert status["plugin_services"]["tsvc"] == {
-            "listeners": ["udp 127.0.0.1:5353", "tcp 127.0.0.1:5353"], "records": 2}
+            "listeners": ["udp 127.0.0.1:5353", "tcp 127.0.0.1:5353"],
+            "records": 2,
+        }
         text = banger_home.run("daemon", "status").stdout
         assert "tsvc:     listeners udp 127.0.0.1:5353, tcp 127.0.0.1:5353" in text
         assert "tsvc:     records 2" in text

@@ -34,8 +34,16 @@ def make_image(name: str = "debian") -> Image:
 
 
 def make_vm(image: Image, name: str = "vm1", ip: str = "172.30.0.2") -> VMRecord:
-    return VMRecord.create(id=f"vm-{name}", name=name, image=image, cpus=1, memory_mib=512,
-                           disk_size=1 << 30, ip=ip, mac="02:00:00:00:00:02")
+    return VMRecord.create(
+        id=f"vm-{name}",
+        name=name,
+        image=image,
+        cpus=1,
+        memory_mib=512,
+        disk_size=1 << 30,
+        ip=ip,
+        mac="02:00:00:00:00:02",
+    )
 
 
 def test_declared_pragmas_cover_the_required_settings() -> None:
@@ -112,8 +120,16 @@ def test_foreign_keys_enforced(store) -> None:
             image.delete_instance()
         assert Image.select().count() == 1
         with pytest.raises(peewee.IntegrityError), store.atomic():
-            VMRecord.create(id="vm-x", name="x", image="no-such-image", cpus=1, memory_mib=1,
-                            disk_size=1, ip="172.30.0.9", mac="m")
+            VMRecord.create(
+                id="vm-x",
+                name="x",
+                image="no-such-image",
+                cpus=1,
+                memory_mib=1,
+                disk_size=1,
+                ip="172.30.0.9",
+                mac="m",
+            )
 
 
 def test_plugin_state_is_a_json_map(store) -> None:
@@ -122,8 +138,10 @@ def test_plugin_state_is_a_json_map(store) -> None:
         assert VMRecord.get_by_id(vm.id).plugin_state == {}
         vm.plugin_state = {"workdisk": {"path": "/x", "size": 3}, "dns": {}}
         vm.save()
-        assert VMRecord.get_by_id(vm.id).plugin_state == {"workdisk": {"path": "/x", "size": 3},
-                                                           "dns": {}}
+        assert VMRecord.get_by_id(vm.id).plugin_state == {
+            "workdisk": {"path": "/x", "size": 3},
+            "dns": {},
+        }
 
 
 def test_v2_moves_the_work_seed_into_image_artifacts(tmp_path: Path) -> None:
@@ -132,9 +150,11 @@ def test_v2_moves_the_work_seed_into_image_artifacts(tmp_path: Path) -> None:
     db.close_all()
     raw = sqlite3.connect(path)  # make it look like a v2 store with an image and a work seed
     raw.execute("ALTER TABLE images DROP COLUMN artifacts")
-    raw.execute("INSERT INTO images (id, name, kernel, rootfs, work_seed, managed, os, "
-                "fingerprint, created_at, kernel_caps) VALUES ('i1', 'old', '/k', '/r', "
-                "'/seed.ext4', 0, '', '', 0, '{}')")
+    raw.execute(
+        "INSERT INTO images (id, name, kernel, rootfs, work_seed, managed, os, "
+        "fingerprint, created_at, kernel_caps) VALUES ('i1', 'old', '/k', '/r', "
+        "'/seed.ext4', 0, '', '', 0, '{}')"
+    )
     raw.execute("PRAGMA user_version = 2")
     raw.commit()
     raw.close()

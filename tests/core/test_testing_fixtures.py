@@ -8,7 +8,7 @@ from pathlib import Path
 
 from banger_core.firecracker.launcher import wait_for_exit
 
-INNER = '''
+INNER = """
 import os
 from pathlib import Path
 
@@ -26,7 +26,7 @@ def test_cli_daemon_then_fail(banger_home):
     assert result.returncode == 0, result.stderr
     (OUT / "cli.pid").write_text(banger_home.paths.pid_file.read_text().strip())
     raise RuntimeError("deliberate error")
-'''
+"""
 
 
 def test_daemons_stopped_by_pid_even_when_tests_fail(tmp_path: Path, banger_home) -> None:
@@ -34,8 +34,19 @@ def test_daemons_stopped_by_pid_even_when_tests_fail(tmp_path: Path, banger_home
     inner_dir.mkdir()
     (inner_dir / "test_inner.py").write_text(textwrap.dedent(INNER.format(out=str(tmp_path))))
     result = banger_home.run_argv(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir",
-         str(inner_dir), str(inner_dir / "test_inner.py")], timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(inner_dir),
+            str(inner_dir / "test_inner.py"),
+        ],
+        timeout=120,
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "2 failed" in result.stdout, result.stdout
     for name in ("fixture.pid", "cli.pid"):

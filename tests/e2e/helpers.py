@@ -49,8 +49,13 @@ def cli_until_vmm_starts(host: SimulatedHost, *args: str) -> subprocess.Popen:
     The process shares our session, so a test can send it SIGINT like a
     terminal's Ctrl-C.
     """
-    proc = system.spawn([console_script("banger"), *args], env=host.env, stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE, new_session=False)
+    proc = system.spawn(
+        [console_script("banger"), *args],
+        env=host.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        new_session=False,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not host.vmm_pids():
         time.sleep(0.1)

@@ -22,8 +22,9 @@ def small_host(debian_image) -> Iterator[SimulatedHost]:
     """A simulated host whose state directory is a fixed-size tmpfs (removed afterwards)."""
     host = SimulatedHost()
     host.state_dir.mkdir(parents=True)
-    system.run(["mount", "-t", "tmpfs", "-o", f"size={STATE_FS},mode=0700", "tmpfs",
-                str(host.state_dir)])
+    system.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={STATE_FS},mode=0700", "tmpfs", str(host.state_dir)]
+    )
     try:
         host.start()
         host.register_image(debian_image)
@@ -68,8 +69,7 @@ def test_full_state_fs_overcommit_and_overflow(small_host):
 
     # A full state file system: one clear line naming it and what is needed.
     _fill(host.state_dir)
-    refused = host.cli("vm", "create", "c", "--memory", "256", "--disk-size", "128M",
-                       check=False)
+    refused = host.cli("vm", "create", "c", "--memory", "256", "--disk-size", "128M", check=False)
     assert refused.returncode == 1
     assert "internal error" not in refused.stderr and "OperationalError" not in refused.stderr
     [error] = [ln for ln in refused.stderr.splitlines() if ln.startswith("banger: error:")]

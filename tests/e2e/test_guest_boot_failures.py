@@ -58,26 +58,45 @@ def mmio_host() -> Iterator[SimulatedHost]:
     yield from _host('transport = "mmio"\n')
 
 
-def _register(host: SimulatedHost, name: str, options: dict[str, str], *extra: str,
-              initrd_modules: list[str] | None = None) -> None:
+def _register(
+    host: SimulatedHost,
+    name: str,
+    options: dict[str, str],
+    *extra: str,
+    initrd_modules: list[str] | None = None,
+) -> None:
     files = host.root / name
     files.mkdir()
-    args = ["image", "register", name,
-            "--kernel", str(synthetic_kernel(files / "vmlinuz", options)),
-            "--rootfs", str(tiny_rootfs(files, BOOT_SCRIPT))]
+    args = [
+        "image",
+        "register",
+        name,
+        "--kernel",
+        str(synthetic_kernel(files / "vmlinuz", options)),
+        "--rootfs",
+        str(tiny_rootfs(files, BOOT_SCRIPT)),
+    ]
     if initrd_modules is not None:
         args += ["--initrd", str(synthetic_initrd(files / "initrd.img", initrd_modules))]
     host.cli(*args, *extra)
 
 
-def test_guest_that_cannot_find_its_disk_fails_create_fast(host: SimulatedHost,
-                                                           tmp_path: Path) -> None:
+def test_guest_that_cannot_find_its_disk_fails_create_fast(
+    host: SimulatedHost, tmp_path: Path
+) -> None:
     # The user's --kernel-config claims command-line MMIO devices the kernel lacks.
     claimed = tmp_path / "claimed.config"
-    claimed.write_text(config_text({**DEBIAN_CONFIG, "VIRTIO_MMIO_CMDLINE_DEVICES": "y",
-                                    "ACPI": "n", "PCI": "n"}))
-    _register(host, "lies", {**DEBIAN_CONFIG, "ACPI": "n", "PCI": "n"},
-              "--kernel-config", str(claimed), initrd_modules=DEBIAN_INITRD_MODULES)
+    claimed.write_text(
+        config_text({**DEBIAN_CONFIG, "VIRTIO_MMIO_CMDLINE_DEVICES": "y", "ACPI": "n", "PCI": "n"})
+    )
+    _register(
+        host,
+        "lies",
+        {**DEBIAN_CONFIG, "ACPI": "n", "PCI": "n"},
+        "--kernel-config",
+        str(claimed),
+        initrd_modules=DEBIAN_INITRD_MODULES,
+    )
     res = host.cli("vm", "create", "vm1", "--image", "lies", check=False)
     assert res.returncode != 0
     assert "waiting for SSH" in res.stderr and "FAILED" in res.stderr

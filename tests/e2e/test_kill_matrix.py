@@ -28,13 +28,22 @@ START_STAGES = ["network", "boot", "waiting for SSH", "ready"]
 
 
 def _cases() -> list[tuple[str, str]]:
-    every = ([("create", s) for s in CREATE_STAGES] + [("start", s) for s in START_STAGES]
-             + [("stop", "stopping"), ("restart", "stopping")]
-             + [("restart", s) for s in START_STAGES] + [("delete", "deleting")])
+    every = (
+        [("create", s) for s in CREATE_STAGES]
+        + [("start", s) for s in START_STAGES]
+        + [("stop", "stopping"), ("restart", "stopping")]
+        + [("restart", s) for s in START_STAGES]
+        + [("delete", "deleting")]
+    )
     if LONG:
         return every
-    return [("create", "network"), ("start", "waiting for SSH"), ("stop", "stopping"),
-            ("restart", "boot"), ("delete", "deleting")]
+    return [
+        ("create", "network"),
+        ("start", "waiting for SSH"),
+        ("stop", "stopping"),
+        ("restart", "boot"),
+        ("delete", "deleting"),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +56,24 @@ def mhost(debian_image) -> Iterator[SimulatedHost]:
 
 def _restart_daemon(host: SimulatedHost, env: dict[str, str]) -> None:
     host.cli("daemon", "stop")
-    for var in ("BANGER_HANGPOINTS", "BANGER_HANGPOINT_MARK", "BANGER_HANGPOINT_SECONDS",
-                "BANGER_WATCH_INTERVAL"):
+    for var in (
+        "BANGER_HANGPOINTS",
+        "BANGER_HANGPOINT_MARK",
+        "BANGER_HANGPOINT_SECONDS",
+        "BANGER_WATCH_INTERVAL",
+    ):
         host.env.pop(var, None)
     host.env.update(env)
     host.start()
 
 
 def _spawn(host: SimulatedHost, *args: str) -> subprocess.Popen:
-    return system.spawn([console_script("banger"), *args], env=host.env,
-                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return system.spawn(
+        [console_script("banger"), *args],
+        env=host.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _wait_for(predicate, timeout: float, what: str) -> None:
@@ -107,8 +124,11 @@ def _check_usable_then_clean(host: SimulatedHost, name: str) -> None:
     assert_nothing_left(host)
     assert not list((host.state_dir / "run" / "vms").iterdir())
     # No simulator records (each names the guest's network namespace) are left.
-    _wait_for(lambda: not list(host.fcsim_run_dir.glob("*.json")), 20,
-              "simulator state (namespaces, loops) to be removed")
+    _wait_for(
+        lambda: not list(host.fcsim_run_dir.glob("*.json")),
+        20,
+        "simulator state (namespaces, loops) to be removed",
+    )
 
 
 @pytest.mark.parametrize(("op", "stage"), _cases())
@@ -135,14 +155,18 @@ def test_sigkill_daemon_at_each_stage(mhost, tmp_path, op, stage):
     _check_usable_then_clean(mhost, name)
 
 
-SIGTERM_CASES = [("create", "waiting for SSH", "rolled back"), ("start", "boot", "rolled back"),
-                 ("stop", "stopping", "stopped"), ("delete", "deleting", "deleted")]
+SIGTERM_CASES = [
+    ("create", "waiting for SSH", "rolled back"),
+    ("start", "boot", "rolled back"),
+    ("stop", "stopping", "stopped"),
+    ("delete", "deleting", "deleted"),
+]
 
 
-@pytest.mark.parametrize(("op", "stage", "outcome"),
-                         SIGTERM_CASES if LONG else [SIGTERM_CASES[0], SIGTERM_CASES[2]])
-def test_daemon_stop_during_operation_finishes_or_rolls_back(mhost, tmp_path, op, stage,
-                                                             outcome):
+@pytest.mark.parametrize(
+    ("op", "stage", "outcome"), SIGTERM_CASES if LONG else [SIGTERM_CASES[0], SIGTERM_CASES[2]]
+)
+def test_daemon_stop_during_operation_finishes_or_rolls_back(mhost, tmp_path, op, stage, outcome):
     name = f"t-{op[:3]}"
     _prepare(mhost, op, name)
     mark = tmp_path / "mark"
@@ -206,8 +230,11 @@ def test_start_releases_a_vm_whose_vmm_died_unseen(mhost):
         after = mhost.json("vm", "show", "m1")
         assert after["pid"] != before["pid"]
         # One TAP in use, the rest is the idle pool: the old TAP went back.
-        _wait_for(lambda: len(links(mhost, "bgtap")) <= mhost.tap_pool_size + 1, 10,
-                  "the old TAP to be released")
+        _wait_for(
+            lambda: len(links(mhost, "bgtap")) <= mhost.tap_pool_size + 1,
+            10,
+            "the old TAP to be released",
+        )
     finally:
         _restart_daemon(mhost, {})
     _check_usable_then_clean(mhost, "m1")

@@ -126,8 +126,9 @@ def test_eight_concurrent_creates_all_reach_ssh(debian_image):
         results: dict[str, system.Result] = {}
 
         def create(name: str) -> None:
-            results[name] = host.cli("vm", "create", name, "--memory", "128", check=False,
-                                     timeout=400)
+            results[name] = host.cli(
+                "vm", "create", name, "--memory", "128", check=False, timeout=400
+            )
 
         threads = [threading.Thread(target=create, args=(n,)) for n in names]
         for t in threads:
@@ -158,8 +159,9 @@ def test_ctrl_c_cancels_start_and_rolls_back(debian_image):
         _out, err = proc.communicate(timeout=60)
         assert proc.returncode == 130 and "interrupted" in err.decode()
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and (host.vmm_pids() or
-                                               host.json("vm", "show", "later")["tap"]):
+        while time.monotonic() < deadline and (
+            host.vmm_pids() or host.json("vm", "show", "later")["tap"]
+        ):
             time.sleep(0.2)
         shown = host.json("vm", "show", "later")
         assert shown["state"] == "stopped" and shown["pid"] is None and shown["tap"] is None

@@ -98,7 +98,9 @@ def test_multi_ref_commands_report_in_order(host):
     assert result.stderr.splitlines() == ["nope: error: no such VM"]
     # a VM that had to boot also says what it waited for: "web: running (waiting for ...)"
     assert [line.split(" (")[0] for line in result.stdout.splitlines()] == [
-        "web: running", "api: running"]
+        "web: running",
+        "api: running",
+    ]
     stopped = host.cli("vm", "stop", "api", "web", "api").stdout.splitlines()
     assert [line.split(":")[0] for line in stopped] == ["api", "web"]
 
@@ -127,8 +129,10 @@ def test_delete_refuses_running_then_force(host):
     host.cli("vm", "start", "web")
     refused = host.cli("vm", "delete", "web", check=False)
     assert "running; stop it first or use --force" in refused.stderr
-    assert "image 'debian' is used by VM(s)" in host.cli("image", "delete", "debian",
-                                                          check=False).stderr
+    assert (
+        "image 'debian' is used by VM(s)"
+        in host.cli("image", "delete", "debian", check=False).stderr
+    )
     host.cli("vm", "delete", "--force", "web", "api")
     assert_nothing_left(host)
 
@@ -145,8 +149,16 @@ def test_images_list_show(host):
     assert [i["name"] for i in images] == ["debian"]
     shown = host.json("image", "show", "debian")
     assert shown["artifacts"]["work-seed"] and shown["kernel"]
-    dup = host.cli("image", "register", "debian", "--kernel", shown["kernel"], "--rootfs",
-                   shown["rootfs"], check=False)
+    dup = host.cli(
+        "image",
+        "register",
+        "debian",
+        "--kernel",
+        shown["kernel"],
+        "--rootfs",
+        shown["rootfs"],
+        check=False,
+    )
     assert "image 'debian' already exists" in dup.stderr
 
 

@@ -38,9 +38,7 @@ def base(**kw) -> QemuConfig:
 
 def test_mmio_with_acpi_is_the_default_machine() -> None:
     argv = build_argv(base(drives=[DriveSpec("/root.ext4"), DriveSpec("/cfg", read_only=True)]))
-    assert option(argv, "-M") == [
-        "microvm,pit=on,pic=on,rtc=on,isa-serial=on,acpi=on,pcie=off"
-    ]
+    assert option(argv, "-M") == ["microvm,pit=on,pic=on,rtc=on,isa-serial=on,acpi=on,pcie=off"]
     assert option(argv, "-device")[:3] == [
         "i8042",
         "virtio-blk-device,drive=drive0",

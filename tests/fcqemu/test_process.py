@@ -203,8 +203,12 @@ def test_qemu_never_outlives_the_vmm(fcq: FcQemu, sig: int) -> None:
     [
         ((), {}, "acpi=on,pcie=off", "virtio-blk-device"),
         (("--enable-pci",), {}, "acpi=on,pcie=on", "virtio-blk-pci"),
-        ((), {"BANGER_FCQEMU_ACPI": "off"}, "acpi=off,pcie=off,auto-kernel-cmdline=on",
-         "virtio-blk-device"),
+        (
+            (),
+            {"BANGER_FCQEMU_ACPI": "off"},
+            "acpi=off,pcie=off,auto-kernel-cmdline=on",
+            "virtio-blk-device",
+        ),
     ],
 )
 def test_transport_follows_the_command_line(fcq: FcQemu, args, env, machine, blk) -> None:

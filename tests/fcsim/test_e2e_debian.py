@@ -131,8 +131,12 @@ def test_debian_guest_end_to_end(
             "ssh": {"authorized_keys": [pub]},
             # Debian's kernel has no CONFIG_IP_PNP: ip= is ignored and the guest's
             # banger-boot brings eth0 up from here (what the core writes too).
-            "network": {"address": GUEST_IP, "prefix": 24, "gateway": "172.30.0.1",
-                        "mac": "06:00:ac:1e:00:02"},
+            "network": {
+                "address": GUEST_IP,
+                "prefix": 24,
+                "gateway": "172.30.0.1",
+                "mac": "06:00:ac:1e:00:02",
+            },
             "mounts": [
                 {"device": "/dev/vdc", "target": "/root", "fstype": "ext4", "options": "defaults"}
             ],

@@ -35,10 +35,18 @@ pytestmark = pytest.mark.net
 PCI_ONLY = {**FIRECRACKER_CONFIG, "ACPI": "n", "VIRTIO_MMIO_CMDLINE_DEVICES": "n"}
 
 
-def start_vm(sim: SimRunner, ns: NetnsHost, options: dict[str, str] | None = None, *,
-             args: str = BOOT_ARGS, extra: tuple[str, ...] = (), initrd: Path | None = None,
-             memory: int = 256, boot_script: str | None = None,
-             kernel: Path | None = None) -> tuple[object, Path, FirecrackerClient]:
+def start_vm(
+    sim: SimRunner,
+    ns: NetnsHost,
+    options: dict[str, str] | None = None,
+    *,
+    args: str = BOOT_ARGS,
+    extra: tuple[str, ...] = (),
+    initrd: Path | None = None,
+    memory: int = 256,
+    boot_script: str | None = None,
+    kernel: Path | None = None,
+) -> tuple[object, Path, FirecrackerClient]:
     img = tiny_rootfs(sim.tmp, boot_script) if boot_script else tiny_rootfs(sim.tmp)
     kernel = kernel or synthetic_kernel(sim.tmp / "kernel", options)
     tap = ns.add_tap("tap0")
@@ -58,8 +66,10 @@ def test_a_file_that_is_no_kernel_fails_instance_start(sim: SimRunner) -> None:
     junk = sim.tmp / "junk"
     junk.write_bytes(b"not really a kernel\n" * 100)
     _proc, sock = sim.start()
-    assert raw_request(sock, "PUT", "/boot-source",
-                       json.dumps({"kernel_image_path": str(junk)}))[0] == 204
+    assert (
+        raw_request(sock, "PUT", "/boot-source", json.dumps({"kernel_image_path": str(junk)}))[0]
+        == 204
+    )
     status, _, body = raw_request(sock, "PUT", "/actions", '{"action_type":"InstanceStart"}')
     assert status == 400
     assert json.loads(body) == {"fault_message": KERNEL_LOADER_ERROR}
@@ -72,8 +82,9 @@ def test_an_elf_vmlinux_boots(test_netns: NetnsHost, sim: SimRunner) -> None:
     wait_for(lambda: "tiny-boot: ready" in sim.console(), what="guest boot")
 
 
-def test_undiscoverable_root_disk_leaves_a_stuck_guest(test_netns: NetnsHost,
-                                                       sim: SimRunner) -> None:
+def test_undiscoverable_root_disk_leaves_a_stuck_guest(
+    test_netns: NetnsHost, sim: SimRunner
+) -> None:
     # Debian's kernel with an initrd lacking virtio_mmio: the initramfs never sees /dev/vda.
     initrd = synthetic_initrd(sim.tmp / "initrd", ["virtio_blk", "virtio_net"])
     proc, _sock, client = start_vm(sim, test_netns, DEBIAN_CONFIG, initrd=initrd)
@@ -89,10 +100,12 @@ def test_undiscoverable_root_disk_leaves_a_stuck_guest(test_netns: NetnsHost,
     client.close()
 
 
-def test_undiscoverable_root_disk_without_initrd_panics(test_netns: NetnsHost,
-                                                        sim: SimRunner) -> None:
-    proc, _sock, client = start_vm(sim, test_netns, PCI_ONLY,
-                                   args=BOOT_ARGS.replace("panic=1", "panic=0"))
+def test_undiscoverable_root_disk_without_initrd_panics(
+    test_netns: NetnsHost, sim: SimRunner
+) -> None:
+    proc, _sock, client = start_vm(
+        sim, test_netns, PCI_ONLY, args=BOOT_ARGS.replace("panic=1", "panic=0")
+    )
     wait_for(lambda: "Kernel panic" in sim.console(), what="panic")
     console = sim.console()
     assert "VFS: Unable to mount root fs on unknown-block(0,0)" in console

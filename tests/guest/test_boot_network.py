@@ -46,30 +46,59 @@ def netns() -> Iterator[str]:
 
 
 def _ip(ns: str, *args: str) -> str:
-    return subprocess.run(["ip", "-n", ns, *args], check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(
+        ["ip", "-n", ns, *args], check=True, capture_output=True, text=True
+    ).stdout
 
 
 def _apply(ns: str, cfg: dict, wait: float = 2.0) -> str:
     proc = subprocess.run(
-        ["ip", "netns", "exec", ns, sys.executable, "-I", "-c", APPLY, BOOT_DIR,
-         json.dumps(cfg), str(wait)],
-        capture_output=True, text=True, timeout=60, check=False)
+        [
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            sys.executable,
+            "-I",
+            "-c",
+            APPLY,
+            BOOT_DIR,
+            json.dumps(cfg),
+            str(wait),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
 
 def _guest_doc() -> dict:
     """The document the core writes for a VM (what the guest really receives)."""
-    return GuestConfig(hostname="vm1", nameservers=["172.30.0.1"], address="172.30.0.5",
-                       prefixlen=24, gateway="172.30.0.1", mac=MAC, mtu=1400).document()
+    return GuestConfig(
+        hostname="vm1",
+        nameservers=["172.30.0.1"],
+        address="172.30.0.5",
+        prefixlen=24,
+        gateway="172.30.0.1",
+        mac=MAC,
+        mtu=1400,
+    ).document()
 
 
 def test_core_writes_what_the_guest_needs() -> None:
     net = _guest_doc()["network"]
-    assert net == {"interface": "eth0", "address": "172.30.0.5", "prefix": 24,
-                   "gateway": "172.30.0.1", "mac": MAC, "mtu": 1400,
-                   "nameservers": ["172.30.0.1"]}
+    assert net == {
+        "interface": "eth0",
+        "address": "172.30.0.5",
+        "prefix": 24,
+        "gateway": "172.30.0.1",
+        "mac": MAC,
+        "mtu": 1400,
+        "nameservers": ["172.30.0.1"],
+    }
     boot.validate_config(_guest_doc())
 
 
@@ -107,8 +136,9 @@ def test_missing_interface_is_reported_not_fatal(netns: str) -> None:
     assert f"banger-boot: error: no network interface {MAC} after 0s" in out
 
 
-def test_no_address_means_no_network_step(tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_address_means_no_network_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     boot.Applier(str(tmp_path), system=False).interface({"network": {"nameservers": ["1.1.1.1"]}})
     assert capsys.readouterr().out == ""
 
@@ -122,8 +152,9 @@ def test_find_interface_by_mac_then_name(tmp_path: Path) -> None:
     assert boot.find_interface(None, "eth1", str(tmp_path)) is None
 
 
-def test_load_modules_skipped_on_host_kernel(monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_load_modules_skipped_on_host_kernel(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("BANGER_GUEST_HOST_KERNEL", "1")
     calls: list[list[str]] = []
     monkeypatch.setattr(boot.subprocess, "run", lambda argv, **kw: calls.append(argv))
@@ -132,8 +163,9 @@ def test_load_modules_skipped_on_host_kernel(monkeypatch: pytest.MonkeyPatch,
     assert capsys.readouterr().out == ""
 
 
-def test_load_modules_tolerates_absent_modules(monkeypatch: pytest.MonkeyPatch,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_load_modules_tolerates_absent_modules(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("BANGER_GUEST_HOST_KERNEL", raising=False)
     monkeypatch.setattr(boot.os.path, "isdir", lambda p: True)
     calls: list[list[str]] = []
@@ -144,8 +176,10 @@ def test_load_modules_tolerates_absent_modules(monkeypatch: pytest.MonkeyPatch,
 
     monkeypatch.setattr(boot.subprocess, "run", fake_run)
     boot.load_modules()
-    assert calls == [["modprobe", "-q", "virtio_net"],
-                     ["modprobe", "-q", "vmw_vsock_virtio_transport"]]
+    assert calls == [
+        ["modprobe", "-q", "virtio_net"],
+        ["modprobe", "-q", "vmw_vsock_virtio_transport"],
+    ]
     out = capsys.readouterr().out
     assert "modprobe virtio_net: not available" in out
     assert "error" not in out

@@ -66,5 +66,3 @@ class FakeRunner:
             fake_tree(Path(positional[1]))
             return system.Result(args, 0, "", "")
         return system.run(args, check=check, timeout=timeout, input=input, env=env)
-
-

@@ -30,7 +30,6 @@ needs_e2fs = pytest.mark.skipif(
 )
 
 
-
 def debugfs(image: Path, request: str) -> str:
     return system.run(["debugfs", "-R", request, str(image)]).stdout
 
@@ -54,8 +53,14 @@ def test_build_pipeline(tmp_path: Path) -> None:
     stages: list[str] = []
     runner = FakeRunner()
     maker, providers = installed_artifacts()
-    image = build_image(RECIPE, out, on_stage=stages.append, runner=runner, artifacts=maker,
-                        fingerprint_extra=providers)
+    image = build_image(
+        RECIPE,
+        out,
+        on_stage=stages.append,
+        runner=runner,
+        artifacts=maker,
+        fingerprint_extra=providers,
+    )
     assert stages == list(STAGES)
     mm = runner.calls[0]
     assert mm[0] == "mmdebstrap"
@@ -106,7 +111,11 @@ def test_without_artifact_plugins_root_stays_in_the_rootfs(tmp_path: Path) -> No
     assert image.artifacts == {} and image.work_seed is None
     assert image.fingerprint == RECIPE.fingerprint()
     assert sorted(p.name for p in out.iterdir()) == [
-        "image.json", "initrd.img", "rootfs.ext4", "vmlinuz"]
+        "image.json",
+        "initrd.img",
+        "rootfs.ext4",
+        "vmlinuz",
+    ]
     assert ".bashrc" in debugfs(image.rootfs, "ls /root").split()
     assert read_image(out) == image
 
@@ -117,8 +126,13 @@ def test_failed_build_leaves_nothing(tmp_path: Path, failing: str) -> None:
     out = tmp_path / "img"
     maker, providers = installed_artifacts()  # debugfs: the work seed's root mode
     with pytest.raises(CommandError):
-        build_image(RECIPE, out, runner=FakeRunner(fail=failing), artifacts=maker,
-                    fingerprint_extra=providers)
+        build_image(
+            RECIPE,
+            out,
+            runner=FakeRunner(fail=failing),
+            artifacts=maker,
+            fingerprint_extra=providers,
+        )
     assert list(out.iterdir()) == []
     with pytest.raises(NotFoundError):
         read_image(out)
@@ -223,7 +237,7 @@ def test_cached_image_is_reused(debian_image: BuiltImage) -> None:
 def test_host_apt_sources_only_for_the_hosts_suite(tmp_path: Path) -> None:
     etc = tmp_path / "etc"
     (etc / "apt/sources.list.d").mkdir(parents=True)
-    (etc / "os-release").write_text('ID=debian\nVERSION_CODENAME=bookworm\n')
+    (etc / "os-release").write_text("ID=debian\nVERSION_CODENAME=bookworm\n")
     (etc / "apt/sources.list").write_text("# only comments\n")
     (etc / "apt/sources.list.d/debian.sources").write_text("Types: deb\n")
     (etc / "apt/sources.list.d/old.list.disabled").write_text("deb x y\n")

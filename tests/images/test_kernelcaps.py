@@ -43,8 +43,9 @@ def test_ikconfig_from_bzimage_payload_and_elf(tmp_path: Path) -> None:
 
 def test_rootfs_config_wins_over_ikconfig_and_explicit_file_over_both(tmp_path: Path) -> None:
     kernel = synthetic_kernel(tmp_path / "k")  # IKCONFIG says: Firecracker config
-    rootfs = synthetic_rootfs(tmp_path / "root.ext4", DEBIAN_CONFIG,
-                              modules=["vmw_vsock_virtio_transport"])
+    rootfs = synthetic_rootfs(
+        tmp_path / "root.ext4", DEBIAN_CONFIG, modules=["vmw_vsock_virtio_transport"]
+    )
     initrd = synthetic_initrd(tmp_path / "initrd", DEBIAN_INITRD_MODULES)
     caps = detect(kernel, initrd=initrd, rootfs=rootfs)
     assert caps.config_source == "rootfs /boot/config-6.1.0-test-amd64"
@@ -96,9 +97,11 @@ def test_old_store_rows_are_unknown_and_keep_todays_behaviour(tmp_path: Path) ->
 
     db = tmp_path / "state.db"
     raw = sqlite3.connect(db)  # what banger's v1 schema made
-    raw.execute("CREATE TABLE images (id VARCHAR(32) PRIMARY KEY, name VARCHAR(63) UNIQUE, "
-                "kernel TEXT, initrd TEXT, rootfs TEXT, work_seed TEXT, managed INTEGER, "
-                "os VARCHAR(255), fingerprint VARCHAR(255), created_at REAL)")
+    raw.execute(
+        "CREATE TABLE images (id VARCHAR(32) PRIMARY KEY, name VARCHAR(63) UNIQUE, "
+        "kernel TEXT, initrd TEXT, rootfs TEXT, work_seed TEXT, managed INTEGER, "
+        "os VARCHAR(255), fingerprint VARCHAR(255), created_at REAL)"
+    )
     raw.execute("INSERT INTO images VALUES ('i1', 'old', '/k', NULL, '/r', NULL, 0, '', '', 0)")
     raw.execute("PRAGMA user_version = 1")
     raw.commit()
@@ -137,7 +140,8 @@ def test_transport_choice(tmp_path: Path) -> None:
 
 
 def test_pci_transport_drops_pci_off() -> None:
-    machine = MachineSpec(vcpus=1, memory_mib=128, kernel="k",
-                          boot_args=["console=ttyS0", "pci=off"])
+    machine = MachineSpec(
+        vcpus=1, memory_mib=128, kernel="k", boot_args=["console=ttyS0", "pci=off"]
+    )
     machine.use_transport("pci")
     assert machine.transport == "pci" and "pci=off" not in machine.boot_args

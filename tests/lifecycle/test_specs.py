@@ -14,9 +14,16 @@ from banger_core.lifecycle.validation import check_cpus, check_memory
 from banger_core.units import check_vm_name, format_size, parse_size
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("8G", 8 << 30), ("512M", 512 << 20), ("1.5G", 3 << 29), ("4096", 4096), ("2GiB", 2 << 30),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("8G", 8 << 30),
+        ("512M", 512 << 20),
+        ("1.5G", 3 << 29),
+        ("4096", 4096),
+        ("2GiB", 2 << 30),
+    ],
+)
 def test_parse_size(text, expected):
     assert parse_size(text) == expected
 

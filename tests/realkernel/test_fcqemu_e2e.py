@@ -29,7 +29,7 @@ AGENT_PORT = 1024
 # The vsock device comes from banger-vsock (installed with banger), so the agent is
 # reached through banger-fcqemu's bridge. Once the file "pid1" exists next to this
 # plugin, it boots banger-boot as the guest's PID 1 (init=, no systemd).
-PID1_PLUGIN = '''
+PID1_PLUGIN = """
 from pathlib import Path
 
 from banger_core import hookimpl
@@ -41,7 +41,7 @@ PID1_FLAG = Path(__file__).with_name("pid1")
 def banger_vm_configure(machine):
     if PID1_FLAG.exists():
         machine.boot_args.append("init=/usr/lib/banger/banger-boot")
-'''
+"""
 
 
 def _need_qemu() -> None:
@@ -57,8 +57,9 @@ def plugin_dir() -> Iterator[Path]:
     (path / "e2e_pid1.py").write_text(PID1_PLUGIN)
     info = path / "banger_test_e2e_pid1-0.0.1.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: banger-test-e2e-pid1\n"
-                                   "Version: 0.0.1\n")
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: banger-test-e2e-pid1\nVersion: 0.0.1\n"
+    )
     (info / "entry_points.txt").write_text("[banger]\ne2e_pid1 = e2e_pid1\n")
     yield path
     system.run(["rm", "-rf", str(path)], check=False)
@@ -71,8 +72,9 @@ def qhost(plugin_dir: Path) -> Iterator[SimulatedHost]:
 
     image = cached_debian_image()
     pythonpath = os.pathsep.join(p for p in (str(plugin_dir), os.environ.get("PYTHONPATH")) if p)
-    with SimulatedHost(ssh_timeout=420.0, stop_grace=180.0, subnet="172.30.7.0/24",
-                       env={"PYTHONPATH": pythonpath}) as h:
+    with SimulatedHost(
+        ssh_timeout=420.0, stop_grace=180.0, subnet="172.30.7.0/24", env={"PYTHONPATH": pythonpath}
+    ) as h:
         h.start()
         h.register_image(image)
         yield h
@@ -96,8 +98,11 @@ def test_real_kernel_end_to_end(qhost: SimulatedHost, plugin_dir: Path) -> None:
     # `BANGER_VMM=qemu make demo`: the daemon moves from the simulator to banger-fcqemu.
     assert "the Firecracker simulator" in qhost.cli("doctor").stdout
     started = time.monotonic()
-    demo = system.run([sys.executable, "-m", "banger_core.demo"], timeout=900,
-                      env={**qhost.env, "BANGER_VMM": "qemu"})
+    demo = system.run(
+        [sys.executable, "-m", "banger_core.demo"],
+        timeout=900,
+        env={**qhost.env, "BANGER_VMM": "qemu"},
+    )
     boot_seconds = time.monotonic() - started
     assert "restarting the daemon on banger-fcqemu" in demo.stdout, demo.stdout
     assert f"VM {VM} is ready at 172.30.7." in demo.stdout, demo.stdout + demo.stderr
@@ -125,8 +130,9 @@ def test_real_kernel_end_to_end(qhost: SimulatedHost, plugin_dir: Path) -> None:
 
     # The agent answers /healthz through the hybrid vsock socket, bridged to virtio-serial.
     uds = qhost.state_dir / "run" / "vms" / shown["id"] / "vsock.sock"
-    status, reply = _poll(lambda: vsock_http_get(uds, AGENT_PORT, "/healthz"), 120,
-                          "the agent's /healthz")
+    status, reply = _poll(
+        lambda: vsock_http_get(uds, AGENT_PORT, "/healthz"), 120, "the agent's /healthz"
+    )
     assert status == 200, reply
     assert b'"status": "ok"' in reply and f'"hostname": "{VM}"'.encode() in reply
 
@@ -150,8 +156,9 @@ def test_real_kernel_end_to_end(qhost: SimulatedHost, plugin_dir: Path) -> None:
     assert qhost.cli("vm", "ssh", VM, "--", "hostname").stdout.strip() == VM
     console = qhost.cli("vm", "logs", VM).stdout
     assert "banger-boot: starting (PID-1 mode on the guest's own kernel)" in console
-    _, reply = _poll(lambda: vsock_http_get(uds, AGENT_PORT, "/healthz"), 120,
-                     "the agent's /healthz (PID 1)")
+    _, reply = _poll(
+        lambda: vsock_http_get(uds, AGENT_PORT, "/healthz"), 120, "the agent's /healthz (PID 1)"
+    )
     assert b'"status": "ok"' in reply
     stopped = qhost.cli("vm", "stop", VM, timeout=600).stdout
     assert stopped.startswith(f"{VM}: stopped (shut down)"), stopped
@@ -161,6 +168,7 @@ def test_real_kernel_end_to_end(qhost: SimulatedHost, plugin_dir: Path) -> None:
 
     qhost.cli("vm", "delete", "--force", VM, timeout=300)
     assert qhost.vmm_pids() == []
-    leftover = system.run(["pgrep", "-f", f"qemu-system-x86_64 -name banger-{shown['id']}"],
-                          check=False)
+    leftover = system.run(
+        ["pgrep", "-f", f"qemu-system-x86_64 -name banger-{shown['id']}"], check=False
+    )
     assert leftover.stdout.strip() == ""

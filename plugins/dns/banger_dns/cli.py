@@ -22,8 +22,10 @@ def list_(as_json: bool) -> None:
     if as_json:
         emit_json(result)
         return
-    table([(r["name"], r["type"], r["address"], r["ttl"]) for r in result["records"]],
-          ["NAME", "TYPE", "ADDRESS", "TTL"])
+    table(
+        [(r["name"], r["type"], r["address"], r["ttl"]) for r in result["records"]],
+        ["NAME", "TYPE", "ADDRESS", "TTL"],
+    )
     for line in result["listeners"]:
         click.echo(f"listening: {line}")
 
@@ -39,8 +41,10 @@ def setup(undo: bool) -> None:
     info = rpc("dns.info")
     if not resolved_running(Path(info["resolved_dir"])):
         if undo:
-            click.echo("systemd-resolved is not running: nothing to undo "
-                       "(remove the lines you added by hand)")
+            click.echo(
+                "systemd-resolved is not running: nothing to undo "
+                "(remove the lines you added by hand)"
+            )
             return
         click.echo(manual_lines(info))
         return
@@ -50,5 +54,7 @@ def setup(undo: bool) -> None:
     if undo:
         click.echo(f"systemd-resolved no longer sends .{info['domain']} to banger")
     else:
-        click.echo(f"systemd-resolved sends .{info['domain']} to {target(info)} "
-                   f"(link {info['bridge']}); check with `resolvectl query <name>.vm`")
+        click.echo(
+            f"systemd-resolved sends .{info['domain']} to {target(info)} "
+            f"(link {info['bridge']}); check with `resolvectl query <name>.vm`"
+        )

@@ -28,9 +28,11 @@ def resolved_commands(info: dict[str, Any], resolvectl: str, *, undo: bool) -> l
     link = str(info["bridge"])
     if undo:
         return [[resolvectl, "revert", link]]
-    return [[resolvectl, "dns", link, target(info)],
-            [resolvectl, "domain", link, f"~{info['domain']}"],
-            [resolvectl, "default-route", link, "false"]]
+    return [
+        [resolvectl, "dns", link, target(info)],
+        [resolvectl, "domain", link, f"~{info['domain']}"],
+        [resolvectl, "default-route", link, "false"],
+    ]
 
 
 def manual_lines(info: dict[str, Any]) -> str:

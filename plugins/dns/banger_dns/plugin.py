@@ -17,19 +17,32 @@ def banger_config_defaults() -> dict[str, Any]:
     from banger_core import Option
 
     return {
-        "listen": Option("127.0.0.1:42069", "host-facing listener (ADDRESS:PORT, UDP and TCP) "
-                                            "authoritative for .vm"),
+        "listen": Option(
+            "127.0.0.1:42069",
+            "host-facing listener (ADDRESS:PORT, UDP and TCP) authoritative for .vm",
+        ),
         "ttl": Option(5, "TTL of .vm answers, in seconds"),
-        "guest_listener": Option(True, "also listen on the bridge gateway, port 53, for guests "
-                                       "(answers .vm, forwards other names upstream) and make "
-                                       "it the guests' nameserver"),
-        "upstreams": Option([], "resolvers the guest listener forwards to (ADDRESS or "
-                                "ADDRESS:PORT); empty: the host's, from resolv_conf", type=list),
-        "resolv_conf": Option("/etc/resolv.conf", "where the host's resolvers are read from "
-                                                  "(resolved's stub is looked through)"),
+        "guest_listener": Option(
+            True,
+            "also listen on the bridge gateway, port 53, for guests "
+            "(answers .vm, forwards other names upstream) and make "
+            "it the guests' nameserver",
+        ),
+        "upstreams": Option(
+            [],
+            "resolvers the guest listener forwards to (ADDRESS or "
+            "ADDRESS:PORT); empty: the host's, from resolv_conf",
+            type=list,
+        ),
+        "resolv_conf": Option(
+            "/etc/resolv.conf",
+            "where the host's resolvers are read from (resolved's stub is looked through)",
+        ),
         "resolvectl": Option("resolvectl", "the resolvectl program `banger dns setup` runs"),
-        "resolved_dir": Option("/run/systemd/resolve", "systemd-resolved's runtime directory "
-                                                       "(`banger dns setup` checks it exists)"),
+        "resolved_dir": Option(
+            "/run/systemd/resolve",
+            "systemd-resolved's runtime directory (`banger dns setup` checks it exists)",
+        ),
     }
 
 
@@ -75,12 +88,24 @@ def banger_doctor_checks(ctx: Any) -> list[Any]:
 
     status = service.describe()
     failed = [line for line in status["listeners"] if "failed" in line or "not started" in line]
-    checks = [Check("dns listeners", not failed, "; ".join(status["listeners"]),
-                    fix="free the address or change [plugins.dns] listen / guest_listener")]
+    checks = [
+        Check(
+            "dns listeners",
+            not failed,
+            "; ".join(status["listeners"]),
+            fix="free the address or change [plugins.dns] listen / guest_listener",
+        )
+    ]
     if not getattr(ctx, "preflight", False):
         ok, detail = service.resolves_from_host()
-        checks.append(Check("dns .vm from the host", ok, detail,
-                            fix="run `banger dns setup` (see the user guide, DNS)"))
+        checks.append(
+            Check(
+                "dns .vm from the host",
+                ok,
+                detail,
+                fix="run `banger dns setup` (see the user guide, DNS)",
+            )
+        )
     return checks
 
 

@@ -50,8 +50,9 @@ class Listener:
 class DNSServer:
     """Serves ``zone`` on ``listeners`` from a background event loop."""
 
-    def __init__(self, zone: Zone, listeners: list[Listener],
-                 upstreams: list[tuple[str, int]] | None = None) -> None:
+    def __init__(
+        self, zone: Zone, listeners: list[Listener], upstreams: list[tuple[str, int]] | None = None
+    ) -> None:
         self.zone = zone
         self.listeners = listeners
         self.upstreams = list(upstreams or [])
@@ -66,8 +67,9 @@ class DNSServer:
     def start(self, timeout: float = 10.0) -> None:
         """Bind every listener and serve in a thread; returns once bound (or failed)."""
         ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(ready,), name="banger-dns",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), name="banger-dns", daemon=True
+        )
         self._thread.start()
         ready.wait(timeout)
 
@@ -83,9 +85,11 @@ class DNSServer:
 
     def describe(self) -> dict[str, Any]:
         """For ``banger daemon status``."""
-        return {"listeners": [line for lst in self.listeners for line in lst.describe()],
-                "records": len(self.zone.records()),
-                "upstreams": [f"{h}:{p}" for h, p in self.upstreams] or ["(none)"]}
+        return {
+            "listeners": [line for lst in self.listeners for line in lst.describe()],
+            "records": len(self.zone.records()),
+            "upstreams": [f"{h}:{p}" for h, p in self.upstreams] or ["(none)"],
+        }
 
     def _run(self, ready: threading.Event) -> None:
         loop = asyncio.new_event_loop()
@@ -116,12 +120,18 @@ class DNSServer:
         try:
             transport, _ = await loop.create_datagram_endpoint(
                 lambda: _UDPProtocol(self, listener.recursion),
-                local_addr=(listener.host, listener.port), family=socket.AF_INET)
+                local_addr=(listener.host, listener.port),
+                family=socket.AF_INET,
+            )
             self._closers.append(transport.close)
             listener.bound.append("udp")
             server = await asyncio.start_server(
                 lambda r, w: self._tcp_client(r, w, listener.recursion),
-                listener.host, listener.port, family=socket.AF_INET, reuse_address=True)
+                listener.host,
+                listener.port,
+                family=socket.AF_INET,
+                reuse_address=True,
+            )
             self._closers.append(server.close)
             listener.bound.append("tcp")
         except OSError as exc:
@@ -155,8 +165,9 @@ class DNSServer:
                 pass
 
     # -- TCP ---------------------------------------------------------------------------
-    async def _tcp_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                          recursion: bool) -> None:
+    async def _tcp_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, recursion: bool
+    ) -> None:
         if self._tcp_clients >= MAX_TCP_CLIENTS:
             writer.close()
             return
@@ -236,8 +247,9 @@ class _OneReply(asyncio.DatagramProtocol):
 async def _udp_query(data: bytes, host: str, port: int) -> bytes:
     loop = asyncio.get_running_loop()
     future: asyncio.Future = loop.create_future()
-    transport, _ = await loop.create_datagram_endpoint(lambda: _OneReply(future),
-                                                       remote_addr=(host, port))
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _OneReply(future), remote_addr=(host, port)
+    )
     try:
         transport.sendto(data)
         return await future

@@ -41,8 +41,9 @@ def upstream_servers(config: dict[str, Any]) -> list[tuple[str, int]]:
         try:
             servers.append(parse_server(str(text)))
         except ValueError:
-            raise ValidationError(f"[plugins.dns] upstreams: {text!r} is not an IPv4 "
-                                  "address or ADDRESS:PORT") from None
+            raise ValidationError(
+                f"[plugins.dns] upstreams: {text!r} is not an IPv4 address or ADDRESS:PORT"
+            ) from None
     return servers
 
 
@@ -58,8 +59,12 @@ def start(daemon: Any) -> DNSServer:
         listeners.append(Listener(gateway, GUEST_PORT, recursion=True))
     server = DNSServer(ZONE, listeners, upstream_servers(config) if gateway else [])
     server.start()
-    _state.update(server=server, config=config, gateway=gateway,
-                  bridge=daemon.settings.get("network", "bridge"))
+    _state.update(
+        server=server,
+        config=config,
+        gateway=gateway,
+        bridge=daemon.settings.get("network", "bridge"),
+    )
     return server
 
 
@@ -110,18 +115,25 @@ def names(vm: Any) -> list[str]:
 
 def list_records(params: dict[str, Any], call: Any) -> dict[str, Any]:
     """``dns.list``: every record, and where the server listens."""
-    records = [{"name": f"{name}.{DOMAIN}", "type": "A", "address": address, "ttl": ZONE.ttl}
-               for name, address in sorted(ZONE.records().items())]
+    records = [
+        {"name": f"{name}.{DOMAIN}", "type": "A", "address": address, "ttl": ZONE.ttl}
+        for name, address in sorted(ZONE.records().items())
+    ]
     return {**describe(), "records": records}
 
 
 def info(params: dict[str, Any], call: Any) -> dict[str, Any]:
     """``dns.info``: what ``banger dns setup`` needs to point the host at the server."""
     config = _state.get("config") or {}
-    return {"listen": config.get("listen", ""), "gateway": guest_nameserver(),
-            "bridge": _state.get("bridge"), "domain": DOMAIN,
-            "resolvectl": config.get("resolvectl", "resolvectl"),
-            "resolved_dir": config.get("resolved_dir", "/run/systemd/resolve"), **describe()}
+    return {
+        "listen": config.get("listen", ""),
+        "gateway": guest_nameserver(),
+        "bridge": _state.get("bridge"),
+        "domain": DOMAIN,
+        "resolvectl": config.get("resolvectl", "resolvectl"),
+        "resolved_dir": config.get("resolved_dir", "/run/systemd/resolve"),
+        **describe(),
+    }
 
 
 def resolves_from_host(timeout: float = 4.0) -> tuple[bool, str]:
@@ -138,13 +150,13 @@ def resolves_from_host(timeout: float = 4.0) -> tuple[bool, str]:
     probe = f"doctor-{secrets.token_hex(4)}"
     ZONE.set(probe, "127.0.0.1")
     try:
-        result = run(["getent", "ahostsv4", f"{probe}.{DOMAIN}"], check=False,
-                            timeout=timeout)
+        result = run(["getent", "ahostsv4", f"{probe}.{DOMAIN}"], check=False, timeout=timeout)
     except CommandError as exc:
         return False, f"{probe}.{DOMAIN}: {exc}"
     finally:
         ZONE.remove(probe)
     if result.returncode == 0 and "127.0.0.1" in result.stdout:
         return True, f"{probe}.{DOMAIN} resolves through the host's resolver"
-    return False, (f"{probe}.{DOMAIN} does not resolve from the host "
-                   f"(getent exit {result.returncode})")
+    return False, (
+        f"{probe}.{DOMAIN} does not resolve from the host (getent exit {result.returncode})"
+    )

@@ -114,8 +114,9 @@ class Zone:
         cache[key] = packed[2:]
         return Decision(packed)
 
-    def _authoritative(self, query: DNSRecord, question: DNSQuestion, host: list[str],
-                       recursion: bool) -> DNSRecord:
+    def _authoritative(
+        self, query: DNSRecord, question: DNSQuestion, host: list[str], recursion: bool
+    ) -> DNSRecord:
         reply = self._header(query, RCODE.NOERROR, aa=True, recursion=recursion)
         qtype = question.qtype
         zone = f"{DOMAIN}."
@@ -139,14 +140,18 @@ class Zone:
 
     def _soa(self) -> RR:
         zone = f"{DOMAIN}."
-        return RR(zone, QTYPE.SOA, ttl=self.ttl,
-                  rdata=SOA(f"ns.{zone}", f"hostmaster.{zone}",
-                            (self._serial, 60, 30, 3600, self.ttl)))
+        return RR(
+            zone,
+            QTYPE.SOA,
+            ttl=self.ttl,
+            rdata=SOA(f"ns.{zone}", f"hostmaster.{zone}", (self._serial, 60, 30, 3600, self.ttl)),
+        )
 
     @staticmethod
     def _header(query: DNSRecord, rcode: int, *, aa: bool, recursion: bool) -> DNSRecord:
-        header = DNSHeader(id=query.header.id, qr=1, aa=int(aa), rd=query.header.rd,
-                           ra=int(recursion), rcode=rcode)
+        header = DNSHeader(
+            id=query.header.id, qr=1, aa=int(aa), rd=query.header.rd, ra=int(recursion), rcode=rcode
+        )
         return DNSRecord(header, q=query.questions[0] if query.questions else None)
 
     def _reply(self, query: DNSRecord, rcode: int, *, aa: bool, recursion: bool) -> Decision:

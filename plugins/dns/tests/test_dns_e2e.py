@@ -45,8 +45,15 @@ print(json.dumps({"rcode": reply.header.rcode, "answers": [str(r.rdata) for r in
 NOERROR, NXDOMAIN = 0, 3
 
 
-def query(host: SimulatedHost, name: str, qtype: str = "A", *, server: str = "127.0.0.1",
-          port: int = 42069, over: str = "udp") -> dict:
+def query(
+    host: SimulatedHost,
+    name: str,
+    qtype: str = "A",
+    *,
+    server: str = "127.0.0.1",
+    port: int = 42069,
+    over: str = "udp",
+) -> dict:
     """Ask the daemon's listener from inside the host's namespace."""
     out = host.netns_run(sys.executable, "-c", QUERY, name, qtype, server, str(port), over)
     return json.loads(out.stdout)
@@ -80,10 +87,12 @@ def host() -> Iterator[SimulatedHost]:
         resolved.mkdir()
         (resolved / "resolv.conf").write_text("nameserver 203.0.113.53\n")
         fake = h.root / "fake-resolvectl"
-        fake.write_text(f"#!/bin/sh\necho \"$@\" >> {h.root}/resolvectl.log\n")
+        fake.write_text(f'#!/bin/sh\necho "$@" >> {h.root}/resolvectl.log\n')
         fake.chmod(0o755)
-        h.add_config(f'[plugins.dns]\nresolv_conf = "{h.internet.resolv_conf}"\n'
-                     f'resolvectl = "{fake}"\nresolved_dir = "{resolved}"')
+        h.add_config(
+            f'[plugins.dns]\nresolv_conf = "{h.internet.resolv_conf}"\n'
+            f'resolvectl = "{fake}"\nresolved_dir = "{resolved}"'
+        )
         h.start()
         h.register_image(image)
         yield h
@@ -102,8 +111,10 @@ def test_records_for_running_vms(host):
     listing = host.cli("dns", "list").stdout
     assert "c1.vm" in listing and ips["c2"] in listing
     records = host.json("dns", "list")["records"]
-    assert [(r["name"], r["address"]) for r in records] == [("c1.vm", ips["c1"]),
-                                                            ("c2.vm", ips["c2"])]
+    assert [(r["name"], r["address"]) for r in records] == [
+        ("c1.vm", ips["c1"]),
+        ("c2.vm", ips["c2"]),
+    ]
     assert "dns names:" in host.cli("vm", "show", "c1").stdout
     assert host.json("vm", "show", "c1")["dns_names"] == ["c1.vm"]
     status = host.cli("daemon", "status").stdout
@@ -121,7 +132,9 @@ def test_guests_resolve_vms_and_the_internet(host):
     # the forwarder asked the host's upstream, from the host's own address
     assert f"dns {HOST_ADDRESS} www.example.test" in host.internet.clients()
     assert host.cli("vm", "ssh", "c1", "--", "cat", "/etc/resolv.conf").stdout.split() == [
-        "nameserver", "172.30.0.1"]
+        "nameserver",
+        "172.30.0.1",
+    ]
 
 
 def test_records_follow_stop_start_and_a_daemon_restart(host):
@@ -144,11 +157,13 @@ def test_a_vmm_that_dies_loses_its_record(host):
 
 
 def test_garbage_through_the_daemon_listener_does_not_stop_it(host):
-    script = ("import random, socket\n"
-              "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-              "rng = random.Random(1)\n"
-              "for _ in range(2000):\n"
-              "    s.sendto(rng.randbytes(rng.randrange(1, 700)), ('127.0.0.1', 42069))\n")
+    script = (
+        "import random, socket\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "rng = random.Random(1)\n"
+        "for _ in range(2000):\n"
+        "    s.sendto(rng.randbytes(rng.randrange(1, 700)), ('127.0.0.1', 42069))\n"
+    )
     host.netns_run(sys.executable, "-c", script)
     ip = host.json("vm", "show", "c1")["ip"]
     wait_for(lambda: query(host, "c1.vm").get("answers") == [ip], "an answer after garbage")
@@ -164,8 +179,11 @@ def test_dns_setup_with_systemd_resolved_and_undo(host):
     log = host.root / "resolvectl.log"
     out = host.cli("dns", "setup").stdout
     assert "~vm" in out
-    assert log.read_text().splitlines() == ["dns bgbr0 172.30.0.1", "domain bgbr0 ~vm",
-                                            "default-route bgbr0 false"]
+    assert log.read_text().splitlines() == [
+        "dns bgbr0 172.30.0.1",
+        "domain bgbr0 ~vm",
+        "default-route bgbr0 false",
+    ]
     host.cli("dns", "setup", "--undo")
     assert log.read_text().splitlines()[-1] == "revert bgbr0"
 

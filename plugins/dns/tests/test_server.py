@@ -106,8 +106,11 @@ def test_guest_listener_forwards_other_names():
     zone = Zone()
     zone.set("c1", "172.30.0.2")
     port = free_port()
-    server = DNSServer(zone, [Listener("127.0.0.1", port, recursion=True)],
-                       [silent.getsockname(), ("127.0.0.1", upstream.port)])
+    server = DNSServer(
+        zone,
+        [Listener("127.0.0.1", port, recursion=True)],
+        [silent.getsockname(), ("127.0.0.1", upstream.port)],
+    )
     server.start()
     try:
         reply = ask("127.0.0.1", port, "www.example.test")
@@ -148,8 +151,9 @@ class FakeTCPUpstream:
 def test_tcp_queries_are_forwarded_over_tcp():
     upstream = FakeTCPUpstream()
     port = free_port()
-    server = DNSServer(Zone(), [Listener("127.0.0.1", port, recursion=True)],
-                       [("127.0.0.1", upstream.port)])
+    server = DNSServer(
+        Zone(), [Listener("127.0.0.1", port, recursion=True)], [("127.0.0.1", upstream.port)]
+    )
     server.start()
     try:
         reply = ask("127.0.0.1", port, "www.example.test", over="tcp")

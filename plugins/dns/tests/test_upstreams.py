@@ -8,9 +8,11 @@ from banger_dns.upstreams import host_upstreams, parse_resolv_conf, parse_server
 
 
 def test_parse_resolv_conf_keeps_ipv4_nameservers_in_order():
-    text = ("# comment\nsearch example.test\nnameserver 192.0.2.1\nnameserver fe80::1%eth0\n"
-            "nameserver 192.0.2.2 # trailing\nnameserver bogus\n; nameserver 192.0.2.9\n"
-            "nameserver 192.0.2.1\n")
+    text = (
+        "# comment\nsearch example.test\nnameserver 192.0.2.1\nnameserver fe80::1%eth0\n"
+        "nameserver 192.0.2.2 # trailing\nnameserver bogus\n; nameserver 192.0.2.9\n"
+        "nameserver 192.0.2.1\n"
+    )
     assert parse_resolv_conf(text) == ["192.0.2.1", "192.0.2.2"]
 
 
@@ -27,8 +29,9 @@ def test_systemd_resolved_stub_is_looked_through(tmp_path):
     assert host_upstreams(stub, tmp_path / "missing") == []
 
 
-@pytest.mark.parametrize(("text", "parsed"), [("192.0.2.1", ("192.0.2.1", 53)),
-                                              ("192.0.2.1:5353", ("192.0.2.1", 5353))])
+@pytest.mark.parametrize(
+    ("text", "parsed"), [("192.0.2.1", ("192.0.2.1", 53)), ("192.0.2.1:5353", ("192.0.2.1", 5353))]
+)
 def test_parse_server(text, parsed):
     assert parse_server(text) == parsed
 

@@ -25,14 +25,18 @@ def parse(text: str, where: str = "egress allow") -> Egress:
     :raise ValidationError: naming the entry and what is allowed.
     """
     if not isinstance(text, str) or not text.strip():
-        raise ValidationError(f"{where}: {text!r} is not CIDR or CIDR:PORT "
-                              "(e.g. 203.0.113.0/24 or 203.0.113.10/32:443)")
+        raise ValidationError(
+            f"{where}: {text!r} is not CIDR or CIDR:PORT "
+            "(e.g. 203.0.113.0/24 or 203.0.113.10/32:443)"
+        )
     network, _, port = text.strip().partition(":")
     try:
         net = ipaddress.IPv4Network(network, strict=False)
     except ValueError:
-        raise ValidationError(f"{where}: {text!r} is not CIDR or CIDR:PORT "
-                              "(e.g. 203.0.113.0/24 or 203.0.113.10/32:443)") from None
+        raise ValidationError(
+            f"{where}: {text!r} is not CIDR or CIDR:PORT "
+            "(e.g. 203.0.113.0/24 or 203.0.113.10/32:443)"
+        ) from None
     number: int | None = None
     if port:
         if not port.isdigit() or not 0 < int(port) < 65536:

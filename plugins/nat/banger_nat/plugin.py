@@ -19,8 +19,9 @@ def banger_config_defaults() -> dict[str, Any]:
     return {
         "default": Option(True, "NAT for VMs that do not choose (vm create --nat/--no-nat)"),
         "uplink": Option("", "interface VMs go out through; empty: the default route's"),
-        "allow": Option([], "egress allow-list for every VM (CIDR or CIDR:PORT); empty: "
-                            "anything", type=list),
+        "allow": Option(
+            [], "egress allow-list for every VM (CIDR or CIDR:PORT); empty: anything", type=list
+        ),
     }
 
 
@@ -34,12 +35,22 @@ def banger_vm_options() -> list[Any]:
         return [str(e) for e in parse_all(list(value), "--egress-allow")]
 
     return [
-        VMOption("nat", "bool", default=True, config_key="default",
-                 help="reach the outside world through NAT on the host's uplink"),
-        VMOption("egress-allow", "list", default=[], validator=check_allow,
-                 metavar="CIDR",
-                 help="allow only this destination out: CIDR or CIDR:PORT (repeat; adds to "
-                      "[plugins.nat] allow)"),
+        VMOption(
+            "nat",
+            "bool",
+            default=True,
+            config_key="default",
+            help="reach the outside world through NAT on the host's uplink",
+        ),
+        VMOption(
+            "egress-allow",
+            "list",
+            default=[],
+            validator=check_allow,
+            metavar="CIDR",
+            help="allow only this destination out: CIDR or CIDR:PORT (repeat; adds to "
+            "[plugins.nat] allow)",
+        ),
     ]
 
 
@@ -65,19 +76,41 @@ def banger_doctor_checks(ctx: Any) -> list[Any]:
 
     config = ctx.plugin_config(NAME)
     iptables = ctx.which("iptables")
-    checks = [Check("program iptables", bool(iptables), iptables or "not found",
-                    fix="apt install iptables  (needed for NAT)")]
+    checks = [
+        Check(
+            "program iptables",
+            bool(iptables),
+            iptables or "not found",
+            fix="apt install iptables  (needed for NAT)",
+        )
+    ]
     link = service.uplink(config)
-    checks.append(Check("nat uplink", link.name is not None,
-                        link.name or f"NAT is off: {link.reason}",
-                        fix="give the host a default route or set [plugins.nat] uplink"))
+    checks.append(
+        Check(
+            "nat uplink",
+            link.name is not None,
+            link.name or f"NAT is off: {link.reason}",
+            fix="give the host a default route or set [plugins.nat] uplink",
+        )
+    )
     try:
         allow = parse_all([str(e) for e in config.get("allow") or []], "[plugins.nat] allow")
-        checks.append(Check("nat egress allow-list", True,
-                            ", ".join(map(str, allow)) or "(none: VMs may reach anything)"))
+        checks.append(
+            Check(
+                "nat egress allow-list",
+                True,
+                ", ".join(map(str, allow)) or "(none: VMs may reach anything)",
+            )
+        )
     except Exception as exc:
-        checks.append(Check("nat egress allow-list", False, str(exc),
-                            fix="use CIDR or CIDR:PORT entries in [plugins.nat] allow"))
+        checks.append(
+            Check(
+                "nat egress allow-list",
+                False,
+                str(exc),
+                fix="use CIDR or CIDR:PORT entries in [plugins.nat] allow",
+            )
+        )
     return checks
 
 

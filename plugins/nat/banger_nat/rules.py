@@ -35,8 +35,9 @@ def comment(vm_id: str) -> str:
     return f"{COMMENT_PREFIX}{vm_id}"
 
 
-def vm_rules(vm_id: str, ip: str, bridge: str, uplink: str,
-             allow: Iterable[Egress] = ()) -> list[Rule]:
+def vm_rules(
+    vm_id: str, ip: str, bridge: str, uplink: str, allow: Iterable[Egress] = ()
+) -> list[Rule]:
     """The rules that put VM ``ip`` online through ``uplink``, in insertion order.
 
     With an allow-list, only those destinations (and ports) are accepted and
@@ -46,8 +47,25 @@ def vm_rules(vm_id: str, ip: str, bridge: str, uplink: str,
     host = f"{ip}/32"
     rules = [
         Rule("nat", "POSTROUTING", ("-s", host, "-o", uplink, *tag, "-j", "MASQUERADE")),
-        Rule("filter", "FORWARD", ("-i", uplink, "-o", bridge, "-d", host, "-m", "conntrack",
-                                   "--ctstate", "RELATED,ESTABLISHED", *tag, "-j", "ACCEPT")),
+        Rule(
+            "filter",
+            "FORWARD",
+            (
+                "-i",
+                uplink,
+                "-o",
+                bridge,
+                "-d",
+                host,
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "RELATED,ESTABLISHED",
+                *tag,
+                "-j",
+                "ACCEPT",
+            ),
+        ),
     ]
     out = ("-i", bridge, "-o", uplink, "-s", host)
     allow = list(allow)
@@ -56,13 +74,29 @@ def vm_rules(vm_id: str, ip: str, bridge: str, uplink: str,
         return rules
     for entry in allow:
         if entry.port is None:
-            rules.append(Rule("filter", "FORWARD", (*out, "-d", entry.network, *tag,
-                                                    "-j", "ACCEPT")))
+            rules.append(
+                Rule("filter", "FORWARD", (*out, "-d", entry.network, *tag, "-j", "ACCEPT"))
+            )
             continue
         for proto in ("tcp", "udp"):
-            rules.append(Rule("filter", "FORWARD", (*out, "-d", entry.network, "-p", proto,
-                                                    "--dport", str(entry.port), *tag,
-                                                    "-j", "ACCEPT")))
+            rules.append(
+                Rule(
+                    "filter",
+                    "FORWARD",
+                    (
+                        *out,
+                        "-d",
+                        entry.network,
+                        "-p",
+                        proto,
+                        "--dport",
+                        str(entry.port),
+                        *tag,
+                        "-j",
+                        "ACCEPT",
+                    ),
+                )
+            )
     rules.append(Rule("filter", "FORWARD", (*out, *tag, "-j", "REJECT")))
     return rules
 
@@ -77,8 +111,7 @@ def add(rules: list[Rule], runner: Runner = run) -> None:
     for rule in rules:
         key = (rule.table, rule.chain)
         position[key] = position.get(key, 0) + 1
-        runner([IPTABLES, "-w", "-t", rule.table, "-I", rule.chain, str(position[key]),
-                *rule.spec])
+        runner([IPTABLES, "-w", "-t", rule.table, "-I", rule.chain, str(position[key]), *rule.spec])
 
 
 def listed(runner: Runner = run) -> list[tuple[str, str, list[str]]]:
@@ -108,7 +141,7 @@ def remove(vm_id: str, runner: Runner = run) -> int:
 
 def owners(runner: Runner = run) -> set[str]:
     """The VM ids that have rules in place."""
-    return {tag[len(COMMENT_PREFIX):] for _, tag, _ in listed(runner)}
+    return {tag[len(COMMENT_PREFIX) :] for _, tag, _ in listed(runner)}
 
 
 def remove_where(match, runner: Runner = run) -> int:

@@ -80,8 +80,9 @@ def publish(vm: Any, config: Any, bridge: str, runner: Runner = run) -> None:
         return
     allow = allow_list(vm, config)
     wanted = rules.vm_rules(vm.id, vm.ip, bridge, link.name, allow)
-    fingerprint = hashlib.sha256(json.dumps(
-        [[r.table, r.chain, *r.spec] for r in wanted]).encode()).hexdigest()[:16]
+    fingerprint = hashlib.sha256(
+        json.dumps([[r.table, r.chain, *r.spec] for r in wanted]).encode()
+    ).hexdigest()[:16]
     with _lock:
         enable_forwarding()
         if state.get("rules_hash") != fingerprint or rules.count(vm.id, runner) != len(wanted):
@@ -112,7 +113,8 @@ def reconcile(vms: list[Any], runner: Runner = run) -> int:
     running = {vm.id for vm in vms if vm.state == "running"}
     with _lock:
         return rules.remove_where(
-            lambda tag: tag[len(rules.COMMENT_PREFIX):] not in running, runner)
+            lambda tag: tag[len(rules.COMMENT_PREFIX) :] not in running, runner
+        )
 
 
 def describe(config: Any, runner: Runner = run) -> dict[str, Any]:

@@ -39,5 +39,6 @@ def find_uplink(configured: str = "") -> Uplink:
                 links = ipr.get_links(oif)
                 if links:
                     return Uplink(links[0].get_attr("IFLA_IFNAME"))
-    return Uplink(None, "no IPv4 default route in the daemon's network namespace "
-                        "(set [plugins.nat] uplink)")
+    return Uplink(
+        None, "no IPv4 default route in the daemon's network namespace (set [plugins.nat] uplink)"
+    )

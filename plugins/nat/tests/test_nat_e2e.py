@@ -21,17 +21,18 @@ from banger_core.testing.simhost import SimulatedHost
 
 pytestmark = [pytest.mark.net, pytest.mark.slow]
 
-FETCH = ("import sys, urllib.request\n"
-         "try:\n"
-         "    print(urllib.request.urlopen(sys.argv[1], timeout=4).read().decode().strip())\n"
-         "except Exception as exc:\n"
-         "    print('failed', type(exc).__name__); sys.exit(1)\n")
+FETCH = (
+    "import sys, urllib.request\n"
+    "try:\n"
+    "    print(urllib.request.urlopen(sys.argv[1], timeout=4).read().decode().strip())\n"
+    "except Exception as exc:\n"
+    "    print('failed', type(exc).__name__); sys.exit(1)\n"
+)
 
 
 def fetch(host: SimulatedHost, vm: str, url: str):
     """Fetch ``url`` from inside ``vm`` (python3 of the guest image)."""
-    return host.cli("vm", "ssh", vm, "--", shlex.join(["python3", "-c", FETCH, url]),
-                    check=False)
+    return host.cli("vm", "ssh", vm, "--", shlex.join(["python3", "-c", FETCH, url]), check=False)
 
 
 def banger_rules(host: SimulatedHost) -> list[str]:
@@ -88,13 +89,29 @@ def test_stop_removes_exactly_that_vms_rules_and_start_restores_them(host):
     host.cli("vm", "start", "n2")
     result = fetch(host, "n2", f"http://{HTTP_ADDRESS}/")
     assert result.stdout.strip() == f"client {HOST_ADDRESS}", (
-        banger_rules(host), host.cli("vm", "show", "n2").stdout, result.stderr)
+        banger_rules(host),
+        host.cli("vm", "show", "n2").stdout,
+        result.stderr,
+    )
 
 
 def test_daemon_start_removes_rules_of_vms_that_do_not_run(host):
     # a leftover of a VM that no longer exists, and one of a stopped VM
-    host.netns_run("iptables", "-t", "nat", "-A", "POSTROUTING", "-s", "172.30.0.200/32",
-                   "-m", "comment", "--comment", "banger:deadbeef0000", "-j", "MASQUERADE")
+    host.netns_run(
+        "iptables",
+        "-t",
+        "nat",
+        "-A",
+        "POSTROUTING",
+        "-s",
+        "172.30.0.200/32",
+        "-m",
+        "comment",
+        "--comment",
+        "banger:deadbeef0000",
+        "-j",
+        "MASQUERADE",
+    )
     n2 = host.json("vm", "show", "n2")["id"]
     host.cli("daemon", "stop")
     host.cli("vm", "kill", "n2", check=False)  # autostarts the daemon: reconcile ran
@@ -128,8 +145,17 @@ def test_per_vm_egress_allow(host):
     assert bad.returncode != 0 and "'nope'" in bad.stderr and "CIDR" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
     assert "n5" not in [v["name"] for v in host.json("vm", "list")]
-    host.cli("vm", "create", "n4", "--egress-allow", f"{HTTP_ADDRESS}/32:80",
-             "--cpus", "1", "--memory", "256M")
+    host.cli(
+        "vm",
+        "create",
+        "n4",
+        "--egress-allow",
+        f"{HTTP_ADDRESS}/32:80",
+        "--cpus",
+        "1",
+        "--memory",
+        "256M",
+    )
     assert fetch(host, "n4", f"http://{HTTP_ADDRESS}:80/").returncode == 0
     refused = fetch(host, "n4", f"http://{HTTP_ADDRESS}:8080/")
     assert refused.returncode != 0 and "failed" in refused.stdout

@@ -33,8 +33,11 @@ def ns_runner():
 
 
 def _rules(runner, table):
-    return [line for line in runner(["iptables", "-t", table, "-S"]).stdout.splitlines()
-            if "banger:" in line]
+    return [
+        line
+        for line in runner(["iptables", "-t", table, "-S"]).stdout.splitlines()
+        if "banger:" in line
+    ]
 
 
 def test_rules_are_tagged_per_vm_inserted_on_top_and_removed_exactly(ns_runner):
@@ -55,16 +58,18 @@ def test_rules_are_tagged_per_vm_inserted_on_top_and_removed_exactly(ns_runner):
     assert rules.count("bbb", ns_runner) == 3
     assert rules.remove_where(lambda tag: True, ns_runner) == 3
     assert _rules(ns_runner, "nat") == [] and _rules(ns_runner, "filter") == []
-    assert ns_runner(["iptables", "-S", "FORWARD"]).stdout.splitlines()[-1] == \
-        "-A FORWARD -j DROP"
+    assert ns_runner(["iptables", "-S", "FORWARD"]).stdout.splitlines()[-1] == "-A FORWARD -j DROP"
 
 
 def test_allow_list_rules_accept_then_reject(ns_runner):
     allow = parse_all(["203.0.113.10/32:80", "198.51.100.0/24"], "test")
     wanted = rules.vm_rules("ccc", "172.30.0.4", "bgbr0", "eth0", allow)
     rules.add(wanted, ns_runner)
-    forward = [line for line in ns_runner(["iptables", "-S", "FORWARD"]).stdout.splitlines()
-               if "banger:ccc" in line]
+    forward = [
+        line
+        for line in ns_runner(["iptables", "-S", "FORWARD"]).stdout.splitlines()
+        if "banger:ccc" in line
+    ]
     assert len(forward) == 5
     assert "--dport 80" in forward[1] and "-p tcp" in forward[1]
     assert "--dport 80" in forward[2] and "-p udp" in forward[2]
@@ -73,8 +78,9 @@ def test_allow_list_rules_accept_then_reject(ns_runner):
     assert rules.remove("ccc", ns_runner) == len(wanted)
 
 
-@pytest.mark.parametrize("bad", ["", "nope", "10.0.0.0/33", "10.0.0.1:0", "10.0.0.1:99999",
-                                 "10.0.0.1:http", "::1"])
+@pytest.mark.parametrize(
+    "bad", ["", "nope", "10.0.0.0/33", "10.0.0.1:0", "10.0.0.1:99999", "10.0.0.1:http", "::1"]
+)
 def test_bad_egress_entries_are_refused_with_the_entry(bad):
     with pytest.raises(ValidationError, match="egress allow"):
         parse(bad, "egress allow")

@@ -21,5 +21,10 @@ def ports(ref: str, as_json: bool) -> None:
     if as_json:
         emit_json(result["ports"])
         return
-    table([(r["proto"], r["endpoint"], r["process"] or "-", r["command"] or "-")
-           for r in result["ports"]], ["PROTO", "ENDPOINT", "PROCESS", "COMMAND"])
+    table(
+        [
+            (r["proto"], r["endpoint"], r["process"] or "-", r["command"] or "-")
+            for r in result["ports"]
+        ],
+        ["PROTO", "ENDPOINT", "PROCESS", "COMMAND"],
+    )

@@ -12,8 +12,10 @@ def speaks_tls(ip: str, port: int, timeout: float) -> bool:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     try:
-        with socket.create_connection((ip, port), timeout=timeout) as sock, \
-                ctx.wrap_socket(sock) as tls:
+        with (
+            socket.create_connection((ip, port), timeout=timeout) as sock,
+            ctx.wrap_socket(sock) as tls,
+        ):
             return tls.version() is not None
     except (OSError, ssl.SSLError, ValueError):
         return False

@@ -32,12 +32,17 @@ def ports(params: dict[str, Any], call: Any) -> dict[str, Any]:
         answer = call.call("vm.agent", {"ref": info["id"], "path": "/ports"})
     except BangerError as exc:
         if "unknown method" in str(exc):
-            raise BangerError("vm ports needs the guest agent channel: install banger-vsock") \
-                from None
+            raise BangerError(
+                "vm ports needs the guest agent channel: install banger-vsock"
+            ) from None
         raise
     names = info.get("dns_names") or []
     host = names[0] if names else info["ip"]
     timeout = float(_plugin_config(call).get("probe_timeout_seconds", 1.0))
-    listed = rows(answer.get("ports") or [], host, info["ip"],
-                  lambda ip, port: classify(ip, port, timeout, host))
+    listed = rows(
+        answer.get("ports") or [],
+        host,
+        info["ip"],
+        lambda ip, port: classify(ip, port, timeout, host),
+    )
     return {"name": info["name"], "host": host, "ports": listed}

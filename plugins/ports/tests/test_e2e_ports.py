@@ -41,16 +41,35 @@ serve(v4)
 def start_servers(host, tmp_path: Path) -> None:
     srv = tmp_path / "srv"
     srv.mkdir()
-    system.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                "-subj", "/CN=p1.vm", "-keyout", str(srv / "key.pem"), "-out",
-                str(srv / "cert.pem")])
+    system.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=p1.vm",
+            "-keyout",
+            str(srv / "key.pem"),
+            "-out",
+            str(srv / "cert.pem"),
+        ]
+    )
     (srv / "tls.py").write_text(TLS_SERVER)
     (srv / "plain.py").write_text(PLAIN_SERVER)
     host.cli("vm", "cp", str(srv), "p1:/root")
-    for argv in ("python3 -m http.server 8000", "python3 /root/srv/tls.py",
-                 "python3 /root/srv/plain.py"):
-        host.cli("vm", "exec", "p1", "--cwd", "/root/srv", "--", "sh", "-c",
-                 f"{argv} >/dev/null 2>&1 &")
+    for argv in (
+        "python3 -m http.server 8000",
+        "python3 /root/srv/tls.py",
+        "python3 /root/srv/plain.py",
+    ):
+        host.cli(
+            "vm", "exec", "p1", "--cwd", "/root/srv", "--", "sh", "-c", f"{argv} >/dev/null 2>&1 &"
+        )
 
 
 def test_ports_shows_web_endpoints_and_listeners(host, tmp_path):
@@ -82,8 +101,7 @@ def test_ports_shows_web_endpoints_and_listeners(host, tmp_path):
     assert [(r["proto"], r["endpoint"]) for r in plain] == [("tcp", f"{name}:9000")]
     table = host.cli("vm", "ports", "p1").stdout.splitlines()
     assert table[0].split() == ["PROTO", "ENDPOINT", "PROCESS", "COMMAND"]
-    assert any(line.split()[:3] == ["https", f"https://{name}:8443/", "python3"]
-               for line in table)
+    assert any(line.split()[:3] == ["https", f"https://{name}:8443/", "python3"] for line in table)
     assert sum(f"{name}:9000" in line for line in table) == 1
 
 

@@ -8,13 +8,25 @@ import click
 @click.command("exec", context_settings={"ignore_unknown_options": True})
 @click.argument("ref")
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.option("--env", "-e", "env", multiple=True, metavar="K=V",
-              help="set a variable for the program (repeatable)")
-@click.option("--cwd", "-w", default=None, metavar="DIR",
-              help="working directory in the guest  [default: root's home]")
+@click.option(
+    "--env",
+    "-e",
+    "env",
+    multiple=True,
+    metavar="K=V",
+    help="set a variable for the program (repeatable)",
+)
+@click.option(
+    "--cwd",
+    "-w",
+    default=None,
+    metavar="DIR",
+    help="working directory in the guest  [default: root's home]",
+)
 @click.option("--tty", "-t", is_flag=True, help="run the program on a terminal (interactive)")
-def exec_(ref: str, argv: tuple[str, ...], env: tuple[str, ...], cwd: str | None,
-          tty: bool) -> None:
+def exec_(
+    ref: str, argv: tuple[str, ...], env: tuple[str, ...], cwd: str | None, tty: bool
+) -> None:
     """Run a program in a VM through its guest agent: banger vm exec VM -- PROGRAM ARGS...
 
     Arguments arrive exactly as given (no remote shell: run `sh -c '...'` for
@@ -57,7 +69,9 @@ def health(refs: tuple[str, ...], as_json: bool) -> None:
 
     def action(vm: dict) -> str:
         body = rpc("vm.health", {"ref": vm["id"]})
-        return (f"healthy (agent {body.get('agent_version')}, hostname "
-                f"{body.get('hostname')}, up {float(body.get('uptime_seconds', 0)):.0f}s)")
+        return (
+            f"healthy (agent {body.get('agent_version')}, hostname "
+            f"{body.get('hostname')}, up {float(body.get('uptime_seconds', 0)):.0f}s)"
+        )
 
     run_on_vms(list(refs), action)

@@ -69,8 +69,10 @@ class Progress:
     def _draw(self) -> None:
         frac = min(1.0, self.done / self.total) if self.total else 1.0
         bar = "#" * int(frac * 30)
-        sys.stderr.write(f"\r{self.label} [{bar:<30}] {frac * 100:5.1f}% "
-                         f"{self.done / (1 << 20):.1f}/{self.total / (1 << 20):.1f} MiB")
+        sys.stderr.write(
+            f"\r{self.label} [{bar:<30}] {frac * 100:5.1f}% "
+            f"{self.done / (1 << 20):.1f}/{self.total / (1 << 20):.1f} MiB"
+        )
         sys.stderr.flush()
         self.shown = True
 
@@ -181,10 +183,17 @@ def _put(source: Path, vm: str, dest: str) -> None:
         def send() -> None:
             sink = _FrameSink(conn, progress)
             try:
-                with tarfile.open(fileobj=sink, mode="w|",  # type: ignore[call-overload]
-                                  format=tarfile.PAX_FORMAT) as tar:
-                    tar.add(str(source), arcname=source.resolve().name if source.name in
-                            ("", ".", "..") else source.name)
+                with tarfile.open(
+                    fileobj=sink,
+                    mode="w|",  # type: ignore[call-overload]
+                    format=tarfile.PAX_FORMAT,
+                ) as tar:
+                    tar.add(
+                        str(source),
+                        arcname=source.resolve().name
+                        if source.name in ("", ".", "..")
+                        else source.name,
+                    )
                 sink.flush()
                 conn.send(p.F_DATA, b"")
             except BaseException as exc:  # the agent may have stopped reading: see its exit
@@ -233,8 +242,9 @@ def _get(vm: str, source: str, dest: str) -> None:
         except tarfile.TarError as exc:
             raise BangerError(f"vm cp: {exc}") from None
         except OSError as exc:
-            raise BangerError(f"vm cp: writing {exc.filename or dest}: "
-                              f"{exc.strerror or exc}") from None
+            raise BangerError(
+                f"vm cp: writing {exc.filename or dest}: {exc.strerror or exc}"
+            ) from None
     progress.finish()
     if reader.exit and reader.exit.get("error"):
         raise BangerError(f"vm cp: {reader.exit['error']}")

@@ -42,8 +42,7 @@ def connect_port(uds_path: Path | str, port: int, timeout: float = 2.0) -> socke
     return sock
 
 
-def wait_healthy(uds_path: Path | str, port: int, timeout: float,
-                 cancelled: object = None) -> dict:
+def wait_healthy(uds_path: Path | str, port: int, timeout: float, cancelled: object = None) -> dict:
     """Poll ``GET /healthz`` until it answers ok; the health body, or :class:`BangerError`."""
     from banger_core import CancelledError
     from banger_vsock.protocol import AgentConnection

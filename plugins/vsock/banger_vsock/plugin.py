@@ -48,7 +48,8 @@ def banger_config_defaults() -> dict[str, Any]:
     return {
         "agent_port": Option(1024, "the guest agent's vsock port"),
         "health_timeout_seconds": Option(
-            30.0, "how long vm create/start wait for the agent after SSH answered"),
+            30.0, "how long vm create/start wait for the agent after SSH answered"
+        ),
     }
 
 
@@ -61,8 +62,9 @@ def banger_doctor_checks(ctx: Any) -> list[Any]:
 
 @hookimpl
 def banger_vm_create(vm: Any, ctx: Any) -> None:
-    vm.plugin_state(NAME).update({"cid": cid_for(vm), "port": agent_port(_config(ctx)),
-                                  "uds_path": str(vm.vsock_path)})
+    vm.plugin_state(NAME).update(
+        {"cid": cid_for(vm), "port": agent_port(_config(ctx)), "uds_path": str(vm.vsock_path)}
+    )
 
 
 @hookimpl
@@ -92,9 +94,14 @@ def banger_vm_ready_checks(vm: Any, ctx: Any) -> list[Any]:
         body = wait_healthy(vm.vsock_path, port, timeout, cancelled)
         return f"agent {body.get('agent_version')} answered"
 
-    return [ReadyCheck("waiting for agent", wait,
-                       timeout=float(config.get("health_timeout_seconds", 30.0)),
-                       detail=f"vsock port {port}")]
+    return [
+        ReadyCheck(
+            "waiting for agent",
+            wait,
+            timeout=float(config.get("health_timeout_seconds", 30.0)),
+            detail=f"vsock port {port}",
+        )
+    ]
 
 
 @hookimpl

@@ -78,12 +78,12 @@ class AgentConnection:
         self.close()
 
     # -- HTTP ------------------------------------------------------------------
-    def request(self, method: str, path: str, body: Any = None, *,
-                upgrade: bool = False) -> Response:
+    def request(
+        self, method: str, path: str, body: Any = None, *, upgrade: bool = False
+    ) -> Response:
         """Send one request and read the response head (and body unless 101)."""
         data = b"" if body is None else json.dumps(body).encode()
-        lines = [f"{method} {path} HTTP/1.1", "Host: banger-agent",
-                 f"Content-Length: {len(data)}"]
+        lines = [f"{method} {path} HTTP/1.1", "Host: banger-agent", f"Content-Length: {len(data)}"]
         if body is not None:
             lines.append("Content-Type: application/json")
         if upgrade:

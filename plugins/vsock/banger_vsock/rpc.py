@@ -21,12 +21,16 @@ def _connect(vm: Any, timeout: float = 2.0) -> Any:
     from banger_vsock.hostconn import connect_port
 
     if vm.state != "running":
-        raise ConflictError(f"VM {vm.name} is {vm.state}; the guest agent answers only while "
-                            f"it runs (banger vm start {vm.name})")
+        raise ConflictError(
+            f"VM {vm.name} is {vm.state}; the guest agent answers only while "
+            f"it runs (banger vm start {vm.name})"
+        )
     state = vm.plugin_state(NAME)
     if "cid" not in state:
-        raise ConflictError(f"VM {vm.name} has no vsock device (it booted before banger-vsock "
-                            "was installed); restart it")
+        raise ConflictError(
+            f"VM {vm.name} has no vsock device (it booted before banger-vsock "
+            "was installed); restart it"
+        )
     return connect_port(vm.vsock_path, int(state.get("port", 1024)), timeout=timeout)
 
 

@@ -22,8 +22,12 @@ def parse_env(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     env: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key or not (key[0].isalpha() or key[0] == "_") or not all(
-                c.isalnum() or c == "_" for c in key):
+        if (
+            not sep
+            or not key
+            or not (key[0].isalpha() or key[0] == "_")
+            or not all(c.isalnum() or c == "_" for c in key)
+        ):
             raise ValidationError(f"--env {pair!r} is not NAME=VALUE (NAME: letters, digits, _)")
         env[key] = value
     return env
@@ -63,14 +67,21 @@ def _write_all(fd: int, data: bytes) -> bool:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     except BrokenPipeError:
         return False
     return True
 
 
-def run_exec(ref: str, argv: list[str], env: dict[str, str], cwd: str | None,
-             tty: bool, *, conn: p.AgentConnection | None = None) -> int:
+def run_exec(
+    ref: str,
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str | None,
+    tty: bool,
+    *,
+    conn: p.AgentConnection | None = None,
+) -> int:
     """Run ``argv`` in the VM; return the exit status banger should exit with."""
     conn = conn or open_agent(ref)
     body: dict[str, Any] = {"argv": argv, "env": env, "tty": tty}
@@ -109,7 +120,10 @@ def _drive(conn: p.AgentConnection, tty: bool) -> int:
                 conn.send(p.F_WINSIZE, f"{size[0]} {size[1]}".encode())
 
     handlers: dict[int, Callable[[int, Any], None]] = {
-        signal.SIGINT: forward, signal.SIGTERM: forward, signal.SIGHUP: forward}
+        signal.SIGINT: forward,
+        signal.SIGTERM: forward,
+        signal.SIGHUP: forward,
+    }
     if tty:
         handlers[signal.SIGWINCH] = resize
     for sig_num, fn in handlers.items():

@@ -28,7 +28,9 @@ def agent_sock(tmp_path: Path) -> Iterator[Path]:
     proc = subprocess.Popen(
         [sys.executable, "-I", str(AGENT_PY), "--port", "1024", "--request-timeout", "1"],
         env={"BANGER_VSOCK_DIR": str(vsock_dir), "PATH": "/usr/bin:/bin"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     path = vsock_dir / "1024.sock"
     try:
         deadline = time.monotonic() + 10
@@ -83,11 +85,14 @@ def test_exec_streams_and_exit_status(agent_sock: Path) -> None:
     assert info["signal"] == 15 and p.shell_exit_code(info) == 143
 
 
-@pytest.mark.parametrize(("body", "status", "message"), [
-    ({"argv": []}, 400, "argv must be a non-empty list of strings"),
-    ({"argv": ["true"], "env": {"A=B": "x"}}, 400, "env must map variable names"),
-    ({"argv": ["true"], "cwd": "/no/such/dir"}, 404, "directory /no/such/dir does not exist"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"argv": []}, 400, "argv must be a non-empty list of strings"),
+        ({"argv": ["true"], "env": {"A=B": "x"}}, 400, "env must map variable names"),
+        ({"argv": ["true"], "cwd": "/no/such/dir"}, 404, "directory /no/such/dir does not exist"),
+    ],
+)
 def test_exec_refuses_bad_requests_before_switching(agent_sock, body, status, message) -> None:
     with connect(agent_sock) as conn:
         resp = conn.request("POST", "/exec", body, upgrade=True)
@@ -100,9 +105,12 @@ def test_exec_refuses_bad_requests_before_switching(agent_sock, body, status, me
 
 
 def test_agent_keeps_serving_after_clients_vanish_mid_request(agent_sock: Path) -> None:
-    for partial in (b"GET /heal", b"POST /exec HTTP/1.1\r\nContent-Length: 50\r\n\r\n{\"ar",
-                    b"POST /exec HTTP/1.1\r\nUpgrade: banger-stream/1\r\nContent-Length: 18\r\n"
-                    b"\r\n{\"argv\": [\"cat\"]}\x00\x00"):
+    for partial in (
+        b"GET /heal",
+        b'POST /exec HTTP/1.1\r\nContent-Length: 50\r\n\r\n{"ar',
+        b"POST /exec HTTP/1.1\r\nUpgrade: banger-stream/1\r\nContent-Length: 18\r\n"
+        b'\r\n{"argv": ["cat"]}\x00\x00',
+    ):
         raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         raw.connect(str(agent_sock))
         raw.sendall(partial)
@@ -187,8 +195,12 @@ def test_files_put_and_get_round_trip(agent_sock: Path, tmp_path: Path) -> None:
                 break
             data += payload
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        assert sorted(tar.getnames()) == ["renamed", "renamed/a.txt", "renamed/b",
-                                          "renamed/b/c.txt"]
+        assert sorted(tar.getnames()) == [
+            "renamed",
+            "renamed/a.txt",
+            "renamed/b",
+            "renamed/b/c.txt",
+        ]
     with connect(agent_sock) as conn:
         resp = conn.request("POST", "/files/get", {"path": "/no/such"}, upgrade=True)
         assert resp.status == 404 and resp.error_message() == "/no/such does not exist in the guest"

@@ -49,12 +49,25 @@ def test_cp_tree_both_ways(host, tmp_path):
     host.cli("vm", "create", "cp1", "--cpus", "1", "--memory", "256")
     tree = make_tree(tmp_path)
     host.cli("vm", "cp", str(tree), "cp1:/tmp")  # into an existing directory
-    modes = host.cli("vm", "exec", "cp1", "--", "stat", "-c", "%a %F %N", "/tmp/tree/run.sh",
-                     "/tmp/tree/secret", "/tmp/tree/sub", "/tmp/tree/link").stdout
+    modes = host.cli(
+        "vm",
+        "exec",
+        "cp1",
+        "--",
+        "stat",
+        "-c",
+        "%a %F %N",
+        "/tmp/tree/run.sh",
+        "/tmp/tree/secret",
+        "/tmp/tree/sub",
+        "/tmp/tree/link",
+    ).stdout
     assert modes.splitlines() == [
-        "755 regular file '/tmp/tree/run.sh'", "600 regular file '/tmp/tree/secret'",
+        "755 regular file '/tmp/tree/run.sh'",
+        "600 regular file '/tmp/tree/secret'",
         "750 directory '/tmp/tree/sub'",
-        "777 symbolic link '/tmp/tree/link' -> 'sub/data.bin'"]
+        "777 symbolic link '/tmp/tree/link' -> 'sub/data.bin'",
+    ]
     # and back, under a new name (the parent exists, the name does not)
     host.cli("vm", "cp", "cp1:/tmp/tree", str(tmp_path / "back"))
     assert listing(tmp_path / "back") == listing(tree)
@@ -67,16 +80,26 @@ def test_cp_tree_both_ways(host, tmp_path):
 
 def test_cp_errors_are_one_line(host, tmp_path):
     cases = [
-        (["vm", "cp", str(tmp_path / "missing"), "cp1:/tmp"],
-         f"banger: error: {tmp_path / 'missing'}: no such file or directory"),
-        (["vm", "cp", "cp1:/nope/file", str(tmp_path)],
-         "banger: error: vm cp: /nope/file does not exist in the guest"),
-        (["vm", "cp", str(tmp_path), "cp1:/nope/dir/x"],
-         "banger: error: vm cp: destination directory /nope/dir does not exist in the guest"),
-        (["vm", "cp", "cp1:/etc/hostname", str(tmp_path / "no" / "where")],
-         f"banger: error: destination directory {tmp_path / 'no'} does not exist"),
-        (["vm", "cp", "a", "b"],
-         "banger: error: neither 'a' nor 'b' names a VM: write VM:PATH on one side"),
+        (
+            ["vm", "cp", str(tmp_path / "missing"), "cp1:/tmp"],
+            f"banger: error: {tmp_path / 'missing'}: no such file or directory",
+        ),
+        (
+            ["vm", "cp", "cp1:/nope/file", str(tmp_path)],
+            "banger: error: vm cp: /nope/file does not exist in the guest",
+        ),
+        (
+            ["vm", "cp", str(tmp_path), "cp1:/nope/dir/x"],
+            "banger: error: vm cp: destination directory /nope/dir does not exist in the guest",
+        ),
+        (
+            ["vm", "cp", "cp1:/etc/hostname", str(tmp_path / "no" / "where")],
+            f"banger: error: destination directory {tmp_path / 'no'} does not exist",
+        ),
+        (
+            ["vm", "cp", "a", "b"],
+            "banger: error: neither 'a' nor 'b' names a VM: write VM:PATH on one side",
+        ),
     ]
     for args, message in cases:
         result = host.cli(*args, check=False)
@@ -97,9 +120,14 @@ def test_progress_bar_on_a_terminal(host, tmp_path):
     big.write_bytes(os.urandom(4 << 20))
     master, slave = pty.openpty()
     try:
-        result = subprocess.run([console_script("banger"), "vm", "cp", str(big), "cp1:/tmp/b2"],
-                                env=host.env, stdout=subprocess.PIPE, stderr=slave, timeout=120,
-                                check=False)
+        result = subprocess.run(
+            [console_script("banger"), "vm", "cp", str(big), "cp1:/tmp/b2"],
+            env=host.env,
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            timeout=120,
+            check=False,
+        )
         os.close(slave)
         slave = -1
         shown = b""

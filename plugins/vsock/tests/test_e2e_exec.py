@@ -17,11 +17,18 @@ pytestmark = [pytest.mark.net, pytest.mark.slow]
 ECHO_ARGS = "import json, sys; sys.stdout.write(json.dumps(sys.argv[1:]))"
 
 
-def banger(host: SimulatedHost, *args: str, input: bytes | None = None,
-           timeout: float = 120) -> subprocess.CompletedProcess:
+def banger(
+    host: SimulatedHost, *args: str, input: bytes | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """Run the CLI with bytes in and out (system.run is text only)."""
-    return subprocess.run([console_script("banger"), *args], input=input, env=host.env,
-                          capture_output=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [console_script("banger"), *args],
+        input=input,
+        env=host.env,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_create_waits_for_ssh_then_agent(host):
@@ -77,13 +84,26 @@ def test_exec_pipes_10mb_through_stdin(host):
 
 
 def test_exec_env_and_cwd(host):
-    result = banger(host, "vm", "exec", "c1", "--env", "GREETING=hello world", "--cwd", "/tmp",
-                    "--", "sh", "-c", 'echo "$GREETING"; pwd; echo "$HOME"')
+    result = banger(
+        host,
+        "vm",
+        "exec",
+        "c1",
+        "--env",
+        "GREETING=hello world",
+        "--cwd",
+        "/tmp",
+        "--",
+        "sh",
+        "-c",
+        'echo "$GREETING"; pwd; echo "$HOME"',
+    )
     assert result.stdout.decode().splitlines() == ["hello world", "/tmp", "/root"]
     bad = banger(host, "vm", "exec", "c1", "--cwd", "/nope", "--", "true")
     assert bad.returncode == 1
     assert bad.stderr.decode().strip() == (
-        "banger: error: vm exec c1: directory /nope does not exist in the guest")
+        "banger: error: vm exec c1: directory /nope does not exist in the guest"
+    )
     env = banger(host, "vm", "exec", "c1", "--env", "1BAD", "--", "true")
     assert env.returncode == 1 and "--env '1BAD' is not NAME=VALUE" in env.stderr.decode()
 
@@ -95,9 +115,22 @@ def test_exec_tty_gives_a_terminal(host):
 
 
 def test_ctrl_c_stops_a_remote_sleep(host):
-    proc = system.spawn([console_script("banger"), "vm", "exec", "c1", "--", "sh", "-c",
-                         "echo started; exec sleep 300"], env=host.env, stdout=subprocess.PIPE,
-                        stderr=subprocess.PIPE, new_session=True)
+    proc = system.spawn(
+        [
+            console_script("banger"),
+            "vm",
+            "exec",
+            "c1",
+            "--",
+            "sh",
+            "-c",
+            "echo started; exec sleep 300",
+        ],
+        env=host.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        new_session=True,
+    )
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline() == b"started\n"
@@ -107,8 +140,9 @@ def test_ctrl_c_stops_a_remote_sleep(host):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    still = banger(host, "vm", "exec", "c1", "--", "sh", "-c",
-                   "for p in /proc/[0-9]*; do cat $p/comm; done")
+    still = banger(
+        host, "vm", "exec", "c1", "--", "sh", "-c", "for p in /proc/[0-9]*; do cat $p/comm; done"
+    )
     assert b"sleep" not in still.stdout.split()
 
 
@@ -149,10 +183,14 @@ def test_health_fails_clearly_after_stop(host):
     assert result.returncode == 1
     assert result.stderr.strip() == (
         "c1: error: VM c1 is stopped; the guest agent answers only while it runs "
-        "(banger vm start c1)")
+        "(banger vm start c1)"
+    )
     started = host.cli("vm", "start", "c1")
     # start reports what it waited for: SSH, then the agent
-    assert re.match(r"c1: running \(waiting for SSH \d+\.\d\ds, waiting for agent "
-                    r"\d+\.\d\ds\)$", started.stdout.strip()), started.stdout
+    assert re.match(
+        r"c1: running \(waiting for SSH \d+\.\d\ds, waiting for agent "
+        r"\d+\.\d\ds\)$",
+        started.stdout.strip(),
+    ), started.stdout
     # start returns only once the agent answered
     assert host.cli("vm", "health", "c1").stdout.startswith("c1: healthy")

@@ -17,8 +17,7 @@ def test_failure_waiting_for_agent_rolls_back():
     from banger_core.testing.images import cached_debian_image
 
     image = cached_debian_image()
-    with SimulatedHost(tap_pool_size=1,
-                       env={"BANGER_FAILPOINTS": "waiting for agent"}) as host:
+    with SimulatedHost(tap_pool_size=1, env={"BANGER_FAILPOINTS": "waiting for agent"}) as host:
         host.start()
         host.register_image(image)
         result = host.cli("vm", "create", "doomed", "--memory", "256", check=False)

@@ -17,8 +17,13 @@ from banger_vsock.doctor import vhost_vsock_check
 def _vm(tmp_path: Path, ip: str) -> SimpleNamespace:
     states: dict = {}
     return SimpleNamespace(
-        name="box", ip=ip, prefixlen=24, vsock_path=tmp_path / "vsock.sock",
-        plugin_states=states, plugin_state=lambda name: states.setdefault(name, {}))
+        name="box",
+        ip=ip,
+        prefixlen=24,
+        vsock_path=tmp_path / "vsock.sock",
+        plugin_states=states,
+        plugin_state=lambda name: states.setdefault(name, {}),
+    )
 
 
 def _hooks() -> tuple[Hooks, object]:
@@ -36,8 +41,11 @@ def test_create_and_configure_attach_the_device(tmp_path: Path) -> None:
     hooks, settings = _hooks()
     vm = _vm(tmp_path, "172.30.0.9")
     hooks.vm_create(vm, LifecycleContext(settings))
-    assert vm.plugin_state("vsock") == {"cid": 12, "port": 1024,
-                                        "uds_path": str(tmp_path / "vsock.sock")}
+    assert vm.plugin_state("vsock") == {
+        "cid": 12,
+        "port": 1024,
+        "uds_path": str(tmp_path / "vsock.sock"),
+    }
     (tmp_path / "vsock.sock").write_text("stale")  # left by a VMM: must not block the bind
     machine = MachineSpec(vcpus=1, memory_mib=128, kernel="k")
     guest = GuestConfig("box")

@@ -10,8 +10,7 @@ from banger_core import BangerError, Runner, ValidationError, run
 LABEL = "banger-work"
 
 
-def create_work_disk(dest: Path, size: int, seed: Path | None,
-                     runner: Runner = run) -> Path:
+def create_work_disk(dest: Path, size: int, seed: Path | None, runner: Runner = run) -> Path:
     """Clone ``seed`` (or make an empty ext4) at ``dest``, grown to ``size`` bytes.
 
     The clone is sparse (or a reflink where the file system can), so a 20G
@@ -26,7 +25,8 @@ def create_work_disk(dest: Path, size: int, seed: Path | None,
             seed_size = seed.stat().st_size
             if size < seed_size:
                 raise ValidationError(
-                    f"disk size {size} is smaller than the image's work seed ({seed_size} bytes)")
+                    f"disk size {size} is smaller than the image's work seed ({seed_size} bytes)"
+                )
             runner(["cp", "--reflink=auto", "--sparse=always", str(seed), str(tmp)])
             grow(tmp, size, runner)
         else:
@@ -50,8 +50,10 @@ def grow(path: Path, size: int, runner: Runner = run) -> None:
     # resize2fs insists on a freshly checked file system; -p fixes safe problems only.
     result = runner(["e2fsck", "-f", "-p", str(path)], check=False)
     if result.returncode not in (0, 1):
-        raise BangerError(f"e2fsck {path} failed ({result.returncode}): "
-                          f"{(result.stderr or result.stdout).strip()}")
+        raise BangerError(
+            f"e2fsck {path} failed ({result.returncode}): "
+            f"{(result.stderr or result.stdout).strip()}"
+        )
     runner(["resize2fs", str(path)])
 
 
@@ -76,4 +78,3 @@ def split_home(root: Path, tree: Path) -> None:
     tree.chmod(stat.S_IMODE(st.st_mode))
     for entry in list(home.iterdir()):
         os.rename(entry, tree / entry.name)
-

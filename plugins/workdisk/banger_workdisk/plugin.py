@@ -74,9 +74,11 @@ def check_size(value: int) -> int:
     st = os.statvfs(where)
     limit = st.f_blocks * st.f_frsize
     if not MIN_SIZE <= value <= limit:
-        raise ValidationError(f"--disk-size {format_size(value)} is not allowed: use "
-                              f"{format_size(MIN_SIZE)} to {format_size(limit)} (the size of "
-                              f"{where}'s file system)")
+        raise ValidationError(
+            f"--disk-size {format_size(value)} is not allowed: use "
+            f"{format_size(MIN_SIZE)} to {format_size(limit)} (the size of "
+            f"{where}'s file system)"
+        )
     return value
 
 
@@ -84,8 +86,16 @@ def check_size(value: int) -> int:
 def banger_vm_options() -> list[VMOption]:
     from banger_core import VMOption
 
-    return [VMOption("disk-size", "size", "8G", "work disk size (/root), e.g. 20G; grows only",
-                     config_key="default_size", validator=check_size)]
+    return [
+        VMOption(
+            "disk-size",
+            "size",
+            "8G",
+            "work disk size (/root), e.g. 20G; grows only",
+            config_key="default_size",
+            validator=check_size,
+        )
+    ]
 
 
 @hookimpl
@@ -102,8 +112,10 @@ def banger_vm_validate(spec: VMSpec) -> None:
 
     current = _size(spec.vm)
     if new < current:
-        raise ValidationError(f"--disk-size {format_size(new)} is smaller than the current "
-                              f"{format_size(current)}; disks only grow")
+        raise ValidationError(
+            f"--disk-size {format_size(new)} is smaller than the current "
+            f"{format_size(current)}; disks only grow"
+        )
 
 
 @hookimpl
@@ -113,22 +125,35 @@ def banger_doctor_checks(ctx: DoctorContext) -> list[Check]:
     checks = []
     for program in ("e2fsck", "resize2fs", "mkfs.ext4"):
         path = ctx.which(program)
-        checks.append(Check(f"program {program}", bool(path), path or "not found",
-                            fix="apt install e2fsprogs", required=True))
+        checks.append(
+            Check(
+                f"program {program}",
+                bool(path),
+                path or "not found",
+                fix="apt install e2fsprogs",
+                required=True,
+            )
+        )
     return checks
 
 
 @hookimpl
-def banger_image_artifacts(image: dict[str, Any], root: Path,
-                           ctx: ImageBuildContext) -> list[ImageArtifact]:
+def banger_image_artifacts(
+    image: dict[str, Any], root: Path, ctx: ImageBuildContext
+) -> list[ImageArtifact]:
     """Move the image's /root into a work-seed ext4 image; /root stays an empty mount point."""
     from banger_core import ImageArtifact
     from banger_workdisk.disk import LABEL, split_home
 
     tree = ctx.out_dir / "workdisk-home"
     split_home(root, tree)
-    seed = ctx.make_ext4(tree, ctx.out_dir / SEED_FILE, label=LABEL,
-                         min_size_mib=int(ctx.config.get("seed_min_mib", 64)), root_mode=0o700)
+    seed = ctx.make_ext4(
+        tree,
+        ctx.out_dir / SEED_FILE,
+        label=LABEL,
+        min_size_mib=int(ctx.config.get("seed_min_mib", 64)),
+        root_mode=0o700,
+    )
     return [ImageArtifact(ARTIFACT, seed)]
 
 
@@ -141,8 +166,14 @@ def _make_disk(vm: VM, ctx: LifecycleContext) -> None:
     size = _size(vm)
     create_work_disk(path, size, seed, ctx.runner)
     ctx.add_undo(lambda: remove(path), f"work disk {path}")
-    vm.plugin_state(NAME).update({"path": str(path), "size": size, "seeded": seed is not None,
-                                  "mount_point": ctx.config["mount_point"]})
+    vm.plugin_state(NAME).update(
+        {
+            "path": str(path),
+            "size": size,
+            "seeded": seed is not None,
+            "mount_point": ctx.config["mount_point"],
+        }
+    )
 
 
 @hookimpl
@@ -151,8 +182,9 @@ def banger_vm_create(vm: VM, ctx: LifecycleContext) -> None:
 
 
 @hookimpl
-def banger_vm_configure(vm: VM, machine: MachineSpec, guest: GuestConfig,
-                        ctx: LifecycleContext) -> None:
+def banger_vm_configure(
+    vm: VM, machine: MachineSpec, guest: GuestConfig, ctx: LifecycleContext
+) -> None:
     path = _path(vm)
     if not path.exists():
         if vm.plugin_state(NAME).get("path"):

@@ -78,8 +78,12 @@ def test_failure_leaves_nothing(tmp_path, seed):
 
 
 def _vm(tmp_path: Path, seed: Path | None, size: int) -> Any:
-    return fake_vm("box", tmp_path, options={"workdisk": {"disk_size": size}},
-                   image_artifacts={"work-seed": str(seed)} if seed else {})
+    return fake_vm(
+        "box",
+        tmp_path,
+        options={"workdisk": {"disk_size": size}},
+        image_artifacts={"work-seed": str(seed)} if seed else {},
+    )
 
 
 def test_hooks_create_configure_set_delete(tmp_path, seed):
@@ -98,8 +102,9 @@ def test_hooks_create_configure_set_delete(tmp_path, seed):
     machine.add_drive("guestcfg", "cfg.img", read_only=True)
     guest = GuestConfig("box")
     hooks.vm_configure(vm, machine, guest, LifecycleContext(settings))
-    assert guest.mounts == [{"device": "/dev/vdc", "target": "/root", "fstype": "ext4",
-                             "options": "defaults"}]
+    assert guest.mounts == [
+        {"device": "/dev/vdc", "target": "/root", "fstype": "ext4", "options": "defaults"}
+    ]
     assert machine.ordered_drives()[2].path == str(path)
 
     hooks.vm_set(vm, {"disk_size": 96 << 20}, LifecycleContext(settings))
@@ -123,8 +128,16 @@ def test_disk_size_is_this_plugins_option() -> None:
 
 def test_set_refuses_to_shrink(tmp_path) -> None:
     vm = _vm(tmp_path, None, 1 << 30)
-    spec = VMSpec(name="box", image="debian", cpus=1, memory_mib=256, disk_size=0,
-                  is_create=False, vm=vm, options={"workdisk": {"disk_size": 512 << 20}})
+    spec = VMSpec(
+        name="box",
+        image="debian",
+        cpus=1,
+        memory_mib=256,
+        disk_size=0,
+        is_create=False,
+        vm=vm,
+        options={"workdisk": {"disk_size": 512 << 20}},
+    )
     with pytest.raises(ValidationError, match="smaller than the current 1G; disks only grow"):
         plugin.banger_vm_validate(spec)
 

@@ -63,8 +63,14 @@ def banger_doctor_checks(ctx: Any) -> list[Any]:
     from banger_core import Check
 
     greeting = ctx.plugin_config(NAME).get("greeting", "")
-    return [Check("hello greeting", ok=bool(greeting), detail=repr(greeting),
-                  fix="set [plugins.hello] greeting to a non-empty string")]
+    return [
+        Check(
+            "hello greeting",
+            ok=bool(greeting),
+            detail=repr(greeting),
+            fix="set [plugins.hello] greeting to a non-empty string",
+        )
+    ]
 
 
 @hookimpl

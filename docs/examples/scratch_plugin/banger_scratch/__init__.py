@@ -41,8 +41,10 @@ def disk_path(vm: VM) -> Path:
 def banger_config_defaults() -> dict[str, Option]:
     from banger_core import Option
 
-    return {"mount_point": Option("/scratch", "where the scratch disk is mounted in the guest"),
-            "default_size": Option("256M", "scratch disk size of a new VM")}
+    return {
+        "mount_point": Option("/scratch", "where the scratch disk is mounted in the guest"),
+        "default_size": Option("256M", "scratch disk size of a new VM"),
+    }
 
 
 def check_size(value: int) -> int:
@@ -50,8 +52,7 @@ def check_size(value: int) -> int:
     from banger_core import ValidationError, format_size
 
     if not 16 << 20 <= value <= 64 << 30:
-        raise ValidationError(f"--scratch-size {format_size(value)} is not allowed: use 16M "
-                              "to 64G")
+        raise ValidationError(f"--scratch-size {format_size(value)} is not allowed: use 16M to 64G")
     return value
 
 
@@ -59,8 +60,17 @@ def check_size(value: int) -> int:
 def banger_vm_options() -> list[VMOption]:
     from banger_core import VMOption
 
-    return [VMOption("scratch-size", "size", "256M", "scratch disk size (/scratch)",
-                     config_key="default_size", validator=check_size, on_set=False)]
+    return [
+        VMOption(
+            "scratch-size",
+            "size",
+            "256M",
+            "scratch disk size (/scratch)",
+            config_key="default_size",
+            validator=check_size,
+            on_set=False,
+        )
+    ]
 
 
 @hookimpl
@@ -76,8 +86,9 @@ def banger_vm_create(vm: VM, ctx: LifecycleContext) -> None:
 
 
 @hookimpl
-def banger_vm_configure(vm: VM, machine: MachineSpec, guest: GuestConfig,
-                        ctx: LifecycleContext) -> None:
+def banger_vm_configure(
+    vm: VM, machine: MachineSpec, guest: GuestConfig, ctx: LifecycleContext
+) -> None:
     path = disk_path(vm)
     if not path.exists():
         return  # a VM created before the plugin was installed has no scratch disk
@@ -104,9 +115,13 @@ def show(params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
         raise ValidationError("scratch.show: 'ref' (a VM name or id) is required")
     vm = call.vm(ref)  # NotFoundError / ambiguous prefix errors exactly like the core's
     path = disk_path(vm)
-    return {"name": vm.name, "path": str(path), "exists": path.exists(),
-            "size": vm.plugin_options(NAME)["scratch_size"],
-            "mount_point": call.config["mount_point"]}
+    return {
+        "name": vm.name,
+        "path": str(path),
+        "exists": path.exists(),
+        "size": vm.plugin_options(NAME)["scratch_size"],
+        "mount_point": call.config["mount_point"],
+    }
 
 
 @hookimpl
@@ -124,7 +139,8 @@ def banger_cli_subcommands() -> dict[str, list[click.Command]]:
         if as_json:
             emit_json(info)
             return
-        click.echo(f"{info['name']}: {format_size(info['size'])} at {info['mount_point']} "
-                   f"({info['path']})")
+        click.echo(
+            f"{info['name']}: {format_size(info['size'])} at {info['mount_point']} ({info['path']})"
+        )
 
     return {"vm": [scratch]}

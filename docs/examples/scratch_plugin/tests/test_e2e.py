@@ -24,8 +24,9 @@ def test_scratch_disk_end_to_end(banger_sim_host) -> None:
     host.cli("vm", "create", "box", "--scratch-size", "64M", "--memory", "256")
     shown = host.json("vm", "show", "box")
     assert shown["options"]["scratch"]["scratch_size"] == 64 << 20
-    mounted = host.cli("vm", "ssh", "box", "--", "findmnt", "-n", "-o", "SOURCE,SIZE",
-                       "/scratch").stdout.split()
+    mounted = host.cli(
+        "vm", "ssh", "box", "--", "findmnt", "-n", "-o", "SOURCE,SIZE", "/scratch"
+    ).stdout.split()
     assert mounted[0].startswith("/dev/vd")
     info = host.json("vm", "scratch", "box")
     assert info["exists"] and info["size"] == 64 << 20 and info["mount_point"] == "/scratch"

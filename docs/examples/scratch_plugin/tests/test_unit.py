@@ -36,7 +36,12 @@ def test_configure_mounts_the_device_add_drive_returned(tmp_path: Path) -> None:
     machine = MachineSpec(vcpus=1, memory_mib=128, kernel="k")
     machine.add_drive("rootfs", "root.ext4", is_root=True)
     guest = GuestConfig("box")
-    banger_scratch.banger_vm_configure(vm=vm, machine=machine, guest=guest,
-                                       ctx=fake_context("scratch", {"mount_point": "/scratch"}))
-    assert guest.mounts == [{"device": "/dev/vdb", "target": "/scratch", "fstype": "ext4",
-                             "options": "defaults"}]
+    banger_scratch.banger_vm_configure(
+        vm=vm,
+        machine=machine,
+        guest=guest,
+        ctx=fake_context("scratch", {"mount_point": "/scratch"}),
+    )
+    assert guest.mounts == [
+        {"device": "/dev/vdb", "target": "/scratch", "fstype": "ext4", "options": "defaults"}
+    ]
