@@ -1,9 +1,10 @@
 """Test support for banger and its plugins.
 
 Public: :func:`fake_vm`, :func:`fake_context` and :class:`FakeRunner` for
-unit tests of hooks; the pytest fixtures of :mod:`banger_core.testing.plugin`
-(``banger_sim_host`` and friends) and :func:`cached_debian_image` for
-end-to-end tests on the simulated host.
+unit tests of hooks; :func:`wait_until`, the one way tests wait for a
+condition (never a fixed sleep); the pytest fixtures of
+:mod:`banger_core.testing.plugin` (``banger_sim_host`` and friends) and
+:func:`cached_debian_image` for end-to-end tests on the simulated host.
 """
 
 from __future__ import annotations
@@ -16,9 +17,17 @@ _LAZY = {
     "FakeRunner": "banger_core.testing.fakes",
     "FakeContext": "banger_core.testing.fakes",
     "cached_debian_image": "banger_core.testing.images",
+    "wait_until": "banger_core.testing.waiting",
 }
 
-__all__ = ["FakeContext", "FakeRunner", "cached_debian_image", "fake_context", "fake_vm"]
+__all__ = [
+    "FakeContext",
+    "FakeRunner",
+    "cached_debian_image",
+    "fake_context",
+    "fake_vm",
+    "wait_until",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -31,5 +40,11 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from banger_core.testing.fakes import FakeContext, FakeRunner, fake_context, fake_vm
+    from banger_core.testing.fakes import (
+        FakeContext,
+        FakeRunner,
+        fake_context,
+        fake_vm,
+    )
     from banger_core.testing.images import cached_debian_image
+    from banger_core.testing.waiting import wait_until

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 from banger_core import system
+from banger_core.testing import wait_until
 from banger_core.testing.simhost import SimulatedHost, console_script
 
 
@@ -26,10 +26,12 @@ def assert_nothing_left(host: SimulatedHost, *, vms_expected: int = 0) -> None:
     if vms_expected == 0:
         assert host.vmm_pids() == []
         # Only the idle pool; a refill still running may briefly add a spare.
-        deadline = time.monotonic() + 5
-        while len(taps := links(host, "bgtap")) > host.tap_pool_size:
-            assert time.monotonic() < deadline, taps
-            time.sleep(0.1)
+        wait_until(
+            lambda: len(links(host, "bgtap")) <= host.tap_pool_size,
+            timeout=5,
+            what=f"at most {host.tap_pool_size} TAPs (the idle pool)",
+            diagnostics=lambda: f"TAPs: {links(host, 'bgtap')}",
+        )
     if vms_expected == 0:
         assert_no_loops_or_mounts(host)
 
@@ -56,8 +58,5 @@ def cli_until_vmm_starts(host: SimulatedHost, *args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         new_session=False,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not host.vmm_pids():
-        time.sleep(0.1)
-    assert host.vmm_pids(), f"no VMM started for `banger {' '.join(args)}`"
+    wait_until(host.vmm_pids, timeout=30, what=f"a VMM started by `banger {' '.join(args)}`")
     return proc
