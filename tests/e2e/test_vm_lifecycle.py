@@ -91,7 +91,8 @@ def test_restart_and_kill(host):
 
 
 def test_multi_ref_commands_report_in_order(host):
-    host.cli("vm", "create", "api", "--memory", "256")
+    # --name is the NAME argument's alias (the original's smoke scripts use it).
+    host.cli("vm", "create", "--name", "api", "--memory", "256")
     web_id = host.json("vm", "show", "web")["id"]
     result = host.cli("vm", "start", "nope", web_id[:6], "web", "api", check=False)
     assert result.returncode == 1
@@ -116,6 +117,8 @@ def test_bad_input_is_one_line_and_changes_nothing(host):
         ("vm", "create", "x1", "--image", "nope"): "no image 'nope'",
         ("vm", "create", "web"): "a VM named 'web' already exists",
         ("vm", "show", "ghost"): "no VM 'ghost'",
+        ("vm", "create", "x1", "--name", "x2"): "two names given: 'x1' and --name 'x2'",
+        ("vm", "create", "--memory", "256"): "give the VM's name: banger vm create NAME",
     }
     for args, message in cases.items():
         result = host.cli(*args, check=False)
