@@ -368,7 +368,11 @@ def ssh(ref: str, command: tuple[str, ...]) -> None:
 
     from banger_core import system
     from banger_core.cli.fdpass import ssh_options
+    from banger_core.doctor import not_ready_error, program_check
 
+    check = program_check("ssh")  # the client runs ssh: check before asking the daemon
+    if check.blocks("vm.ssh"):
+        raise not_ready_error([check])
     info = rpc("vm.ssh_info", {"ref": ref})
     # The daemon connects (from its network namespace) and passes us the socket.
     argv = [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -60,3 +62,33 @@ def cli_until_vmm_starts(host: SimulatedHost, *args: str) -> subprocess.Popen:
     )
     wait_until(host.vmm_pids, timeout=30, what=f"a VMM started by `banger {' '.join(args)}`")
     return proc
+
+
+def without_programs(argv: list[str], *programs: str) -> list[str]:
+    """``argv`` run on a host where ``programs`` are not installed.
+
+    The command runs in a private mount namespace where every copy of each
+    program on the search path (``PATH`` and the sbin directories) is
+    covered by ``/dev/null``, which is not executable: it is found nowhere,
+    as after ``apt remove``. A daemon started this way keeps that view; the
+    machine's own files are untouched.
+    """
+    search = os.environ.get("PATH", "").split(os.pathsep) + system.SBIN.split(":")
+    hidden = {
+        os.path.realpath(Path(d) / p)
+        for p in programs
+        for d in search
+        if d and (Path(d) / p).exists()
+    }
+    binds = "".join(f"mount --bind /dev/null {shlex.quote(h)} && " for h in sorted(hidden))
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        binds + 'exec "$@"',
+        "sh",
+        *argv,
+    ]

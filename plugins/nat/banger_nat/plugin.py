@@ -68,6 +68,10 @@ def banger_daemon_status(daemon: Any) -> dict[str, Any]:
     return service.describe(daemon.plugin_config(NAME), daemon.runner)
 
 
+# A failing NAT check stops the creates and starts of VMs that use NAT (--nat, the default).
+NEEDS_NAT = ("vm.create --nat", "vm.start --nat")
+
+
 @hookimpl
 def banger_doctor_checks(ctx: Any) -> list[Any]:
     from banger_core import Check
@@ -82,6 +86,7 @@ def banger_doctor_checks(ctx: Any) -> list[Any]:
             bool(iptables),
             iptables or "not found",
             fix="apt install iptables  (needed for NAT)",
+            needed_by=NEEDS_NAT,
         )
     ]
     link = service.uplink(config)
@@ -109,6 +114,7 @@ def banger_doctor_checks(ctx: Any) -> list[Any]:
                 False,
                 str(exc),
                 fix="use CIDR or CIDR:PORT entries in [plugins.nat] allow",
+                needed_by=NEEDS_NAT,
             )
         )
     return checks

@@ -132,6 +132,8 @@ def banger_doctor_checks(ctx: DoctorContext) -> list[Check]:
                 path or "not found",
                 fix="apt install e2fsprogs",
                 required=True,
+                # growing a disk (vm set --disk-size) runs e2fsck and resize2fs
+                needed_by=("vm.set --disk-size",) if program != "mkfs.ext4" else (),
             )
         )
     return checks
