@@ -77,6 +77,8 @@ _LAZY: dict[str, str] = {
     # readiness, handing over descriptors
     "ReadyCheck": "banger_core.lifecycle.ready",
     "PassFd": "banger_core.daemon.server",
+    # a stopped VM's files, read on the host
+    "read_vm_file": "banger_core.disks.readfile",
 }
 
 __all__ = [
@@ -122,6 +124,7 @@ __all__ = [
     "hookimpl",
     "human_bytes",
     "parse_size",
+    "read_vm_file",
     "rpc",
     "rpc_params",
     "run",
@@ -152,6 +155,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from banger_core.cli.output import emit_json, human_bytes, table
     from banger_core.cli.refs import run_on_vms
     from banger_core.daemon.server import PassFd
+    from banger_core.disks.readfile import read_vm_file
     from banger_core.doctor import Check, DoctorContext
     from banger_core.guestconfig import GuestConfig
     from banger_core.hookspecs import hookimpl

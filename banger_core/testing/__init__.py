@@ -1,8 +1,9 @@
 """Test support for banger and its plugins.
 
-Public: :func:`fake_vm`, :func:`fake_context` and :class:`FakeRunner` for
-unit tests of hooks; :func:`wait_until`, the one way tests wait for a
-condition (never a fixed sleep); the pytest fixtures of
+Public: :func:`fake_vm`, :func:`fake_context`, :class:`FakeRunner` and
+:func:`FakeRPCCall` for unit tests of hooks and RPC handlers;
+:func:`wait_until`, the one way tests wait for a condition (never a fixed
+sleep); the pytest fixtures of
 :mod:`banger_core.testing.plugin` (``banger_sim_host`` and friends) and
 :func:`cached_debian_image` for end-to-end tests on the simulated host.
 """
@@ -16,12 +17,14 @@ _LAZY = {
     "fake_context": "banger_core.testing.fakes",
     "FakeRunner": "banger_core.testing.fakes",
     "FakeContext": "banger_core.testing.fakes",
+    "FakeRPCCall": "banger_core.testing.fakes",
     "cached_debian_image": "banger_core.testing.images",
     "wait_until": "banger_core.testing.waiting",
 }
 
 __all__ = [
     "FakeContext",
+    "FakeRPCCall",
     "FakeRunner",
     "cached_debian_image",
     "fake_context",
@@ -42,6 +45,7 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:
     from banger_core.testing.fakes import (
         FakeContext,
+        FakeRPCCall,
         FakeRunner,
         fake_context,
         fake_vm,
