@@ -359,7 +359,18 @@ def stats(ref: str, as_json: bool) -> None:
 @click.argument("ref")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def ssh(ref: str, command: tuple[str, ...]) -> None:
-    """SSH into a VM as root; anything after `--` runs as a command.
+    """SSH into a VM as root; anything after `--` runs as a remote command.
+
+    As with ssh itself, the words after `--` are joined with spaces into ONE
+    command line that the guest's shell interprets (pipes, `;`, `$VARS`,
+    globs all work; quote what the shell should not see):
+
+    \b
+      banger vm ssh web -- 'cd /srv && ls *.log | wc -l'
+      banger vm ssh web -- echo '$HOME'      (prints /root)
+
+    To pass arguments exactly as given, with no shell, use
+    `banger vm exec VM -- PROGRAM ARGS...` (banger-vsock).
 
     After an interactive session ends, prints one line reminding that the VM
     is still running. The exit status is ssh's.

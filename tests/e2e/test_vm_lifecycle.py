@@ -20,6 +20,12 @@ def test_create_shows_stages_and_ssh_answers(host):
     # From the normal shell: the CLI enters the daemon's namespace itself.
     assert host.cli("vm", "ssh", "web", "--", "hostname").stdout.strip() == "web"
     assert host.cli("vm", "ssh", "web", "--", "nproc").stdout.strip() == "1"
+    # ssh's semantics: the words become one command line for the guest's shell...
+    ssh = host.cli("vm", "ssh", "web", "--", "echo", "$HOME;", "uname").stdout
+    assert ssh.splitlines() == ["/root", "Linux"]
+    # ...while vm exec passes argv exactly.
+    exe = host.cli("vm", "exec", "web", "--", "echo", "$HOME;", "uname").stdout
+    assert exe.splitlines() == ["$HOME; uname"]
     shown = host.json("vm", "show", "web")
     assert shown["state"] == "running"
     assert shown["cpus"] == 1 and shown["memory_mib"] == 256
