@@ -57,12 +57,25 @@ def _bounded(size: int, what: str, value: object) -> int:
     return size
 
 
-def format_size(n: int) -> str:
-    """Bytes -> the shortest exact ``8G`` / ``1536M`` form."""
+def format_size(n: int, *, limit: bool = False) -> str:
+    """Bytes -> the shortest exact ``8G`` / ``1536M`` form.
+
+    With ``limit`` (an upper bound shown to a user), a size whose exact form
+    is long is rounded down to one a person reads at a glance: a whole
+    number, at least 10, of the largest unit that gives one
+    (264212084K -> ``251G``); every size up to the result is allowed.
+    """
+    exact = str(n)
     for unit in ("T", "G", "M", "K"):
         if n and n % _FACTORS[unit] == 0:
+            exact = f"{n // _FACTORS[unit]}{unit}"
+            break
+    if not limit or len(exact) <= 5:
+        return exact
+    for unit in ("T", "G", "M", "K"):
+        if n >= 10 * _FACTORS[unit]:
             return f"{n // _FACTORS[unit]}{unit}"
-    return str(n)
+    return exact
 
 
 def check_vm_name(name: object) -> str:

@@ -76,7 +76,7 @@ def check_size(value: int) -> int:
     if not MIN_SIZE <= value <= limit:
         raise ValidationError(
             f"--disk-size {format_size(value)} is not allowed: use "
-            f"{format_size(MIN_SIZE)} to {format_size(limit)} (the size of "
+            f"{format_size(MIN_SIZE)} to {format_size(limit, limit=True)} (the size of "
             f"{where}'s file system)"
         )
     return value
