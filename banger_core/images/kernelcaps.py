@@ -126,8 +126,18 @@ def _ikconfig_in(data: bytes) -> str | None:
         return None
 
 
+LZ4_LEGACY_MAGIC = b"\x02\x21\x4c\x18"
+"""LZ4's legacy frame (what the kernel's ``lz4 -l`` makes: Debian's 6.1 cloud kernel)."""
+LZ4_FRAME_MAGIC = b"\x04\x22\x4d\x18"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
 def decompress(data: bytes) -> bytes | None:
-    """Decompress one gzip/xz/lzma/bzip2/zstd stream (trailing bytes ignored); None if none."""
+    """Decompress one gzip/xz/lzma/bzip2/lz4/zstd stream (trailing bytes ignored); None if none.
+
+    gzip, xz, lzma and bzip2 use the standard library; lz4 and zstd (not in
+    Python 3.11's) the ``lz4`` and ``zstd`` programs.
+    """
     try:
         if data[:2] == b"\x1f\x8b":
             return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data)
@@ -137,23 +147,27 @@ def decompress(data: bytes) -> bytes | None:
             return lzma.LZMADecompressor(lzma.FORMAT_ALONE).decompress(data)
         if data[:3] == b"BZh":
             return bz2.BZ2Decompressor().decompress(data)
-        if data[:4] == b"\x28\xb5\x2f\xfd":
-            return _unzstd(data)
+        if data[:4] == ZSTD_MAGIC:
+            return _external("zstd", data)
+        if data[:4] in (LZ4_LEGACY_MAGIC, LZ4_FRAME_MAGIC):
+            return _external("lz4", data)
     except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError):
         return None
     return None
 
 
-def _unzstd(data: bytes) -> bytes | None:
-    """zstd is not in Python's standard library (3.11): the ``zstd`` program does it."""
-    if system.which("zstd") is None:
+def _external(program: str, data: bytes) -> bytes | None:
+    """Decompress with ``program -d`` (``zstd`` or ``lz4``); None when it is missing or fails.
+
+    Output written before an error (trailing bytes after the stream) is kept.
+    """
+    if system.which(program) is None:
         return None
-    with tempfile.TemporaryDirectory(prefix="banger-zstd-") as tmp:
-        src, dst = Path(tmp, "in.zst"), Path(tmp, "out")
+    with tempfile.TemporaryDirectory(prefix=f"banger-{program}-") as tmp:
+        src, dst = Path(tmp, "in"), Path(tmp, "out")
         src.write_bytes(data)
-        res = system.run(
-            ["zstd", "-q", "-d", "-f", str(src), "-o", str(dst)], check=False, timeout=120
-        )
+        out = ["-o", str(dst)] if program == "zstd" else [str(dst)]
+        res = system.run([program, "-q", "-d", "-f", str(src), *out], check=False, timeout=120)
         if not dst.exists() or (res.returncode != 0 and not dst.stat().st_size):
             return None
         return dst.read_bytes()
