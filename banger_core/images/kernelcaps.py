@@ -2,11 +2,11 @@
 
 Read once when an image is built or registered (and by the simulator at
 InstanceStart), from the kernel's configuration: an explicit
-``--kernel-config`` file, else the root file system's
-``/boot/config-<version>`` (read from the ext4 image with ``debugfs``,
-nothing is mounted), else the configuration embedded in the kernel
+``--kernel-config`` file, else the configuration embedded in the kernel
 (``CONFIG_IKCONFIG``, found like ``scripts/extract-ikconfig`` does, inside
-the compressed payload of a bzImage too). Modules (``=m``) count only where
+the compressed payload of a bzImage too), else the root file system's
+``/boot/config-<release>`` when that release is the kernel's own (read
+from the ext4 image with ``debugfs``, nothing is mounted). Modules (``=m``) count only where
 they are available when needed: the root disk's transport and ``virtio_blk``
 must be in the initrd; the NIC driver and the vsock transport may also come
 from the root file system's ``/lib/modules`` (udev or ``banger-boot`` loads
@@ -283,17 +283,14 @@ def rootfs_list(rootfs: str | os.PathLike[str], directory: str) -> list[str]:
 def rootfs_config(rootfs: str | os.PathLike[str], version: str | None) -> tuple[str, str] | None:
     """``(path, text)`` of the root file system's ``/boot/config-<version>``.
 
-    Without a version (or no file for it) the only ``config-*`` there is used.
+    Only the configuration of the kernel's own release counts: without a
+    version, or with no file for it, None (another release's configuration
+    says nothing about this kernel).
     """
-    candidates = sorted(n for n in rootfs_list(rootfs, "/boot") if n.startswith("config-"))
-    if version and f"config-{version}" in candidates:
-        chosen = f"config-{version}"
-    elif len(candidates) == 1:
-        chosen = candidates[0]
-    else:
+    if not version:
         return None
-    text = rootfs_read(rootfs, f"/boot/{chosen}")
-    return (f"/boot/{chosen}", text) if text else None
+    text = rootfs_read(rootfs, f"/boot/config-{version}")
+    return (f"/boot/config-{version}", text) if text else None
 
 
 def rootfs_modules(rootfs: str | os.PathLike[str], version: str | None) -> set[str]:
@@ -464,8 +461,10 @@ def detect(
 ) -> KernelCaps:
     """Read a kernel's capabilities from its files.
 
-    The configuration comes from ``config_file`` when given, else the root
-    file system's ``/boot/config-<version>``, else the kernel's IKCONFIG.
+    The configuration comes from ``config_file`` when given, else the
+    kernel's own IKCONFIG, else the root file system's
+    ``/boot/config-<release>`` when ``<release>`` is the kernel's own (read
+    from the bzImage header or the ELF's banner); ``config_source`` says which.
     """
     data = Path(kernel).read_bytes()
     caps = KernelCaps(format=kernel_format(data), version=kernel_version(data))
@@ -478,14 +477,14 @@ def detect(
         if not parse_config(text):
             raise BangerError(f"kernel config {config_file} has no CONFIG_ lines")
         caps.config_source = str(config_file)
-    if text is None and rootfs is not None:
-        found = rootfs_config(rootfs, caps.version)
-        if found:
-            caps.config_source, text = f"rootfs {found[0]}", found[1]
     if text is None:
         text = extract_ikconfig(data)
         if text is not None:
             caps.config_source = "kernel (IKCONFIG)"
+    if text is None and rootfs is not None:
+        found = rootfs_config(rootfs, caps.version)
+        if found:
+            caps.config_source, text = f"rootfs {found[0]} (the kernel's release)", found[1]
     if text is None:
         return caps
     options = parse_config(text)
