@@ -323,8 +323,8 @@ def load(
     """
     prof = profile(version)
     if isinstance(kernel, (str, os.PathLike)):
-        with open(kernel, "rb") as fh:
-            return load(fh, version=prof.version, mem_size_mib=mem_size_mib)
+        with open(kernel, "rb") as opened:
+            return load(opened, version=prof.version, mem_size_mib=mem_size_mib)
     fh = kernel
     file_size = fh.seek(0, os.SEEK_END)
     ranges = _guest_ranges(mem_size_mib, prof)

@@ -13,6 +13,7 @@ import pytest
 
 from banger_core import system
 from banger_core.errors import BangerError, CancelledError, CommandError, NotFoundError
+from banger_core.images import kernelload
 from banger_core.images.artifacts import ArtifactCollector
 from banger_core.images.build import (
     STAGES,
@@ -21,7 +22,6 @@ from banger_core.images.build import (
     host_apt_sources,
     read_image,
 )
-from banger_core.images import kernelload
 from banger_core.images.recipe import default_recipe
 from banger_core.testing.kernels import synthetic_kernel
 

@@ -16,7 +16,6 @@ from banger_core.lifecycle.machine import MachineSpec
 from banger_core.testing.kernels import (
     DEBIAN_CONFIG,
     DEBIAN_INITRD_MODULES,
-    FIRECRACKER_CONFIG,
     config_text,
     synthetic_initrd,
     synthetic_kernel,
