@@ -13,8 +13,8 @@ from banger_core.images import kernelload
 
 
 def version_text(version: tuple[int, int, int] | None) -> str:
-    """``v1.16.1`` (or ``unknown`` when ``--version`` said nothing)."""
-    return "v" + ".".join(map(str, version)) if version else "unknown"
+    """``v1.16.1`` (``(version unknown)`` when ``--version`` said nothing: taken as 1.16.1)."""
+    return "v" + ".".join(map(str, version)) if version else "(version unknown)"
 
 
 def loads(fmt: str | None, version: tuple[int, int, int] | None) -> bool:
