@@ -443,7 +443,7 @@ def test_mmds_roundtrip(sim: SimRunner) -> None:
 
 
 def test_version_and_help() -> None:
-    from banger_vmmkit.main import main
+    from banger_fcsim.main import main
 
     assert main(["--version"]) == 0
 
