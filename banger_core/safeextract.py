@@ -21,7 +21,7 @@ How it stays inside the destination:
 - setuid, setgid and sticky bits are dropped and owners are not restored:
   files belong to whoever extracts;
 - total bytes, member count, name lengths and metadata headers (pax and
-  GNU long names) are capped (:class:`Limits`), checked on the raw stream
+  GNU long names) are capped (:class:`ExtractLimits`), checked on the raw stream
   before :mod:`tarfile` buffers anything.
 
 A refusal raises :class:`UnsafeArchiveError` naming the member, and the
@@ -44,7 +44,7 @@ from typing import IO, Any
 
 from banger_core.errors import BangerError
 
-__all__ = ["ExtractResult", "Limits", "UnsafeArchiveError", "extract_tar"]
+__all__ = ["ExtractLimits", "ExtractResult", "UnsafeArchiveError", "extract_tar"]
 
 BLOCK = 512
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -64,7 +64,7 @@ class UnsafeArchiveError(BangerError):
 
 
 @dataclass(frozen=True)
-class Limits:
+class ExtractLimits:
     """Caps for one extraction; the defaults suit a ``vm cp`` of a whole tree."""
 
     max_bytes: int = 64 << 30
@@ -101,7 +101,7 @@ class _GuardedStream:
     ``max_meta`` and caps the total stream before tarfile asks for it.
     """
 
-    def __init__(self, raw: IO[bytes] | Any, limits: Limits) -> None:
+    def __init__(self, raw: IO[bytes] | Any, limits: ExtractLimits) -> None:
         self.raw = raw
         self.limits = limits
         self.pos = 0
@@ -167,14 +167,16 @@ def _header_size(header: bytes) -> int:
     try:
         return int(text, 8)
     except ValueError:
-        raise UnsafeArchiveError(f"malformed archive: a header has a bad size field {text[:12]!r}") from None
+        raise UnsafeArchiveError(
+            f"malformed archive: a header has a bad size field {text[:12]!r}"
+        ) from None
 
 
 # --------------------------------------------------------------------------
 # names
 
 
-def _components(name: str, limits: Limits) -> list[str]:
+def _components(name: str, limits: ExtractLimits) -> list[str]:
     """A member name as validated components (``.`` dropped); refuses what could escape."""
     if "\0" in name:
         raise ValueError("it contains a NUL byte")
@@ -200,7 +202,7 @@ def _components(name: str, limits: Limits) -> list[str]:
 class _Extraction:
     """The state of one :func:`extract_tar` call (and what to undo on refusal)."""
 
-    def __init__(self, dest: Path, limits: Limits) -> None:
+    def __init__(self, dest: Path, limits: ExtractLimits) -> None:
         self.limits = limits
         self.root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.created: list[tuple[tuple[str, ...], bool]] = []  # (path, is_dir)
@@ -400,7 +402,7 @@ def extract_tar(
     stream: IO[bytes] | Any,
     dest: str | os.PathLike[str],
     *,
-    limits: Limits | None = None,
+    limits: ExtractLimits | None = None,
     expect_top: str | None = None,
     rename_top: str | None = None,
     symlinks: bool = True,
@@ -419,7 +421,7 @@ def extract_tar(
     of this extraction is left behind), ``OSError`` when writing fails (also
     undone), ``FileNotFoundError`` when ``dest`` is not an existing directory.
     """
-    limits = limits or Limits()
+    limits = limits or ExtractLimits()
     for top in (expect_top, rename_top):
         if top is not None and (top in ("", ".", "..") or "/" in top or "\0" in top):
             raise UnsafeArchiveError(f"top-level name {top!r} is not a plain file name")
@@ -428,7 +430,7 @@ def extract_tar(
     ok = False
     try:
         try:
-            tar = tarfile.open(fileobj=guarded, mode="r|")  # type: ignore[call-overload]
+            tar = tarfile.open(fileobj=guarded, mode="r|")  # type: ignore[call-overload]  # noqa: SIM115
         except tarfile.ReadError as exc:
             raise UnsafeArchiveError(f"not a tar archive ({exc})") from None
         with tar:
@@ -450,7 +452,7 @@ def extract_tar(
 def _extract_members(
     tar: tarfile.TarFile,
     job: _Extraction,
-    limits: Limits,
+    limits: ExtractLimits,
     expect_top: str | None,
     rename_top: str | None,
     symlinks: bool,

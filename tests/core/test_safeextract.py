@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from banger_core.safeextract import Limits, UnsafeArchiveError, extract_tar
+from banger_core.safeextract import ExtractLimits, UnsafeArchiveError, extract_tar
 
 
 class Stream:
@@ -213,14 +213,14 @@ def test_caps_on_members_bytes_and_names(dirs):
     dest, _ = dirs
     many = archive(*[("file", f"f{i}", b"x") for i in range(11)])
     with pytest.raises(UnsafeArchiveError, match="more than 10 members"):
-        extract_tar(many, dest, limits=Limits(max_members=10))
+        extract_tar(many, dest, limits=ExtractLimits(max_members=10))
     big = archive(("file", "a", b"x" * 600), ("file", "b", b"x" * 600))
     with pytest.raises(UnsafeArchiveError, match="'b': the archive holds more than the limit"):
-        extract_tar(big, dest, limits=Limits(max_bytes=1000))
+        extract_tar(big, dest, limits=ExtractLimits(max_bytes=1000))
     with pytest.raises(UnsafeArchiveError, match="longer than 255 bytes"):
         extract_tar(archive(("file", "x" * 256, b"")), dest)
     with pytest.raises(UnsafeArchiveError, match="longer than 100 bytes"):
-        extract_tar(archive(("file", "a/" * 60, b"")), dest, limits=Limits(max_name=100))
+        extract_tar(archive(("file", "a/" * 60, b"")), dest, limits=ExtractLimits(max_name=100))
     assert list(dest.iterdir()) == []
 
 
@@ -241,8 +241,10 @@ def test_a_huge_metadata_header_is_refused_before_it_is_buffered(dirs):
 
 def test_top_name_is_checked_and_renamed(dirs):
     dest, _ = dirs
-    with pytest.raises(UnsafeArchiveError, match="'.bashrc': it is outside the requested 'a'"):
-        extract_tar(archive(("file", "a/x", b"1"), ("file", ".bashrc", b"evil")), dest, expect_top="a")
+    with pytest.raises(UnsafeArchiveError, match=r"'\.bashrc': it is outside the requested 'a'"):
+        extract_tar(
+            archive(("file", "a/x", b"1"), ("file", ".bashrc", b"evil")), dest, expect_top="a"
+        )
     assert list(dest.iterdir()) == []
     extract_tar(
         archive(("dir", "a"), ("file", "a/x", b"1"), ("hard", "a/y", "a/x")),
@@ -273,10 +275,10 @@ def test_a_refusal_puts_back_what_it_replaced(dirs):
 
 def test_garbage_and_truncated_streams_are_one_clear_error(dirs):
     dest, _ = dirs
-    with pytest.raises(UnsafeArchiveError, match="not a tar archive|malformed"):
+    with pytest.raises(UnsafeArchiveError, match=r"not a tar archive|malformed"):
         extract_tar(Stream(b"not a tar stream at all" * 100), dest)
     whole = archive(("file", "f", b"x" * 5000)).buf.getvalue()
-    with pytest.raises(UnsafeArchiveError, match="'f'|malformed"):
+    with pytest.raises(UnsafeArchiveError, match=r"'f'|malformed"):
         extract_tar(Stream(whole[:2048]), dest)
     assert list(dest.iterdir()) == []
 

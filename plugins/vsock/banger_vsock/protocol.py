@@ -172,6 +172,20 @@ def exit_status(payload: bytes) -> dict[str, Any]:
     return info
 
 
+GUEST_TEXT_MAX = 500
+
+
+def guest_text(value: Any, limit: int = GUEST_TEXT_MAX) -> str:
+    """A string from the guest made safe to show: one line, no control characters, bounded.
+
+    A hostile guest could otherwise move the user's cursor, rewrite the
+    terminal's title or flood it through an error message or a host name.
+    """
+    text = value if isinstance(value, str) else str(value)
+    text = "".join(ch if ch.isprintable() else "?" for ch in text[: limit + 1])
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def shell_exit_code(info: dict[str, Any]) -> int:
     """The exit status a shell would report: the code, or 128 + signal."""
     if info.get("signal"):
