@@ -206,7 +206,7 @@ class HostileAgent:
         for state in Path(host.fcsim_run_dir).glob("*.json"):
             with contextlib.suppress(OSError, ValueError):
                 data = json.loads(state.read_text())
-                if data.get("vm_id") == vm_id:
+                if data.get("vm_id") in (vm_id, f"banger-{vm_id}"):
                     vsock_dir = Path(data["dirs"][0]) / "vsock"
         if vsock_dir is None:
             raise RuntimeError(f"no simulator found for VM {vm} ({vm_id})")
