@@ -3,7 +3,7 @@
 Import :mod:`pytest_banger` instead (``pip install pytest-banger``; banger's
 own ``make dev`` installs it). This alias keeps tests written against the
 earlier documentation working: ``from banger_core.testing import fake_vm``
-and ``import banger_core.testing.simhost`` (likewise ``fakes``, ``images``,
+and ``import banger_core.testing.simhost`` (likewise ``fakes``, ``hostile_agent``, ``images``,
 ``internet``, ``kernels``, ``plugin``) give the very objects of
 ``pytest_banger`` and emit a :class:`DeprecationWarning` naming the new
 import. No harness code lives here.
@@ -22,7 +22,9 @@ from typing import Any
 
 NEW_PACKAGE = "pytest_banger"
 #: The documented submodules that keep working under their old names.
-SUBMODULES = frozenset({"fakes", "images", "internet", "kernels", "plugin", "simhost"})
+SUBMODULES = frozenset(
+    {"fakes", "hostile_agent", "images", "internet", "kernels", "plugin", "simhost"}
+)
 _NAMES = frozenset({"FakeContext", "FakeRunner", "cached_debian_image", "fake_context", "fake_vm"})
 
 __all__ = sorted(_NAMES)

@@ -24,6 +24,10 @@ is autouse, so a test gets one only by naming it:
 ``banger_cli``
     Runs the CLI in this process with a given plugin manager and captures
     its output: ``result = banger_cli(["plugins", "--json"], pm=pm)``.
+``banger_hostile_agent``
+    ``banger_hostile_agent(host, vm)`` replaces a running simulated VM's
+    guest agent with a scripted hostile one
+    (:mod:`pytest_banger.hostile_agent`); put back afterwards.
 ``sim_host``
     A started :class:`pytest_banger.simhost.SimulatedHost`: a daemon
     in its own network namespace running VMs on the Firecracker simulator
@@ -470,6 +474,27 @@ def banger_sim_host() -> Iterator[Any]:
     with SimulatedHost() as host:
         host.start()
         yield host
+
+
+@pytest.fixture
+def banger_hostile_agent() -> Iterator[Callable[..., Any]]:
+    """``banger_hostile_agent(host, vm)``: a scripted hostile agent in place of ``vm``'s own.
+
+    Returns a :class:`pytest_banger.hostile_agent.HostileAgent`; every
+    one taken is closed (the real agent put back) when the test ends.
+    """
+    from pytest_banger.hostile_agent import HostileAgent
+
+    taken: list[HostileAgent] = []
+
+    def take(host: Any, vm: str) -> HostileAgent:
+        agent = HostileAgent.take_over(host, vm)
+        taken.append(agent)
+        return agent
+
+    yield take
+    for agent in taken:
+        agent.close()
 
 
 # -- deprecated names ----------------------------------------------------------
