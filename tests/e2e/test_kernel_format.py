@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from banger_core.fcsim.testing import tiny_rootfs
-from banger_core.testing.kernels import synthetic_kernel
-from banger_core.testing.simhost import SimulatedHost
+from pytest_banger.fcsim import tiny_rootfs
+from pytest_banger.kernels import synthetic_kernel
+from pytest_banger.simhost import SimulatedHost
 from tests.e2e.helpers import assert_nothing_left
 
 pytestmark = [pytest.mark.net]

@@ -8,7 +8,7 @@ from pathlib import Path
 from banger_core import system
 from banger_core.errors import CommandError
 from banger_core.images.recipe import parse_recipe
-from banger_core.testing.kernels import synthetic_kernel
+from pytest_banger.kernels import synthetic_kernel
 
 RECIPE = parse_recipe(
     """\

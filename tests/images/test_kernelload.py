@@ -15,7 +15,7 @@ import pytest
 
 from banger_core.images import kernelload
 from banger_core.images.kernelload import KernelLoadError, load
-from banger_core.testing.kernels import (
+from pytest_banger.kernels import (
     KERNEL_PADDR,
     LOADER_RULES,
     PVH_ENTRY,
