@@ -47,6 +47,9 @@ _LAZY: dict[str, str] = {
     # diagnostics and configuration
     "DoctorContext": "banger_core.doctor",
     "Check": "banger_core.doctor",
+    # VMM back-ends
+    "VMMBackend": "banger_core.vmmbackends",
+    "BackendProbe": "banger_core.vmmbackends",
     "Option": "banger_core.pluginconfig",
     # running programs
     "run": "banger_core.system",
@@ -79,10 +82,16 @@ _LAZY: dict[str, str] = {
     "PassFd": "banger_core.daemon.server",
     # a stopped VM's files, read on the host
     "read_vm_file": "banger_core.disks.readfile",
+    # untrusted archives (guest or network supplied)
+    "extract_tar": "banger_core.safeextract",
+    "ExtractLimits": "banger_core.safeextract",
+    "ExtractResult": "banger_core.safeextract",
+    "UnsafeArchiveError": "banger_core.safeextract",
 }
 
 __all__ = [
     "VM",
+    "BackendProbe",
     "BangerError",
     "CancelledError",
     "Check",
@@ -93,6 +102,8 @@ __all__ = [
     "DaemonError",
     "DoctorContext",
     "Drive",
+    "ExtractLimits",
+    "ExtractResult",
     "Field",
     "GuestConfig",
     "GuestOS",
@@ -113,6 +124,8 @@ __all__ = [
     "ReadyCheck",
     "Result",
     "Runner",
+    "UnsafeArchiveError",
+    "VMMBackend",
     "VMOption",
     "VMSpec",
     "ValidationError",
@@ -120,6 +133,7 @@ __all__ = [
     "__version__",
     "connect",
     "emit_json",
+    "extract_tar",
     "format_size",
     "hookimpl",
     "human_bytes",
@@ -167,6 +181,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from banger_core.lifecycle.vm import VM, ImageInfo, OptionValues, VMSpec
     from banger_core.pluginconfig import Option
     from banger_core.rpc.schema import Field, rpc_params
+    from banger_core.safeextract import (
+        ExtractLimits,
+        ExtractResult,
+        UnsafeArchiveError,
+        extract_tar,
+    )
     from banger_core.system import Result, Runner, run, which
     from banger_core.units import format_size, parse_size
+    from banger_core.vmmbackends import BackendProbe, VMMBackend
     from banger_core.vmoptions import VMOption

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from banger_core.firecracker.launcher import wait_for_exit
-from banger_core.testing.plugin import BangerHome, start_daemon
+from pytest_banger.plugin import BangerHome, start_daemon
 
 OLD = "0.0.9"
 

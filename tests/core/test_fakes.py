@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from banger_core import BangerError, CommandError, Result, hookimpl
-from banger_core.testing import FakeRunner, fake_context, fake_vm
+from pytest_banger import FakeRunner, fake_context, fake_vm
 
 
 class Scratch:
@@ -58,7 +58,7 @@ def test_fake_vm_options() -> None:
 
 def test_fake_rpc_call_is_a_plugin_call_over_fake_vms():
     from banger_core import ConflictError, NotFoundError, PluginCall
-    from banger_core.testing import FakeRPCCall, FakeRunner, fake_vm
+    from pytest_banger import FakeRPCCall, FakeRunner, fake_vm
 
     web, api = fake_vm("web", id="aaaa00000001"), fake_vm("api", id="aaaa00000002")
     call = FakeRPCCall("scratch", {"size": "1G"}, vms=[web, api], methods={"x.y": dict})

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from banger_core.testing import wait_until
+from pytest_banger import wait_until
 
 
 def test_returns_the_first_truthy_value():

@@ -14,7 +14,7 @@ from banger_core import (
     read_vm_file,
     system,
 )
-from banger_core.testing import fake_vm
+from pytest_banger import fake_vm
 
 pytestmark = pytest.mark.skipif(
     not (system.which("mkfs.ext4") and system.which("debugfs")), reason="needs e2fsprogs"

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from banger_core import system
-from banger_core.testing.simhost import SimulatedHost, console_script
+from pytest_banger.simhost import SimulatedHost, console_script
 from tests.e2e.helpers import assert_nothing_left, without_programs
 
 pytestmark = [pytest.mark.net, pytest.mark.slow]

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from banger_core.images.build import BuiltImage
-from banger_core.testing import wait_until
 from banger_guest.guestconfig_format import write_config_drive
+from pytest_banger import wait_until
 
 pytestmark = [pytest.mark.slow]
 
@@ -70,7 +70,7 @@ def _need(*programs: str) -> None:
 @pytest.fixture(scope="module")
 def debian_image() -> BuiltImage:
     _need("mmdebstrap", "mkfs.ext4", "unshare", "losetup", "nsenter", "ssh", "ssh-keygen")
-    from banger_core.testing.images import cached_debian_image
+    from pytest_banger.images import cached_debian_image
 
     return cached_debian_image()
 

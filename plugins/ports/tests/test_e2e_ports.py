@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from banger_core import system
-from banger_core.testing import wait_until
+from pytest_banger import wait_until
 
 pytestmark = [pytest.mark.net, pytest.mark.slow]
 

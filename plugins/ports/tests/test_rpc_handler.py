@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from banger_core import BangerError, ConflictError, NotFoundError
-from banger_core.testing import FakeRPCCall
 from banger_ports.rpc import ports
+from pytest_banger import FakeRPCCall
 
 RUNNING = {"id": "0123456789ab", "name": "web", "state": "running", "ip": "127.0.0.1"}
 
