@@ -86,3 +86,20 @@ def check_vm_name(name: object) -> str:
             "starting and ending with a letter or digit"
         )
     return name
+
+
+def did_you_mean(wrong: str, known: list[str], what: str = "VMs") -> str:
+    """`` (did you mean 'web'? VMs: db, web)`` for a mistyped name; ``""`` when nothing exists.
+
+    Lists at most 10 names; suggests the closest ones (``difflib``) when any
+    is close enough.
+    """
+    import difflib
+
+    names = sorted(set(known))
+    if not names:
+        return ""
+    close = difflib.get_close_matches(wrong, names, n=2, cutoff=0.6)
+    shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    guess = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    return f" ({guess}{what}: {shown})"

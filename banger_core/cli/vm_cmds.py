@@ -64,7 +64,7 @@ def create(
 ) -> None:
     """Create a VM and boot it; shows each stage live. Ctrl-C cancels and rolls back.
 
-    The name is the NAME argument or ``--name NAME`` (either, or both when equal).
+    The name is the NAME argument or --name NAME.
     """
     if name is not None and name_option is not None and name != name_option:
         raise ValidationError(f"two names given: {name!r} and --name {name_option!r}; give one")

@@ -47,6 +47,7 @@ from banger_core.lifecycle.vm import VM, ImageInfo, VMSpec
 from banger_core.net import ipam
 from banger_core.plugins import raise_failures
 from banger_core.store.models import Image, VMRecord
+from banger_core.units import did_you_mean
 
 RUNNING_STATES = tuple(s.value for s in states.LIVE_STATES)
 GUEST_MTU = 1500
@@ -152,7 +153,8 @@ class VMManager:
                     f"VM ref {ref!r} is ambiguous: matches {', '.join(m.name for m in matches)}"
                 )
             if not matches:
-                raise NotFoundError(f"no VM {ref!r}")
+                names = [r.name for r in VMRecord.select(VMRecord.name)]
+                raise NotFoundError(f"no VM {ref!r}{did_you_mean(ref, names)}")
             rec = matches[0]
         return self._to_vm(rec)
 

@@ -102,7 +102,7 @@ def test_multi_ref_commands_report_in_order(host):
     web_id = host.json("vm", "show", "web")["id"]
     result = host.cli("vm", "start", "nope", web_id[:6], "web", "api", check=False)
     assert result.returncode == 1
-    assert result.stderr.splitlines() == ["nope: error: no such VM"]
+    assert result.stderr.splitlines() == ["nope: error: no such VM (VMs: api, web)"]
     # a VM that had to boot also says what it waited for: "web: running (waiting for ...)"
     assert [line.split(" (")[0] for line in result.stdout.splitlines()] == [
         "web: running",
@@ -122,7 +122,8 @@ def test_bad_input_is_one_line_and_changes_nothing(host):
         ("vm", "create", "x1", "--memory", "100T"): "memory '100T' is not allowed",
         ("vm", "create", "x1", "--image", "nope"): "no image 'nope'",
         ("vm", "create", "web"): "a VM named 'web' already exists",
-        ("vm", "show", "ghost"): "no VM 'ghost'",
+        ("vm", "show", "ghost"): "no VM 'ghost' (VMs: api, web)",
+        ("vm", "show", "wbe"): "no VM 'wbe' (did you mean 'web'? VMs: api, web)",
         ("vm", "create", "x1", "--name", "x2"): "two names given: 'x1' and --name 'x2'",
         ("vm", "create", "--memory", "256"): "give the VM's name: banger vm create NAME",
     }
