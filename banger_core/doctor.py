@@ -33,6 +33,8 @@ PROGRAMS: dict[str, tuple[str, str, bool]] = {
     "ssh": ("banger vm ssh", "openssh-client", False),
     "ssh-keygen": ("banger's SSH key", "openssh-client", True),
     "mmdebstrap": ("banger image build", "mmdebstrap", False),
+    "lz4": ("bzImage → vmlinux (image build, image convert-kernel)", "lz4", False),
+    "zstd": ("bzImage → vmlinux (zstd kernels), zstd initrds", "zstd", False),
     "dmsetup": ("dm-snapshot root disks", "dmsetup", False),
     "ethtool": ("the simulator's guest network", "ethtool", False),
 }
@@ -207,6 +209,7 @@ def root_disk_checks(settings: Any) -> list[Check]:
 def image_checks(settings: Any) -> list[Check]:
     """Each image's kernel capabilities and the transport it would boot with."""
     from banger_core.errors import BangerError
+    from banger_core.firecracker.kernelformat import format_problem, version_text
     from banger_core.firecracker.transport import choose_transport, vmm_version
     from banger_core.images.kernelcaps import KernelCaps
     from banger_core.store.models import Image
@@ -229,6 +232,18 @@ def image_checks(settings: Any) -> list[Check]:
             f"virtio_blk {info['virtio_blk']}; virtio_net {info['virtio_net']}; "
             f"vsock {info['vsock']}; ip_pnp {info['ip_pnp']}"
         )
+        problem = format_problem(image.kernel, caps.format, version, image=image.name)
+        if problem:
+            checks.append(
+                Check(
+                    f"image {image.name} kernel",
+                    False,
+                    f"{detail}; {problem}",
+                    fix=f"banger image convert-kernel {image.name}",
+                )
+            )
+            continue
+        detail += f"; Firecracker {version_text(version)} loads {caps.format or 'it'}"
         try:
             chosen = choose_transport(
                 caps, settings.get("firecracker", "transport"), version, image=image.name
