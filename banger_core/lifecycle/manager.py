@@ -417,7 +417,7 @@ class VMManager:
         )
 
     def _binary(self) -> str:
-        return self.settings.get("firecracker", "binary")
+        return self.settings.get("firecracker", "binary") or "firecracker"
 
     def preflight(self) -> None:
         """Fail early, with the fix, when the host is not ready."""
