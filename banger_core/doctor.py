@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from banger_core import system
-from banger_core.vmmbackends import FIRECRACKER, BackendProbe, VMMBackend, backend_for
+from banger_core.vmmbackends import (
+    FIRECRACKER,
+    BackendProbe,
+    VMMBackend,
+    VMMChoice,
+    backend_for,
+    choose_for,
+)
 
 BOOT_OPERATIONS = ("vm.create", "vm.start")
 """Operations every failing ``required`` check stops."""
@@ -117,39 +124,33 @@ def vmm_kind(path: str, backends: Iterable[VMMBackend] = ()) -> str:
     return backend.name if backend is not None else FIRECRACKER
 
 
-def firecracker_check(binary: str, backends: Iterable[VMMBackend] = ()) -> Check:
-    """Is the configured VMM binary there, and which back-end is it?
+def firecracker_check(choice: VMMChoice, backends: Iterable[VMMBackend] = ()) -> Check:
+    """Is there a VMM to run, which back-end is it, and can it run here?
 
-    banger drives real Firecracker and every registered back-end (the
-    simulator ``banger-fcsim``, ``banger-fcqemu``, a third party's) through
-    the same code path; the detail names which one was found and, when the
-    back-end has a probe, whether it can run here.
+    ``choice`` is what the selection rule picked (:func:`choose_vmm`). banger
+    drives real Firecracker and every registered back-end (the simulator
+    ``banger-fcsim``, ``banger-fcqemu``, a third party's) through the same
+    code path; the detail names which one was found and, when the back-end
+    has a probe, whether it can run here.
     """
-    path = (
-        system.which(binary)
-        if "/" not in binary
-        else (binary if os.access(binary, os.X_OK) else None)
-    )
-    if path:
-        backend = backend_for(path, backends)
-        if backend is None:
-            return Check("firecracker", True, f"{path} (Firecracker)", required=True)
-        probe = backend.probe(path) if backend.probe is not None else BackendProbe(True)
-        extra = f"; {probe.detail}" if probe.detail else ""
-        return Check(
-            "firecracker",
-            probe.ok,
-            f"{path} ({Path(backend.program).name}: {backend.description}{extra})",
-            fix=probe.fix,
-            required=True,
-        )
+    backends = list(backends)
+    if not choice.found:
+        return Check("firecracker", False, choice.problem, fix=choice.fix, required=True)
+    path = choice.program
+    how = "" if choice.source.startswith(("[firecracker] binary", "$")) else choice.source
+    if choice.source == "[firecracker] backend":
+        how = f"[firecracker] backend = {choice.backend!r}"
+    chosen = f"; chosen by {how}" if how else ""
+    backend = backend_for(path, backends)
+    if backend is None:
+        return Check("firecracker", True, f"{path} (Firecracker{chosen})", required=True)
+    probe = backend.probe(path) if backend.probe is not None else BackendProbe(True)
+    extra = f"; {probe.detail}" if probe.detail else ""
     return Check(
         "firecracker",
-        False,
-        f"{binary!r} not found",
-        fix="install Firecracker (github.com/firecracker-microvm/firecracker releases), "
-        "or run on the simulator: set BANGER_FIRECRACKER_BIN=banger-fcsim "
-        "(see `make demo`), or on QEMU: BANGER_FIRECRACKER_BIN=banger-fcqemu",
+        probe.ok,
+        f"{path} ({Path(backend.program).name}: {backend.description}{extra}{chosen})",
+        fix=probe.fix,
         required=True,
     )
 
@@ -157,7 +158,8 @@ def firecracker_check(binary: str, backends: Iterable[VMMBackend] = ()) -> Check
 def core_checks(ctx: DoctorContext) -> list[Check]:
     """The core's own checks."""
     settings = ctx.settings
-    checks = [firecracker_check(settings.get("firecracker", "binary"), ctx.backends)]
+    choice = settings.vmm if settings.vmm is not None else choose_for(settings, ctx.backends)
+    checks = [firecracker_check(choice, ctx.backends)]
     checks.append(
         Check(
             "root",

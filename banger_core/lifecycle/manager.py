@@ -419,7 +419,7 @@ class VMManager:
         )
 
     def _binary(self) -> str:
-        return self.settings.get("firecracker", "binary")
+        return self.settings.get("firecracker", "binary") or "firecracker"
 
     def preflight(self, operation: str = "vm.create", scopes: tuple[str, ...] = ()) -> None:
         """Fail early, with the fix, when the host is not ready for ``operation``."""
