@@ -20,6 +20,11 @@ from banger_core.rpc.client import RPCClient
 from banger_core.rpc.schema import Field, with_params
 
 
+def _log_problem(line: str) -> None:
+    """A misbehaving plugin, once per distinct problem, in the daemon's log."""
+    logger.warning("{}", line)
+
+
 class Daemon:
     """Everything ``bangerd`` runs. Plugins receive it in ``banger_daemon_started``."""
 
@@ -27,7 +32,7 @@ class Daemon:
         self.settings = settings
         self.paths = settings.paths
         self.pm = pm
-        self.hooks = Hooks(pm, settings)
+        self.hooks = Hooks(pm, settings, report=_log_problem)
         self.operations = OperationManager()
         self.server = RPCServer(self.paths.socket, group=settings.get("daemon", "socket_group"))
         self.server.error_translators.append(self._translate)
@@ -36,6 +41,7 @@ class Daemon:
         self.store: Any = None
         self.services: dict[str, Any] = {}
         self.degraded: list[str] = []  # plugin services that failed to start
+        self.loading_problems: list[str] = []  # misbehaving plugins seen before logging was set
         self.vms: Any = None
 
     def _translate(self, exc: BaseException) -> BangerError | None:
@@ -194,6 +200,8 @@ class Daemon:
         install_signal_handlers(self.server.stop)
         for line in failure_lines(self.pm):
             logger.error("{}", line)
+        for line in self.loading_problems:
+            logger.warning("{}", line)
         fatal: BaseException | None = None
         try:
             await asyncio.to_thread(self._after_listen)
@@ -308,6 +316,10 @@ def build_daemon(config_files: list[Path] | None = None) -> Daemon:
     """Load settings and plugins the way ``bangerd`` does."""
     settings = load_settings(files=config_files)
     pm = get_plugin_manager(disabled=settings.get("plugins", "disabled"))
-    schema = Hooks(pm).config_defaults()
+    loading = Hooks(pm)
+    schema = loading.config_defaults()
     settings = load_settings(schema, files=config_files, paths=settings.paths)
-    return Daemon(settings, pm)
+    daemon = Daemon(settings, pm)
+    daemon.loading_problems = list(loading.problems)  # logged once logging is set up
+    daemon.hooks.problems.extend(loading.problems)
+    return daemon

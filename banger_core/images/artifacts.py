@@ -135,8 +135,8 @@ class ArtifactCollector:
                     "banger_image_artifacts", impl, {"image": self.image, "root": root, "ctx": ctx}
                 )
             except Exception as exc:
-                from banger_core.plugins import _named
+                from banger_core.plugins import named_error
 
-                raise _named(exc, name, "banger_image_artifacts") from exc
+                raise named_error(exc, name, "banger_image_artifacts") from exc
             found += check_artifacts(name, result, out_dir, taken)
         return found
