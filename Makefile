@@ -26,10 +26,11 @@ test: deps dev lint  ## lint, the whole test suite (root: namespaces, TAPs, loop
 test-fast: dev  ## tests that build no image
 	$(BIN)/python -m pytest -q -m "not slow"
 
-lint: dev  ## ruff (lint + format check), mypy over banger_core and plugins/, and the generated hook docs check
+lint: dev  ## ruff (lint + format check), mypy over banger_core and plugins/ (--strict over plugins/ and the public API), and the generated hook docs check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy --strict plugins $$($(BIN)/python scripts/public_api_files.py)
 	$(BIN)/python scripts/hookdocs.py --check
 
 docs: dev  ## regenerate the hook reference in docs/plugins.md from the hookspecs

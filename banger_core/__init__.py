@@ -21,6 +21,7 @@ from banger_core.errors import (
     DaemonError,
     NotFoundError,
     PluginError,
+    UnknownMethodError,
     ValidationError,
 )
 
@@ -111,6 +112,7 @@ __all__ = [
     "ReadyCheck",
     "Result",
     "Runner",
+    "UnknownMethodError",
     "VMOption",
     "VMSpec",
     "ValidationError",

@@ -72,7 +72,8 @@ class DoctorContext:
 
     def plugin_config(self, name: str) -> dict[str, Any]:
         """The effective ``[plugins.<name>]`` section."""
-        return self.settings.plugin(name)
+        section: dict[str, Any] = self.settings.plugin(name)
+        return section
 
 
 def vmm_kind(path: str) -> str:

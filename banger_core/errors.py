@@ -33,6 +33,16 @@ class NotFoundError(BangerError):
     code = "not_found"
 
 
+class UnknownMethodError(NotFoundError):
+    """No RPC method of that name is registered (a plugin that adds it is not installed).
+
+    A :class:`NotFoundError`, so code catching that keeps working; tell it from
+    a missing VM by class (``except UnknownMethodError``), never by the text.
+    """
+
+    code = "unknown_method"
+
+
 class ConflictError(BangerError):
     """The request clashes with current state (name taken, image in use, VM running)."""
 
@@ -101,6 +111,7 @@ ERRORS_BY_CODE: dict[str, type[BangerError]] = {
         BangerError,
         ValidationError,
         NotFoundError,
+        UnknownMethodError,
         ConflictError,
         ConfigError,
         PluginError,

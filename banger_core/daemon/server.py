@@ -35,7 +35,7 @@ from banger_core.errors import (
     BangerError,
     CancelledError,
     ConflictError,
-    NotFoundError,
+    UnknownMethodError,
     ValidationError,
 )
 from banger_core.rpc import protocol
@@ -68,7 +68,7 @@ class RPCCall:
         what another plugin or the core serves without importing it.
         """
         if self.server is None:
-            raise NotFoundError(f"unknown method {method!r}")
+            raise UnknownMethodError(f"unknown method {method!r}")
         return self.server.call_method(method, dict(params or {}), self)
 
 
@@ -113,7 +113,7 @@ class RPCServer:
         self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="rpc")
         self.read_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="rpc-read")
         self.error_translators: list[ErrorTranslator] = []
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._calls: set[RPCCall] = set()
         self._connections: set[asyncio.StreamWriter] = set()
         self._stopping = False
@@ -153,7 +153,7 @@ class RPCServer:
         """Run method ``name`` for a handler already running in a worker thread."""
         method = self.methods.get(name)
         if method is None:
-            raise NotFoundError(f"unknown method {name!r}")
+            raise UnknownMethodError(f"unknown method {name!r}")
         if method.schema is not None:
             params = method.schema.validate(name, params)
         sub = RPCCall(
@@ -286,7 +286,7 @@ class RPCServer:
             logger.warning("refused connection from pid {} uid {}", pid, uid)
             await self._refuse(reader, writer, uid)
             return
-        tasks: set[asyncio.Task] = set()
+        tasks: set[asyncio.Task[None]] = set()
         calls: set[RPCCall] = set()
         write_lock = asyncio.Lock()
         slots = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -390,7 +390,7 @@ class RPCServer:
             method_name = msg["method"]
             method = self.methods.get(method_name)
             if method is None:
-                raise NotFoundError(f"unknown method {method_name[:80]!r}")
+                raise UnknownMethodError(f"unknown method {method_name[:80]!r}")
             params = msg.get("params")
             params = {} if params is None else params
             if method.schema is not None:

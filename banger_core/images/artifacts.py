@@ -48,7 +48,7 @@ class ImageBuildContext:
     runner: system.Runner = system.run
 
     @property
-    def log(self) -> logging.LoggerAdapter:
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
         """A logger bound to the plugin."""
         from banger_core.lifecycle.context import plugin_logger
 

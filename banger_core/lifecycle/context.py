@@ -30,7 +30,7 @@ class Undo:
     fn: Callable[[], Any]
 
 
-class PluginLogger(logging.LoggerAdapter):
+class PluginLogger(logging.LoggerAdapter[logging.Logger]):
     """A logger whose lines start with the plugin's name (``plugin nat: ...``)."""
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
@@ -38,7 +38,7 @@ class PluginLogger(logging.LoggerAdapter):
         return f"plugin {self.extra['plugin'] if self.extra else '?'}: {msg}", kwargs
 
 
-def plugin_logger(name: str) -> logging.LoggerAdapter:
+def plugin_logger(name: str) -> logging.LoggerAdapter[logging.Logger]:
     """The logger :attr:`LifecycleContext.log` and ``call.log`` give plugin ``name``.
 
     Records go to the ``banger.plugins.<name>`` stdlib logger; the daemon
@@ -87,7 +87,7 @@ class LifecycleContext:
         return self.plugin_config(self.plugin_name)
 
     @property
-    def log(self) -> logging.LoggerAdapter:
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
         """A logger bound to this plugin (``plugin <name>: ...`` lines in the daemon log)."""
         return plugin_logger(self.plugin_name or "core")
 
