@@ -111,7 +111,7 @@ class PluginCall:
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
         """A logger bound to the plugin."""
-        from banger_core.lifecycle.context import plugin_logger
+        from banger_core.hookcontext import plugin_logger
 
         if self._log is None:
             self._log = plugin_logger(self.plugin_name)

@@ -105,6 +105,26 @@ class CancelledError(BangerError):
     code = "cancelled"
 
 
+def plugin_error(exc: BaseException, plugin: str, hook: str) -> BaseException:
+    """A plugin hook's exception ``exc`` as the core raises it: naming the plugin (and hook).
+
+    A :class:`BangerError` keeps its class with ``plugin NAME: `` before its
+    message; any other exception becomes a :class:`PluginError`.
+    """
+    if isinstance(exc, BangerError):
+        message = str(exc)
+        if message.startswith(f"plugin {plugin}") or message.startswith(f"{plugin}:"):
+            return exc
+        err = type(exc).__new__(type(exc))
+        err.__dict__.update(exc.__dict__)
+        err.message = f"plugin {plugin}: {message}"
+        err.args = (err.message,)
+        return err
+    if isinstance(exc, Exception):
+        return PluginError(f"plugin {plugin}: {hook}: {type(exc).__name__}: {exc}")
+    return exc  # KeyboardInterrupt, cancellation: pass through untouched
+
+
 ERRORS_BY_CODE: dict[str, type[BangerError]] = {
     cls.code: cls
     for cls in (

@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     from banger_core.api import DaemonAPI, PluginCall
     from banger_core.doctor import Check, DoctorContext
     from banger_core.guestconfig import GuestConfig
+    from banger_core.hookcontext import LifecycleContext
     from banger_core.images.artifacts import ImageArtifact, ImageBuildContext
     from banger_core.images.providers import GuestOS, ProvisionStep
-    from banger_core.lifecycle.context import LifecycleContext
     from banger_core.lifecycle.machine import MachineSpec
     from banger_core.lifecycle.ready import ReadyCheck
     from banger_core.lifecycle.vm import VM, VMSpec
@@ -206,7 +206,9 @@ def banger_rpc_methods() -> dict[str, RPCHandler]:
     ``call.call(method, params)`` runs another registered method (core or
     plugin) in the same worker thread for the same peer (banger-ports asks
     ``vm.show`` for a VM's ``dns_names`` and banger-vsock's ``vm.agent`` for
-    the guest's listeners). A handler may return
+    the guest's listeners); a method nobody registered raises
+    :class:`banger_core.UnknownMethodError` (a ``NotFoundError``: tell it
+    from a missing VM by its class, never by the message). A handler may return
     ``banger_core.PassFd(result, fd)``: the reply then carries an open
     file descriptor (``SCM_RIGHTS``; the daemon closes its copy), received
     by the CLI with ``RPCClient.call_with_fd(method, params) -> (result,

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from banger_core import hookspecs
-from banger_core.errors import BangerError, PluginError
+from banger_core.errors import BangerError, PluginError, plugin_error
 from banger_core.pluginconfig import Option
 
 if TYPE_CHECKING:
@@ -38,9 +38,9 @@ if TYPE_CHECKING:
     from banger_core.config import Settings
     from banger_core.doctor import Check, DoctorContext
     from banger_core.guestconfig import GuestConfig
+    from banger_core.hookcontext import LifecycleContext
     from banger_core.hookspecs import RPCHandler
     from banger_core.images.providers import GuestOS, ProvisionStep
-    from banger_core.lifecycle.context import LifecycleContext
     from banger_core.lifecycle.machine import MachineSpec
     from banger_core.lifecycle.ready import ReadyCheck
     from banger_core.lifecycle.vm import VM, VMSpec
@@ -257,23 +257,8 @@ def _is_wrapper(impl: pluggy.HookImpl) -> bool:
     return any(getattr(impl, attr, False) for attr in _WRAPPER_ATTRS)
 
 
-def named_error(exc: BaseException, plugin: str, hook: str) -> BaseException:
-    """``exc`` with a message that names the plugin (same class for user errors)."""
-    if isinstance(exc, BangerError):
-        message = str(exc)
-        if message.startswith(f"plugin {plugin}") or message.startswith(f"{plugin}:"):
-            return exc
-        err = type(exc).__new__(type(exc))
-        err.__dict__.update(exc.__dict__)
-        err.message = f"plugin {plugin}: {message}"
-        err.args = (err.message,)
-        return err
-    if isinstance(exc, Exception):
-        return PluginError(f"plugin {plugin}: {hook}: {type(exc).__name__}: {exc}")
-    return exc  # KeyboardInterrupt, cancellation: pass through untouched
-
-
-_named = named_error  # the name the image builder used before
+named_error = plugin_error
+_named = plugin_error  # the names the image builder used before
 
 
 def _detail(exc: BaseException) -> str:
@@ -400,7 +385,7 @@ class Hooks:
     ) -> dict[str, object]:
         if hook_name not in self.CTX_HOOKS:
             return kwargs
-        from banger_core.lifecycle.context import LifecycleContext
+        from banger_core.hookcontext import LifecycleContext
 
         base = ctx if ctx is not None else LifecycleContext(self.settings, can_undo=False)
         return {**kwargs, "ctx": base.for_plugin(impl.plugin_name, hook_name)}
@@ -414,7 +399,7 @@ class Hooks:
             try:
                 result = self.call_one(hook_name, impl, self._kwargs(hook_name, impl, kwargs, ctx))
             except BaseException as exc:
-                named = named_error(exc, impl.plugin_name, hook_name)
+                named = plugin_error(exc, impl.plugin_name, hook_name)
                 if named is exc:
                     raise
                 raise named from exc

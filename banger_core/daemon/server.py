@@ -39,6 +39,7 @@ from banger_core.errors import (
     ValidationError,
 )
 from banger_core.rpc import protocol
+from banger_core.rpc.protocol import PassFd
 from banger_core.rpc.schema import Schema, schema_of
 
 Handler = Callable[[dict[str, Any], "RPCCall"], Any]
@@ -82,18 +83,6 @@ class Method:
     early: bool = False  # served before start-up completes (status, stop)
     read: bool = False  # a quick read: runs in the read pool, never behind lock waits
     schema: Schema | None = None
-
-
-@dataclass
-class PassFd:
-    """A handler's result that comes with a file descriptor (sent with ``SCM_RIGHTS``).
-
-    The server sends ``result`` as the reply line with ``fd`` attached, then
-    closes its copy of ``fd``.
-    """
-
-    result: Any
-    fd: int
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:

@@ -23,7 +23,7 @@ from typing import Any
 import peewee
 from loguru import logger
 
-from banger_core import system
+from banger_core import failpoints, system
 from banger_core.disks import rootdisk, space
 from banger_core.doctor import run_checks
 from banger_core.errors import (
@@ -34,11 +34,11 @@ from banger_core.errors import (
 )
 from banger_core.firecracker.transport import choose_transport, vmm_version
 from banger_core.guestconfig import GuestConfig
+from banger_core.hookcontext import LifecycleContext
 from banger_core.images.kernelcaps import KernelCaps
 from banger_core.images.registry import image_artifacts
-from banger_core.lifecycle import boot, failpoints, states
+from banger_core.lifecycle import boot, states
 from banger_core.lifecycle import options as vm_options
-from banger_core.lifecycle.context import LifecycleContext
 from banger_core.lifecycle.hostnet import TAP_PREFIX, HostNetwork
 from banger_core.lifecycle.machine import MachineSpec
 from banger_core.lifecycle.validation import CREATE_KEYS, SET_KEYS, resolve_create, validate_set

@@ -36,7 +36,7 @@ def _call(agent: BaseException) -> PluginCall:
 
 
 def test_no_agent_method_means_install_vsock() -> None:
-    with pytest.raises(BangerError, match="^vm ports needs the guest agent channel: install"):
+    with pytest.raises(BangerError, match=r"^vm ports needs the guest agent channel: install"):
         ports({"ref": "web"}, _call(UnknownMethodError("unknown method 'vm.agent'")))
 
 
