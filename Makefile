@@ -11,13 +11,13 @@ PLUGINS := $(wildcard plugins/*)
 deps:  ## Debian packages (root; installs only what is missing)
 	scripts/install-host-deps
 
-$(BIN)/banger: pyproject.toml $(wildcard plugins/*/pyproject.toml)
+$(BIN)/banger: pyproject.toml $(wildcard plugins/*/pyproject.toml) vmmkit/pyproject.toml testing/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]' $(foreach p,$(PLUGINS),-e $(p))
+	$(BIN)/pip install -q -e '.[test]' -e vmmkit $(foreach p,$(PLUGINS),-e $(p)) -e testing
 	touch $@
 
-dev: $(BIN)/banger  ## create .venv with the core and every plugin installed editable
+dev: $(BIN)/banger  ## create .venv with the core, every plugin, vmmkit and pytest-banger installed editable
 
 test: deps dev lint  ## lint, the whole test suite (root: namespaces, TAPs, loop devices), scaffold check
 	$(BIN)/python -m pytest -q
@@ -26,11 +26,11 @@ test: deps dev lint  ## lint, the whole test suite (root: namespaces, TAPs, loop
 test-fast: dev  ## tests that build no image
 	$(BIN)/python -m pytest -q -m "not slow"
 
-lint: dev  ## ruff (lint + format check), mypy over banger_core and plugins/ (--strict over plugins/ and the public API), and the generated hook docs check
+lint: dev  ## ruff (lint + format check), mypy over banger_core, plugins/, vmmkit/ and testing/ (--strict over plugins/, vmmkit/ and the public API), and the generated hook docs check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/mypy --strict plugins $$($(BIN)/python scripts/public_api_files.py)
+	$(BIN)/mypy --strict plugins vmmkit $$($(BIN)/python scripts/public_api_files.py)
 	$(BIN)/python scripts/hookdocs.py --check
 
 docs: dev  ## regenerate the hook reference in docs/plugins.md from the hookspecs

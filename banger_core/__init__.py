@@ -48,6 +48,9 @@ _LAZY: dict[str, str] = {
     # diagnostics and configuration
     "DoctorContext": "banger_core.doctor",
     "Check": "banger_core.doctor",
+    # VMM back-ends
+    "VMMBackend": "banger_core.vmmbackends",
+    "BackendProbe": "banger_core.vmmbackends",
     "Option": "banger_core.pluginconfig",
     # running programs
     "run": "banger_core.system",
@@ -78,10 +81,16 @@ _LAZY: dict[str, str] = {
     # readiness, handing over descriptors
     "ReadyCheck": "banger_core.lifecycle.ready",
     "PassFd": "banger_core.rpc.protocol",
+    # untrusted archives (guest or network supplied)
+    "extract_tar": "banger_core.safeextract",
+    "ExtractLimits": "banger_core.safeextract",
+    "ExtractResult": "banger_core.safeextract",
+    "UnsafeArchiveError": "banger_core.safeextract",
 }
 
 __all__ = [
     "VM",
+    "BackendProbe",
     "BangerError",
     "CancelledError",
     "Check",
@@ -92,6 +101,8 @@ __all__ = [
     "DaemonError",
     "DoctorContext",
     "Drive",
+    "ExtractLimits",
+    "ExtractResult",
     "Field",
     "GuestConfig",
     "GuestOS",
@@ -113,6 +124,8 @@ __all__ = [
     "Result",
     "Runner",
     "UnknownMethodError",
+    "UnsafeArchiveError",
+    "VMMBackend",
     "VMOption",
     "VMSpec",
     "ValidationError",
@@ -120,6 +133,7 @@ __all__ = [
     "__version__",
     "connect",
     "emit_json",
+    "extract_tar",
     "format_size",
     "hookimpl",
     "human_bytes",
@@ -165,6 +179,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from banger_core.rpc.connect import connect, rpc
     from banger_core.rpc.protocol import PassFd
     from banger_core.rpc.schema import Field, rpc_params
+    from banger_core.safeextract import (
+        ExtractLimits,
+        ExtractResult,
+        UnsafeArchiveError,
+        extract_tar,
+    )
     from banger_core.system import Result, Runner, run, which
     from banger_core.units import format_size, parse_size
+    from banger_core.vmmbackends import BackendProbe, VMMBackend
     from banger_core.vmoptions import VMOption

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from banger_core.lifecycle.machine import MachineSpec
     from banger_core.lifecycle.ready import ReadyCheck
     from banger_core.lifecycle.vm import VM, VMSpec
+    from banger_core.vmmbackends import VMMBackend
     from banger_core.vmoptions import DeclaredOption
 
 ENTRY_POINT_GROUP = "banger"
@@ -544,6 +545,18 @@ class Hooks:
                 line = self.note(name, hook, what)
                 out.append((name, Check(f"plugin {name}", False, line.split(": ", 1)[1])))
         return out
+
+    def vmm_backends(self) -> list[tuple[str, VMMBackend]]:
+        """``(plugin name, VMMBackend)`` pairs, by plugin order.
+
+        A hook that raises or returns something else than VMMBackend items
+        is reported (one line naming it); its good items are kept.
+        """
+        return [
+            (name, backend)
+            for name, result in self.collect("banger_vmm_backends")
+            for backend in result
+        ]
 
     # -- lifecycle ---------------------------------------------------------
     def vm_validate(self, spec: VMSpec) -> None:

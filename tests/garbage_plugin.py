@@ -20,6 +20,7 @@ GARBAGE: dict[str, Any] = {
     "banger_daemon_status": 42,
     "banger_rpc_methods": ["garbage.method"],
     "banger_doctor_checks": {"a": "dict, not a list of checks"},
+    "banger_vmm_backends": [42],
     "banger_vm_validate": 42,
     "banger_vm_options": 42,
     "banger_vm_create": 42,
@@ -145,3 +146,8 @@ def banger_image_provision() -> Any:
 @hookimpl
 def banger_image_artifacts() -> Any:
     return GARBAGE["banger_image_artifacts"]
+
+
+@hookimpl
+def banger_vmm_backends() -> Any:
+    return GARBAGE["banger_vmm_backends"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from banger_core.testing.plugin import BangerHome, PluginSite
+from pytest_banger.plugin import BangerHome, PluginSite
 
 GARBAGE_SOURCE = (Path(__file__).parents[1] / "garbage_plugin.py").read_text()
 

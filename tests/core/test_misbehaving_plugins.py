@@ -28,6 +28,7 @@ from banger_core import (
     MachineSpec,
     Option,
     ReadyCheck,
+    VMMBackend,
     VMOption,
     VMSpec,
     hookimpl,
@@ -37,7 +38,7 @@ from banger_core.config import load_settings
 from banger_core.hookcheck import conform
 from banger_core.images.artifacts import ArtifactCollector
 from banger_core.plugins import Hooks, get_plugin_manager
-from banger_core.testing.fakes import FakeRunner, fake_vm
+from pytest_banger.fakes import FakeRunner, fake_vm
 
 HOOKS = sorted(n for n in dir(hookspecs) if n.startswith("banger_"))
 
@@ -61,6 +62,7 @@ GOOD: dict[str, Callable[..., Any]] = {
     "banger_vm_dns_names": lambda **_: ["good.vm"],
     "banger_guest_os": lambda **_: [GuestOS("goodos", "a good OS", lambda *a, **k: None)],
     "banger_image_artifacts": lambda ctx, **_: _good_artifact(ctx),
+    "banger_vmm_backends": lambda **_: [VMMBackend("goodvmm", "/bin/true", "a good VMM")],
 }
 
 
@@ -137,6 +139,7 @@ CALLS: dict[str, Callable[[Hooks, Path], Any]] = {
     "banger_guest_os": lambda h, _: [g.name for g in h.guest_os()],
     "banger_image_provision": lambda h, _: h.image_provision({"name": "img", "os": "debian"}, []),
     "banger_image_artifacts": lambda h, tmp: [a.name for a in _artifacts(h, tmp)],
+    "banger_vmm_backends": lambda h, _: [(p, b.name) for p, b in h.vmm_backends()],
 }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from banger_core.testing.simhost import SimulatedHost
+from pytest_banger.simhost import SimulatedHost
 from tests.e2e.helpers import assert_nothing_left
 
 pytestmark = [pytest.mark.net, pytest.mark.slow]

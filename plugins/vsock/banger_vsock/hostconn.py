@@ -48,6 +48,7 @@ def wait_healthy(
 ) -> dict[str, Any]:
     """Poll ``GET /healthz`` until it answers ok; the health body, or :class:`BangerError`."""
     from banger_core import CancelledError
+    from banger_vsock import replies
     from banger_vsock.protocol import AgentConnection
 
     deadline = time.monotonic() + timeout
@@ -58,10 +59,10 @@ def wait_healthy(
         try:
             with AgentConnection(connect_port(uds_path, port, timeout=1.0)) as conn:
                 conn.sock.settimeout(2.0)
-                body: dict[str, Any] = conn.get_json("/healthz")
-                if body.get("status") == "ok":
+                body: dict[str, Any] = replies.health(conn.get_json("/healthz"))
+                if body["status"] == "ok":
                     return body
-                last = f"status {body.get('status')!r}"
+                last = f"status {body['status']!r}"
         except BangerError as exc:
             last = str(exc)
         if time.monotonic() >= deadline:
