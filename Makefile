@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*)
 
-.PHONY: deps dev test test-fast lint docs demo bench clean
+.PHONY: deps dev test test-fast conformance lint docs demo bench clean
 
 deps:  ## Debian packages (root; installs only what is missing)
 	scripts/install-host-deps
@@ -25,6 +25,9 @@ test: deps dev lint  ## lint, the whole test suite (root: namespaces, TAPs, loop
 
 test-fast: dev  ## tests that build no image
 	$(BIN)/python -m pytest -q -m "not slow"
+
+conformance: dev  ## the conformance suite on banger-fcsim and banger-fcqemu; FIRECRACKER=/path/to/firecracker adds a real one (KVM host)
+	BANGER_CONFORMANCE_FIRECRACKER="$(FIRECRACKER)" $(BIN)/python -m pytest -q tests/conformance
 
 lint: dev  ## ruff (lint + format check), mypy over banger_core, plugins/, vmmkit/ and testing/ (--strict over plugins/, vmmkit/ and the public API), and the generated hook docs check
 	$(BIN)/ruff check .
