@@ -49,6 +49,7 @@ class Daemon:
         self.degraded: list[str] = []  # plugin services that failed to start
         self.loading_problems: list[str] = []  # misbehaving plugins seen before logging was set
         self.vms: Any = None
+        self.images: Any = None
 
     def _translate(self, exc: BaseException) -> BangerError | None:
         """A clear error for failures with a known cause (a full state file system)."""
@@ -204,6 +205,7 @@ class Daemon:
     # -- running -----------------------------------------------------------
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT or ``daemon.stop``."""
+        from banger_core.lifecycle import rpc as lifecycle_rpc
         from banger_core.services import build_services
 
         self.paths.ensure()
@@ -211,7 +213,11 @@ class Daemon:
         self._lock_fd = self._take_lock()
         self._claim_socket()
         self.register_core_methods()
-        build_services(self)
+        lifecycle = build_services(self.settings, self.hooks)
+        self.store = lifecycle.store
+        self.services["network"] = lifecycle
+        self.vms, self.images = lifecycle.vms, lifecycle.images
+        lifecycle_rpc.register(self, lifecycle.vms, lifecycle.images)
         self.register_plugin_methods()
         await self.server.start(ready=False)
         self.paths.pid_file.write_text(f"{os.getpid()}\n")
