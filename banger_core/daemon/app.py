@@ -205,7 +205,7 @@ class Daemon:
     # -- running -----------------------------------------------------------
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT or ``daemon.stop``."""
-        from banger_core.lifecycle import rpc as lifecycle_rpc
+        from banger_core.daemon import lifecycle_methods
         from banger_core.services import build_services
 
         self.paths.ensure()
@@ -217,7 +217,7 @@ class Daemon:
         self.store = lifecycle.store
         self.services["network"] = lifecycle
         self.vms, self.images = lifecycle.vms, lifecycle.images
-        lifecycle_rpc.register(self, lifecycle.vms, lifecycle.images)
+        lifecycle_methods.register(self, lifecycle.vms, lifecycle.images)
         self.register_plugin_methods()
         await self.server.start(ready=False)
         self.paths.pid_file.write_text(f"{os.getpid()}\n")
