@@ -1,175 +1,31 @@
-"""Reaching the daemon from the CLI, starting it when it is not running."""
+"""Reaching the daemon from the CLI: :mod:`banger_core.rpc.connect` (kept importable here).
+
+Plugins call ``banger_core.rpc(method, params)`` and ``banger_core.connect()``;
+this path, which earlier guides named, keeps working through this release.
+"""
 
 from __future__ import annotations
 
-import os
-import sys
-import time
-from typing import Any
+from banger_core.rpc.connect import (
+    START_TIMEOUT,
+    STARTED_BY_ENV,
+    check_daemon_version,
+    connect,
+    daemon_ready,
+    daemon_running,
+    rpc,
+    skip_version_check,
+    start_daemon,
+)
 
-from banger_core.errors import DaemonError, DeniedError, NotFoundError
-from banger_core.paths import Paths
-from banger_core.rpc.client import RPCClient
-
-START_TIMEOUT = 60.0  # reconcile and plugin services run before bangerd is ready
-STARTED_BY_ENV = "BANGER_DAEMON_STARTED_BY"
-"""Set by the CLI for the ``bangerd`` it starts; the daemon reports it in ``daemon.version``."""
-
-_version_checked = False  # the first connection of a CLI process compares versions
-
-
-def daemon_running(paths: Paths) -> bool:
-    """Whether a daemon answers on the socket (raises :class:`DeniedError` when it
-    runs but refuses us: that is not "not running")."""
-    try:
-        with RPCClient(paths.socket, timeout=5.0) as client:
-            client.call("daemon.status")
-        return True
-    except DeniedError:
-        raise
-    except DaemonError:
-        return False
-
-
-def daemon_ready(paths: Paths) -> bool:
-    """Whether a daemon answers and has started its services and plugins.
-
-    ``daemon.status`` answers during start-up too (so ``banger daemon status``
-    works while services come up); ``ready`` tells the two apart.
-    """
-    try:
-        with RPCClient(paths.socket, timeout=5.0) as client:
-            return bool(client.call("daemon.status").get("ready"))
-    except DeniedError:
-        raise
-    except DaemonError:
-        return False
-
-
-def start_daemon(paths: Paths) -> None:
-    """Start ``bangerd`` in the background and wait until it is ready to serve.
-
-    The daemon learns it was started by the CLI (``daemon.version`` reports
-    ``started_by: "banger"``), so a later CLI of a newer version may replace it.
-    """
-    from banger_core import system
-
-    paths.ensure()
-    out = paths.log_dir / "bangerd.out"
-    with open(out, "ab") as fh:
-        proc = system.spawn(
-            [sys.executable, "-m", "banger_core.daemon.main"],
-            stdout=fh,
-            stderr=fh,
-            env={**os.environ, STARTED_BY_ENV: "banger"},
-        )
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = out.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise DaemonError(f"bangerd exited with {proc.returncode}: {tail[0]} (see {out})")
-        if paths.socket.exists() and daemon_ready(paths):
-            return
-        time.sleep(0.05)
-    raise DaemonError(f"bangerd did not start within {START_TIMEOUT:.0f}s (see {out})")
-
-
-def connect(*, autostart: bool = True) -> RPCClient:
-    """A connected client, starting the daemon first if needed.
-
-    The first connection of a CLI process compares the daemon's version with
-    the CLI's (:func:`check_daemon_version`).
-    """
-    paths = Paths.from_env()
-    client = RPCClient(paths.socket)
-    try:
-        client.connect()
-    except DeniedError:
-        raise  # never start a second daemon because this one refused us
-    except DaemonError:
-        if not autostart:
-            raise
-        start_daemon(paths)
-        client = RPCClient(paths.socket).connect()
-    if _version_checked:
-        return client
-    try:
-        replaced = check_daemon_version(client, paths, may_replace=autostart)
-    except BaseException:
-        client.close()
-        raise
-    if not replaced:
-        return client
-    client.close()
-    return RPCClient(paths.socket).connect()
-
-
-def skip_version_check() -> None:
-    """Do not compare versions in this process (``banger daemon ...`` manages the daemon)."""
-    global _version_checked
-    _version_checked = True
-
-
-def check_daemon_version(client: RPCClient, paths: Paths, *, may_replace: bool) -> bool:
-    """Compare the running daemon's version with this CLI's; say so when they differ.
-
-    Runs once per CLI process. When they differ, root replaces an older
-    daemon that the banger CLI started (not one a service manager runs, and
-    not while operations are in progress) and says so on stderr; everyone
-    else gets a one-line warning naming both versions and the fix. Returns
-    True when the daemon was replaced (``client`` then talks to the old one).
-    """
-    global _version_checked
-    import banger_core
-
-    _version_checked = True
-    try:
-        info = client.call("daemon.version")
-    except NotFoundError:  # a daemon from before daemon.version
-        info = client.call("daemon.status")
-    theirs = str(info.get("version", "unknown"))
-    ours = banger_core.__version__
-    if theirs == ours:
-        return False
-    pid = info.get("pid", "?")
-    replaceable = (
-        may_replace
-        and os.geteuid() == 0
-        and info.get("started_by") == "banger"
-        and not info.get("operations")
-        and _older(theirs, ours)
-    )
-    if not replaceable:
-        print(
-            f"banger: warning: bangerd {theirs} (pid {pid}) is running, but this banger is "
-            f"{ours}; restart it to use this version: banger daemon restart",
-            file=sys.stderr,
-        )
-        return False
-    print(
-        f"banger: bangerd {theirs} (pid {pid}) is older than this banger {ours}; "
-        "restarting it (VMs keep running)",
-        file=sys.stderr,
-    )
-    client.close()
-    from banger_core.cli.daemon_cmds import restart_daemon
-
-    restart_daemon(paths)
-    return True
-
-
-def _older(theirs: str, ours: str) -> bool:
-    """Whether version ``theirs`` sorts before ``ours`` (numeric parts; unknown: no)."""
-
-    def key(version: str) -> tuple[int, ...] | None:
-        parts = version.split("+")[0].split(".")
-        return tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else None
-
-    a, b = key(theirs), key(ours)
-    return a is not None and b is not None and a < b
-
-
-def rpc(method: str, params: dict[str, Any] | None = None, *, autostart: bool = True) -> Any:
-    """Call one daemon method and return its result."""
-    with connect(autostart=autostart) as client:
-        return client.call(method, params)
+__all__ = [
+    "STARTED_BY_ENV",
+    "START_TIMEOUT",
+    "check_daemon_version",
+    "connect",
+    "daemon_ready",
+    "daemon_running",
+    "rpc",
+    "skip_version_check",
+    "start_daemon",
+]
