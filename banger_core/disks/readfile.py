@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from banger_core.errors import BangerError, ConflictError, NotFoundError, ValidationError
-from banger_core.lifecycle.vm import VM
 from banger_core.system import Runner, run
+
+if TYPE_CHECKING:
+    from banger_core.lifecycle.vm import VM
 
 DEFAULT_LIMIT = 16 << 20
 """Bytes :func:`read_vm_file` returns at most, unless told otherwise."""

@@ -267,9 +267,7 @@ class ImageService:
         return found
 
     def validate_build(self, name: str, os_name: str) -> GuestOS:
-        """Check a build request and the host without changing anything; return the provider."""
-        from banger_core.doctor import preflight
-
+        """Check a build request without changing anything; return the provider."""
         check_vm_name(name)
         provider = self.providers().get(os_name)
         if provider is None:
@@ -278,7 +276,6 @@ class ImageService:
             )
         if Image.get_or_none(Image.name == name):
             raise ConflictError(f"image {name!r} already exists")
-        preflight(self.settings, self.hooks, "image.build", (f"image.build --os {os_name}",))
         return provider
 
     def build(self, op: Any, name: str, os_name: str) -> dict[str, Any]:

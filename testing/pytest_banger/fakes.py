@@ -242,8 +242,8 @@ def FakeRPCCall(
     It is a real :class:`banger_core.PluginCall`: ``call.config`` is ``config``,
     ``call.vm(ref)`` finds one of ``vms`` (``NotFoundError``/``ConflictError``
     as the daemon raises them), ``call.call(name, params)`` runs
-    ``methods[name](params)`` (``NotFoundError`` for any other name, like an
-    unknown method), ``call.runner`` is a :class:`FakeRunner` unless given,
+    ``methods[name](params)`` (``UnknownMethodError`` for any other name, as
+    the daemon raises it), ``call.runner`` is a :class:`FakeRunner` unless given,
     ``call.cancelled`` an unset event, and ``call.daemon.saved`` records
     ``save_plugin_state`` calls::
 
@@ -259,10 +259,10 @@ def FakeRPCCall(
 
     class _Server:
         def call(self, name: str, params: dict[str, Any] | None = None) -> Any:
-            from banger_core.errors import NotFoundError
+            from banger_core.errors import UnknownMethodError
 
             if name not in handlers:
-                raise NotFoundError(f"unknown method {name!r}")
+                raise UnknownMethodError(f"unknown method {name!r}")
             return handlers[name](dict(params or {}))
 
     daemon = FakeDaemon(vms, {plugin: dict(config or {})}, runner=runner)

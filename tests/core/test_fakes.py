@@ -57,7 +57,7 @@ def test_fake_vm_options() -> None:
 
 
 def test_fake_rpc_call_is_a_plugin_call_over_fake_vms():
-    from banger_core import ConflictError, NotFoundError, PluginCall
+    from banger_core import ConflictError, NotFoundError, PluginCall, UnknownMethodError
     from pytest_banger import FakeRPCCall, FakeRunner, fake_vm
 
     web, api = fake_vm("web", id="aaaa00000001"), fake_vm("api", id="aaaa00000002")
@@ -70,7 +70,7 @@ def test_fake_rpc_call_is_a_plugin_call_over_fake_vms():
     with pytest.raises(NotFoundError, match="no VM 'ghost'"):
         call.vm("ghost")
     assert call.call("x.y", {"a": 1}) == {"a": 1}
-    with pytest.raises(NotFoundError, match=r"unknown method 'vm\.agent'"):
+    with pytest.raises(UnknownMethodError, match=r"unknown method 'vm\.agent'"):
         call.call("vm.agent")
     assert isinstance(call.runner, FakeRunner) and not call.cancelled.is_set()
     call.daemon.save_plugin_state(web, "scratch")
