@@ -19,6 +19,7 @@ from banger_core.errors import (
     ConfigError,
     ConflictError,
     DaemonError,
+    ForbiddenError,
     NotFoundError,
     PluginError,
     ValidationError,
@@ -73,6 +74,9 @@ _LAZY: dict[str, str] = {
     # declared RPC parameters
     "Field": "banger_core.rpc.schema",
     "rpc_params": "banger_core.rpc.schema",
+    # who may call an RPC method
+    "Access": "banger_core.rpc.access",
+    "rpc_access": "banger_core.rpc.access",
     "format_size": "banger_core.units",
     # readiness, handing over descriptors
     "ReadyCheck": "banger_core.lifecycle.ready",
@@ -81,6 +85,7 @@ _LAZY: dict[str, str] = {
 
 __all__ = [
     "VM",
+    "Access",
     "BangerError",
     "CancelledError",
     "Check",
@@ -92,6 +97,7 @@ __all__ = [
     "DoctorContext",
     "Drive",
     "Field",
+    "ForbiddenError",
     "GuestConfig",
     "GuestOS",
     "ImageArtifact",
@@ -123,6 +129,7 @@ __all__ = [
     "human_bytes",
     "parse_size",
     "rpc",
+    "rpc_access",
     "rpc_params",
     "run",
     "run_on_vms",
@@ -162,6 +169,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from banger_core.lifecycle.ready import ReadyCheck
     from banger_core.lifecycle.vm import VM, ImageInfo, OptionValues, VMSpec
     from banger_core.pluginconfig import Option
+    from banger_core.rpc.access import Access, rpc_access
     from banger_core.rpc.schema import Field, rpc_params
     from banger_core.system import Result, Runner, run, which
     from banger_core.units import format_size, parse_size

@@ -39,6 +39,7 @@ from banger_core.errors import (
     ValidationError,
 )
 from banger_core.rpc import protocol
+from banger_core.rpc.access import Rule
 from banger_core.rpc.schema import Schema, schema_of
 
 Handler = Callable[[dict[str, Any], "RPCCall"], Any]
@@ -82,6 +83,7 @@ class Method:
     early: bool = False  # served before start-up completes (status, stop)
     read: bool = False  # a quick read: runs in the read pool, never behind lock waits
     schema: Schema | None = None
+    access: Rule | None = None  # who may call it (banger_core.daemon.policy)
 
 
 @dataclass
@@ -122,6 +124,9 @@ class RPCServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: asyncio.Event | None = None
         self._group_gid = grp.getgrnam(group).gr_gid if group else None
+        self.policy: Any = None
+        """A :class:`banger_core.daemon.policy.Policy`: checks every call's rule (the daemon
+        always sets one; a bare server in a unit test serves every method)."""
 
     # -- registration ----------------------------------------------------------
     def register(
@@ -132,13 +137,15 @@ class RPCServer:
         *,
         early: bool = False,
         read: bool = False,
+        access: Rule | None = None,
     ) -> None:
         """Add a method; a name already taken is refused naming both owners.
 
         Requests wait until :meth:`mark_ready` (services started) unless the
         method is ``early``. ``read`` methods (quick, lock-free reads) run in
         a pool of their own. A schema declared with ``@rpc_params`` on the
-        handler is checked before every call.
+        handler is checked before every call. ``access`` is who may call it
+        (with a policy set, a method without one is refused to everyone).
         """
         if not name or "." not in name:
             raise ValidationError(f"RPC method name {name!r} must look like 'area.verb'")
@@ -147,7 +154,7 @@ class RPCServer:
                 f"RPC method {name!r} from {owner} clashes with the one from "
                 f"{self.methods[name].owner}"
             )
-        self.methods[name] = Method(name, handler, owner, early, read, schema_of(handler))
+        self.methods[name] = Method(name, handler, owner, early, read, schema_of(handler), access)
 
     def call_method(self, name: str, params: dict[str, Any], parent: RPCCall) -> Any:
         """Run method ``name`` for a handler already running in a worker thread."""
@@ -156,6 +163,7 @@ class RPCServer:
             raise NotFoundError(f"unknown method {name!r}")
         if method.schema is not None:
             params = method.schema.validate(name, params)
+        self.authorize(method, params, parent.peer_uid)
         sub = RPCCall(
             name, parent.peer_pid, parent.peer_uid, parent.peer_gid, parent.cancelled, self
         )
@@ -171,6 +179,12 @@ class RPCServer:
         return result
 
     # -- access control ------------------------------------------------------
+    def authorize(self, method: Method, params: dict[str, Any], uid: int) -> None:
+        """Raise :class:`~banger_core.errors.ForbiddenError` when ``uid`` may not make
+        this call (the one place every request, and every call between handlers, passes)."""
+        if self.policy is not None:
+            self.policy.check(method.name, method.access, params, uid)
+
     def allowed(self, uid: int, gid: int) -> bool:
         """Whether a peer with these credentials may use the daemon."""
         if uid in (0, os.geteuid()):
@@ -397,6 +411,13 @@ class RPCServer:
                 params = method.schema.validate(method_name, params)
             elif not isinstance(params, dict):
                 raise ValidationError(f"params of {method_name} must be a JSON object")
+            if self.policy is not None and self.policy.reads_store(method.access, uid):
+                # Owner checks read the store: off the event loop.
+                await asyncio.get_running_loop().run_in_executor(
+                    self.read_executor, self.authorize, method, params, uid
+                )
+            else:
+                self.authorize(method, params, uid)
             if self._stopping and not method.early:
                 raise ConflictError("bangerd is stopping; try again once it runs")
             if not method.early and self._ready is not None and not self._ready.is_set():

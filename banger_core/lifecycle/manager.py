@@ -104,6 +104,7 @@ class VMManager:
             last_error=rec.last_error,
             created_at=rec.created_at,
             started_at=rec.started_at,
+            owner_uid=rec.owner_uid,
             plugin_states=dict(rec.plugin_state or {}),
             option_defaults=self.option_defaults,
         )
@@ -168,9 +169,10 @@ class VMManager:
                 VMRecord.id == vm.id
             ).execute()
 
-    def list(self) -> list[dict[str, Any]]:
-        """Every VM."""
-        return [self._to_vm(r).summary() for r in VMRecord.select().order_by(VMRecord.name)]
+    def list(self, visible: Callable[[VM], bool] = lambda vm: True) -> list[dict[str, Any]]:
+        """Every VM (that ``visible`` lets the caller see)."""
+        vms = (self._to_vm(r) for r in VMRecord.select().order_by(VMRecord.name))
+        return [vm.summary() for vm in vms if visible(vm)]
 
     @contextmanager
     def locked(self, vm_id: str) -> Iterator[None]:
@@ -213,7 +215,7 @@ class VMManager:
         self.images.get(spec.image)
         return spec
 
-    def create(self, op: Any, params: dict[str, Any]) -> dict[str, Any]:
+    def create(self, op: Any, params: dict[str, Any], owner_uid: int = 0) -> dict[str, Any]:
         """``vm create`` (runs inside an operation): every stage rolls back on failure."""
         ctx = LifecycleContext(self.settings)
         vm: VM | None = None
@@ -231,7 +233,7 @@ class VMManager:
             # wait for the create to finish (or roll back) instead of racing it.
             with self.locked(vm_id):
                 with op.stage("disks"):
-                    vm = self._reserve(vm_id, spec, image, ctx)
+                    vm = self._reserve(vm_id, spec, image, ctx, owner_uid)
                     op.target = vm.name
                     self._make_root_disk(vm, ctx)
                     self.hooks.vm_create(vm, ctx)
@@ -266,7 +268,9 @@ class VMManager:
             summary["warnings"] = [warning]
         return summary
 
-    def _reserve(self, vm_id: str, spec: VMSpec, image: Image, ctx: LifecycleContext) -> VM:
+    def _reserve(
+        self, vm_id: str, spec: VMSpec, image: Image, ctx: LifecycleContext, owner_uid: int = 0
+    ) -> VM:
         with self._alloc_lock:
             if VMRecord.get_or_none(VMRecord.name == spec.name):
                 raise ConflictError(f"a VM named {spec.name!r} already exists")
@@ -283,6 +287,7 @@ class VMManager:
                 ip=ip,
                 mac=ipam.mac_for_ip(ip),
                 plugin_state={"core": {"options": spec.options}} if spec.options else {},
+                owner_uid=owner_uid,
             )
         ctx.add_undo(lambda: VMRecord.delete_by_id(rec.id), "store row")
         vm = self._to_vm(rec)
@@ -696,14 +701,23 @@ class VMManager:
         sock.settimeout(None)
         return {"name": vm.name, "ip": vm.ip, "port": port}, sock.detach()
 
-    def ssh_config(self, refs: builtins.list[str] | None = None) -> dict[str, Any]:
-        """``Host`` blocks for ``refs`` (every VM when empty) and the kept-current file's path."""
+    def ssh_config(
+        self,
+        refs: builtins.list[str] | None = None,
+        visible: Callable[[VM], bool] = lambda vm: True,
+    ) -> dict[str, Any]:
+        """``Host`` blocks for ``refs`` (every VM ``visible`` lets the caller see when
+        empty) and the kept-current file's path."""
         from banger_core.lifecycle import sshconfig
 
         vms = (
             [self.resolve(r) for r in refs]
             if refs
-            else [self._to_vm(r) for r in VMRecord.select().order_by(VMRecord.name)]
+            else [
+                vm
+                for vm in (self._to_vm(r) for r in VMRecord.select().order_by(VMRecord.name))
+                if visible(vm)
+            ]
         )
         seen: set[str] = set()
         infos = []

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from banger_core import BangerError, ConflictError, Field, ValidationError, rpc_params
+from banger_core import (
+    Access,
+    BangerError,
+    ConflictError,
+    Field,
+    ValidationError,
+    rpc_access,
+    rpc_params,
+)
 
 NAME = "ports"
 
@@ -16,6 +24,7 @@ def _plugin_config(call: Any) -> Any:
         return {}
 
 
+@rpc_access(Access.VM)
 @rpc_params(ref=Field.str(required=True, max=255))
 def ports(params: dict[str, Any], call: Any) -> dict[str, Any]:
     """``vm.ports {ref}`` -> ``{"name", "host", "ports": [rows]}``."""
