@@ -142,12 +142,14 @@ class Daemon:
         return self.operations.cancel(params["id"]).as_dict()
 
     def methods(self, params: dict[str, Any], call: RPCCall) -> list[dict[str, Any]]:
-        """``daemon.methods``: every RPC method, who provides it, and its declared params."""
+        """``daemon.methods``: every RPC method, who provides it, its declared params and
+        its access rule (:mod:`banger_core.daemon.policy`)."""
         return [
             {
                 "name": m.name,
                 "owner": m.owner,
                 "params": sorted(m.schema.fields) if m.schema else None,
+                "access": m.access.kind if m.access else None,
             }
             for m in sorted(self.server.methods.values(), key=lambda m: m.name)
         ]

@@ -169,10 +169,9 @@ class VMManager:
                 VMRecord.id == vm.id
             ).execute()
 
-    def list(self, visible: Callable[[VM], bool] = lambda vm: True) -> list[dict[str, Any]]:
-        """Every VM (that ``visible`` lets the caller see)."""
-        vms = (self._to_vm(r) for r in VMRecord.select().order_by(VMRecord.name))
-        return [vm.summary() for vm in vms if visible(vm)]
+    def list(self) -> list[dict[str, Any]]:
+        """Every VM."""
+        return [self._to_vm(r).summary() for r in VMRecord.select().order_by(VMRecord.name)]
 
     @contextmanager
     def locked(self, vm_id: str) -> Iterator[None]:
@@ -727,8 +726,14 @@ class VMManager:
                 infos.append({**vm.summary(), "dns_names": self.hooks.vm_dns_names(vm)})
         # The key's path (it exists once any VM was created; no ssh-keygen here).
         key = self.paths.ssh_dir / "id_ed25519"
-        text = sshconfig.render(infos, key, self.settings.get("daemon", "netns"))
-        return {"text": text, "path": str(self.paths.ssh_dir / sshconfig.INCLUDED_NAME)}
+        netns = self.settings.get("daemon", "netns")
+        text = sshconfig.render(infos, key, netns)
+        return {
+            "text": text,
+            "path": str(self.paths.ssh_dir / sshconfig.INCLUDED_NAME),
+            "hosts": [{k: info[k] for k in ("id", "name", "ip", "dns_names")} for info in infos],
+            "netns": netns,
+        }
 
     def write_ssh_config(self) -> None:
         """Rewrite the file ``vm ssh-config --install`` includes (every VM); never raises."""

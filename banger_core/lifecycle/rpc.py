@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from banger_core.access import check_host_paths
-from banger_core.daemon.policy import CORE_RULES
+from banger_core.daemon.policy import CORE_RULES, privileged
 from banger_core.daemon.server import PassFd, RPCCall
 from banger_core.errors import ValidationError
 from banger_core.images.registry import image_dict
@@ -72,15 +72,16 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
         return {**vm.summary(), "dns_names": daemon.hooks.vm_dns_names(vm)}
 
     def ssh_config(params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
-        return vms.ssh_config(params.get("refs") or [], visible=_visible(call))
+        info = vms.ssh_config(params.get("refs") or [], visible=_visible(call))
+        if not privileged(call.peer_uid):
+            # A member cannot read the daemon's files: the CLI writes its own copy.
+            info["key_text"] = vms.ssh_key().read_text()
+        return info
 
     def _visible(call: RPCCall) -> Any:
         """Whether the caller may see a VM (members: their own, unless VMs are shared)."""
         policy = daemon.policy
         return lambda vm: policy.may_use_vm(call.peer_uid, vm.owner_uid)
-
-    def list_vms(params: dict[str, Any], call: RPCCall) -> list[dict[str, Any]]:
-        return vms.list(visible=_visible(call))
 
     ref = Field.str(required=True, max=255)
     path = Field.str(max=4096, nullable=True)
@@ -95,7 +96,7 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
             disk_size=size,
             options=Field.any(),
         ),
-        "vm.list": with_params(list_vms),
+        "vm.list": with_params(lambda p, c: vms.list()),
         "vm.show": with_params(show, ref=ref),
         "vm.start": with_params(lambda p, c: vms.start(p["ref"], c.cancelled.is_set), ref=ref),
         "vm.stop": with_params(
