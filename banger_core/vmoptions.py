@@ -147,19 +147,19 @@ class VMOption:
         """Refuse a JSON value of the wrong type (strict :meth:`coerce`)."""
         what = f"--{self.name}"
         if self.type == "bool" and not isinstance(value, bool):
-            raise ValidationError(f"{what} {value!r} is not allowed: use JSON true or false")
+            raise ValidationError(f"{what} {value!r} is not allowed: use true or false (JSON)")
         if self.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ValidationError(f"{what} {value!r} is not allowed: use a JSON integer")
+            raise ValidationError(f"{what} {value!r} is not allowed: use an integer (JSON)")
         if self.type == "list" and not (
             isinstance(value, list) and all(isinstance(v, str) for v in value)
         ):
-            raise ValidationError(f"{what} {value!r} is not allowed: use a JSON list of strings")
+            raise ValidationError(f"{what} {value!r} is not allowed: use a list of strings (JSON)")
         if self.type == "size" and (isinstance(value, bool) or not isinstance(value, (int, str))):
             raise ValidationError(
-                f"{what} {value!r} is not allowed: use a JSON integer (bytes) or a string like '8G'"
+                f"{what} {value!r} is not allowed: use an integer (bytes) or a string like '8G'"
             )
         if self.type == "str" and not isinstance(value, str):
-            raise ValidationError(f"{what} {value!r} is not allowed: use a JSON string")
+            raise ValidationError(f"{what} {value!r} is not allowed: use a string (JSON)")
 
     def check(self, value: Any, *, strict: bool = False) -> Any:
         """:meth:`coerce` then the plugin's ``validator``; errors name the option.

@@ -47,6 +47,12 @@ ErrorTranslator = Callable[[BaseException], "BangerError | None"]
 
 MAX_IN_FLIGHT = 32
 """Requests one connection may have in progress before the server stops reading it."""
+MAX_CONNECTIONS = 512
+"""Connections open at once; more wait in the kernel's listen queue."""
+ACCEPT_BATCH = 16
+"""Connections accepted per turn of the event loop, at most."""
+LISTEN_BACKLOG = 512
+"""Connections the kernel queues for the daemon before a client's connect waits."""
 REFUSAL_DRAIN_SECONDS = 1.0
 """How long a refused connection is read (and discarded) after the refusal is sent."""
 
@@ -119,7 +125,9 @@ class RPCServer:
         self._calls: set[RPCCall] = set()
         self._connections: set[asyncio.StreamWriter] = set()
         self._stopping = False
-        self._server: asyncio.base_events.Server | None = None
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task | None = None
+        self._accepted: set[asyncio.Task] = set()  # connection tasks (kept referenced)
         self._stopped: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: asyncio.Event | None = None
@@ -215,11 +223,10 @@ class RPCServer:
             self._ready.set()
         old_umask = os.umask(0o177 if self._group_gid is None else 0o117)
         try:
-            self._server = await asyncio.start_unix_server(
-                self._handle, path=self.socket_path, limit=protocol.MAX_LINE
-            )
+            self._listener = self._listen()
         finally:
             os.umask(old_umask)
+        self._accepting = asyncio.create_task(self._accept_loop(self._listener))
         if self._group_gid is not None:
             os.chown(self.socket_path, -1, self._group_gid)
             os.chmod(self.socket_path, 0o660)
@@ -269,8 +276,10 @@ class RPCServer:
         and connections get a moment to collect the final status of their work.
         """
         self._stopping = True
-        if self._server is not None:
-            self._server.close()
+        if self._accepting is not None:
+            self._accepting.cancel()
+        if self._listener is not None:
+            self._listener.close()
         try:
             os.unlink(self.socket_path)
         except FileNotFoundError:
@@ -292,6 +301,102 @@ class RPCServer:
             writer.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.read_executor.shutdown(wait=False, cancel_futures=True)
+
+    def _listen(self) -> socket.socket:
+        """The listening socket (a stale socket file left by a dead daemon is replaced)."""
+        import stat
+
+        try:
+            if stat.S_ISSOCK(os.stat(self.socket_path).st_mode):
+                os.unlink(self.socket_path)
+        except FileNotFoundError:
+            pass
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(self.socket_path)
+            listener.listen(LISTEN_BACKLOG)
+            listener.setblocking(False)
+        except BaseException:
+            listener.close()
+            raise
+        return listener
+
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        """Accept connections, a few per turn of the event loop.
+
+        asyncio's own server accepts up to a hundred connections per turn and
+        starts a task for each; clients that connect and close in a loop then
+        keep hundreds of tasks runnable, and every step of a real request
+        (read, check, run, reply) waits behind all of them: ``vm list`` took
+        seconds (issue 14). Here a turn accepts at most :data:`ACCEPT_BATCH`
+        connections, so connections being served stay ahead of ones that just
+        arrived; one whose client already hung up is closed at once (no task);
+        and at most :data:`MAX_CONNECTIONS` are open at once (more wait in the
+        kernel's queue), so clients cannot use up the daemon's descriptors
+        (``bench/connection_churn.py`` measures it).
+        """
+        loop = asyncio.get_running_loop()
+        room = asyncio.Event()
+        room.set()
+        while True:
+            await room.wait()
+            try:
+                first, _addr = await loop.sock_accept(listener)
+            except OSError as exc:
+                if listener.fileno() < 0:
+                    return  # closed by close()
+                logger.warning("accepting a connection failed: {}", exc)
+                await asyncio.sleep(0.1)  # out of descriptors: let connections finish
+                continue
+            self._take(first, room)
+            # A few more that are already queued, then everyone else's turn
+            # (sock_accept returns without yielding while connections are queued).
+            for _ in range(ACCEPT_BATCH - 1):
+                if not room.is_set():
+                    break
+                try:
+                    fd, _addr = listener._accept()  # type: ignore[attr-defined]
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    break  # reported by sock_accept on the next turn
+                self._take(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fd), room)
+            await asyncio.sleep(0)
+
+    def _take(self, conn: socket.socket, room: asyncio.Event) -> None:
+        """Serve an accepted connection; one whose client already left is just closed.
+
+        A client that connected and hung up without a byte costs one ``recv``
+        instead of a transport, a task and several turns of the loop.
+        """
+        try:
+            if conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                conn.close()
+                return
+        except (BlockingIOError, InterruptedError):
+            pass  # connected, nothing sent yet: a live client
+        except OSError:
+            conn.close()
+            return
+        task = asyncio.create_task(self._serve_connection(conn))
+        self._accepted.add(task)
+        if len(self._accepted) >= MAX_CONNECTIONS:
+            room.clear()
+
+        def done(t: asyncio.Task) -> None:
+            self._accepted.discard(t)
+            if len(self._accepted) < MAX_CONNECTIONS:
+                room.set()
+
+        task.add_done_callback(done)
+
+    async def _serve_connection(self, conn: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=conn, limit=protocol.MAX_LINE)
+        except OSError:
+            conn.close()
+            return
+        await self._handle(reader, writer)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")

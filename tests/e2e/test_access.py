@@ -221,6 +221,9 @@ def test_a_members_cli_never_shows_an_internal_error(debian_image, users):
             results.append((args, result))
             return result
 
+        # Raw RPC options are typed JSON: "yes" is not true (nothing is created).
+        typed = raw_rpc(host, member, "vm.create", {"name": "yes", "options": {"nat": "yes"}})
+        assert typed.startswith("ValidationError") and "--nat 'yes' is not allowed" in typed
         assert run("vm", "create", "box", "--memory", "256", **nohome).returncode == 0
         for args in (
             ("vm", "list"),
