@@ -6,18 +6,18 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*)
 
-.PHONY: deps dev test test-fast lint docs demo bench clean
+.PHONY: deps dev test test-fast conformance lint docs demo bench clean
 
 deps:  ## Debian packages (root; installs only what is missing)
 	scripts/install-host-deps
 
-$(BIN)/banger: pyproject.toml $(wildcard plugins/*/pyproject.toml)
+$(BIN)/banger: pyproject.toml $(wildcard plugins/*/pyproject.toml) vmmkit/pyproject.toml testing/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]' $(foreach p,$(PLUGINS),-e $(p))
+	$(BIN)/pip install -q -e '.[test]' -e vmmkit $(foreach p,$(PLUGINS),-e $(p)) -e testing
 	touch $@
 
-dev: $(BIN)/banger  ## create .venv with the core and every plugin installed editable
+dev: $(BIN)/banger  ## create .venv with the core, every plugin, vmmkit and pytest-banger installed editable
 
 test: deps dev lint  ## lint, the whole test suite (root: namespaces, TAPs, loop devices), scaffold check
 	$(BIN)/python -m pytest -q
@@ -26,7 +26,10 @@ test: deps dev lint  ## lint, the whole test suite (root: namespaces, TAPs, loop
 test-fast: dev  ## tests that build no image
 	$(BIN)/python -m pytest -q -m "not slow"
 
-lint: dev  ## ruff (lint + format check), mypy over banger_core and plugins/, and the generated hook docs check
+conformance: dev  ## the conformance suite on banger-fcsim and banger-fcqemu; FIRECRACKER=/path/to/firecracker adds a real one (KVM host)
+	BANGER_CONFORMANCE_FIRECRACKER="$(FIRECRACKER)" $(BIN)/python -m pytest -q tests/conformance
+
+lint: dev  ## ruff (lint + format check), mypy over banger_core, plugins/, vmmkit/ and testing/, and the generated hook docs check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

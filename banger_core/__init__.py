@@ -48,6 +48,9 @@ _LAZY: dict[str, str] = {
     # diagnostics and configuration
     "DoctorContext": "banger_core.doctor",
     "Check": "banger_core.doctor",
+    # VMM back-ends
+    "VMMBackend": "banger_core.vmmbackends",
+    "BackendProbe": "banger_core.vmmbackends",
     "Option": "banger_core.pluginconfig",
     # running programs
     "run": "banger_core.system",
@@ -81,11 +84,17 @@ _LAZY: dict[str, str] = {
     # readiness, handing over descriptors
     "ReadyCheck": "banger_core.lifecycle.ready",
     "PassFd": "banger_core.daemon.server",
+    # untrusted archives (guest or network supplied)
+    "extract_tar": "banger_core.safeextract",
+    "ExtractLimits": "banger_core.safeextract",
+    "ExtractResult": "banger_core.safeextract",
+    "UnsafeArchiveError": "banger_core.safeextract",
 }
 
 __all__ = [
     "VM",
     "Access",
+    "BackendProbe",
     "BangerError",
     "CancelledError",
     "Check",
@@ -96,6 +105,8 @@ __all__ = [
     "DaemonError",
     "DoctorContext",
     "Drive",
+    "ExtractLimits",
+    "ExtractResult",
     "Field",
     "ForbiddenError",
     "GuestConfig",
@@ -117,6 +128,8 @@ __all__ = [
     "ReadyCheck",
     "Result",
     "Runner",
+    "UnsafeArchiveError",
+    "VMMBackend",
     "VMOption",
     "VMSpec",
     "ValidationError",
@@ -124,6 +137,7 @@ __all__ = [
     "__version__",
     "connect",
     "emit_json",
+    "extract_tar",
     "format_size",
     "hookimpl",
     "human_bytes",
@@ -171,6 +185,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from banger_core.pluginconfig import Option
     from banger_core.rpc.access import Access, rpc_access
     from banger_core.rpc.schema import Field, rpc_params
+    from banger_core.safeextract import (
+        ExtractLimits,
+        ExtractResult,
+        UnsafeArchiveError,
+        extract_tar,
+    )
     from banger_core.system import Result, Runner, run, which
     from banger_core.units import format_size, parse_size
+    from banger_core.vmmbackends import BackendProbe, VMMBackend
     from banger_core.vmoptions import VMOption

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from banger_core.rpc.client import RPCClient
-from banger_core.testing.simhost import SimulatedHost
+from pytest_banger.simhost import SimulatedHost
 
 CHURNERS = 4
 SAMPLES = 30

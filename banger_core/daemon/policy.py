@@ -54,6 +54,7 @@ CORE_RULES: dict[str, Rule] = {
     "image.build": rule(Access.MEMBER),
     "image.register": rule(Access.MEMBER),
     "image.delete": rule(Access.IMAGE),
+    "image.convert_kernel": rule(Access.IMAGE),
 }
 """Every core RPC method and who may call it."""
 

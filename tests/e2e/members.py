@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from banger_core import system
-from banger_core.testing.simhost import SimulatedHost
+from pytest_banger.simhost import SimulatedHost
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,9 @@ def pythonpath() -> str:
     import importlib.util
 
     dirs = [p for p in sys.path if p and not p.startswith("/root")]
-    for entry in importlib.metadata.entry_points(group="banger"):
-        spec = importlib.util.find_spec(entry.module.split(".")[0])
+    packages = [e.module.split(".")[0] for e in importlib.metadata.entry_points(group="banger")]
+    for package in [*packages, "banger_core", "banger_vmmkit", "pytest_banger"]:
+        spec = importlib.util.find_spec(package)
         if spec is not None and spec.origin:
             parent = str(Path(spec.origin).parent.parent)
             if parent not in dirs:

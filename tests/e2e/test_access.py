@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from banger_core import system
-from banger_core.testing.simhost import SimulatedHost
+from pytest_banger.simhost import SimulatedHost
 
 from .members import (
     Users,

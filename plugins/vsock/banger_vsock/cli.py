@@ -32,7 +32,8 @@ def exec_(
     Arguments arrive exactly as given (no remote shell: run `sh -c '...'` for
     one). stdout and stderr stay apart, stdin is forwarded, Ctrl-C reaches
     the program, and its exit status becomes banger's (127 when the program
-    does not exist). Needs no network in the VM.
+    does not exist, 126 when it cannot be run, 255 when the VM or its agent
+    went away mid-run). Needs no network in the VM.
     """
     from banger_vsock.session import parse_env, run_exec
 
@@ -71,7 +72,7 @@ def health(refs: tuple[str, ...], as_json: bool) -> None:
         body = rpc("vm.health", {"ref": vm["id"]})
         return (
             f"healthy (agent {body.get('agent_version')}, hostname "
-            f"{body.get('hostname')}, up {float(body.get('uptime_seconds', 0)):.0f}s)"
+            f"{body.get('hostname')}, up {float(body.get('uptime_seconds') or 0):.0f}s)"
         )
 
     run_on_vms(list(refs), action)

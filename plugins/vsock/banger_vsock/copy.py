@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import sys
 import tarfile
@@ -133,6 +134,28 @@ class _FrameSource:
             out, self.buf = self.buf[:size], self.buf[size:]
         return out
 
+    def finish(self, limit: int) -> None:
+        """Read the rest of the stream and the ``X`` frame; at most ``limit`` more bytes.
+
+        A guest that keeps sending after the archive ended is cut off with an
+        :class:`~banger_vsock.protocol.AgentError` rather than read forever.
+        """
+        seen = len(self.buf)
+        self.buf = b""
+        while self.exit is None:
+            if seen > limit:
+                raise p.AgentError(f"the agent sent more than {limit} bytes after the archive")
+            kind, payload = self.conn.recv()
+            seen += len(payload)
+            if kind == p.F_EXIT:
+                self.exit = p.exit_status(payload)
+            elif kind == p.F_DATA and not payload:
+                self.done = True
+
+
+TRAILING_MAX = 1 << 20
+"""Bytes read after the archive (tar padding, or the rest after a refusal) before giving up."""
+
 
 def resolve_local_destination(dest: str) -> tuple[Path, str | None]:
     """Where a tree lands on the host: ``(directory, new top name or None)``."""
@@ -206,45 +229,52 @@ def _put(source: Path, vm: str, dest: str) -> None:
         info = p.exit_status(payload) if kind == p.F_EXIT else {"error": "unexpected frame"}
     progress.finish()
     if info.get("error"):
-        raise BangerError(f"vm cp: {info['error']}")
+        raise BangerError(f"vm cp: {p.guest_text(info['error'])}")
     if error and not isinstance(error[0], OSError):
         raise BangerError(f"vm cp: reading {source}: {error[0]}")
 
 
-def _tar_filter() -> dict[str, Any]:
-    # The guest is not trusted by the host: nothing may land outside the destination.
-    return {"filter": "tar"} if hasattr(tarfile, "tar_filter") else {}
+def _size_header(value: str | None) -> int:
+    """The agent's ``X-Banger-Size`` (only for the progress bar): 0 unless a sane number."""
+    if value and value.isdigit() and len(value) <= 20:
+        return int(value)
+    return 0
+
+
+def top_name(source: str) -> str:
+    """The top entry the agent sends for ``source`` (its base name; ``root`` for ``/``)."""
+    return posixpath.basename(source.rstrip("/")) or "root"
 
 
 def _get(vm: str, source: str, dest: str) -> None:
+    from banger_core import UnsafeArchiveError, extract_tar
+
+    source = posixpath.normpath(source)
     directory, new_top = resolve_local_destination(dest)
     with open_agent(vm) as conn:
         try:
             resp = conn.open_stream("/files/get", {"path": source})
         except p.AgentError as exc:
             raise BangerError(f"vm cp: {exc}") from None
-        total = int(resp.headers.get("x-banger-size") or 0)
+        total = _size_header(resp.headers.get("x-banger-size"))
         progress = Progress(f"{vm}:{source} -> {dest}", total)
         reader = _FrameSource(conn, progress)
+        refused: BangerError | None = None
         try:
-            with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
-                for member in tar:
-                    member.name = _rename(member.name, new_top)
-                    if member.islnk():
-                        member.linkname = _rename(member.linkname, new_top)
-                    tar.extract(member, str(directory), **_tar_filter())
-            while not reader.done:
-                reader.read(65536)
-            while reader.exit is None:
-                kind, payload = conn.recv()
-                if kind == p.F_EXIT:
-                    reader.exit = p.exit_status(payload)
-        except tarfile.TarError as exc:
-            raise BangerError(f"vm cp: {exc}") from None
+            # Everything from the guest is hostile: the one safe extractor, whatever
+            # tarfile's filters are on this Python, and only under the name asked for.
+            extract_tar(reader, directory, expect_top=top_name(source), rename_top=new_top)
+        except UnsafeArchiveError as exc:
+            refused = exc
         except OSError as exc:
-            raise BangerError(
-                f"vm cp: writing {exc.filename or dest}: {exc.strerror or exc}"
-            ) from None
+            refused = BangerError(f"writing {exc.filename or dest}: {exc.strerror or exc}")
+        try:
+            reader.finish(TRAILING_MAX)
+        except p.AgentError:
+            if refused is None:
+                raise
     progress.finish()
     if reader.exit and reader.exit.get("error"):
-        raise BangerError(f"vm cp: {reader.exit['error']}")
+        raise BangerError(f"vm cp: {p.guest_text(reader.exit['error'])}")
+    if refused is not None:
+        raise BangerError(f"vm cp: {refused}; nothing was written to {dest}")

@@ -45,6 +45,7 @@ def connect_port(uds_path: Path | str, port: int, timeout: float = 2.0) -> socke
 def wait_healthy(uds_path: Path | str, port: int, timeout: float, cancelled: object = None) -> dict:
     """Poll ``GET /healthz`` until it answers ok; the health body, or :class:`BangerError`."""
     from banger_core import CancelledError
+    from banger_vsock import replies
     from banger_vsock.protocol import AgentConnection
 
     deadline = time.monotonic() + timeout
@@ -55,10 +56,10 @@ def wait_healthy(uds_path: Path | str, port: int, timeout: float, cancelled: obj
         try:
             with AgentConnection(connect_port(uds_path, port, timeout=1.0)) as conn:
                 conn.sock.settimeout(2.0)
-                body = conn.get_json("/healthz")
-                if body.get("status") == "ok":
+                body = replies.health(conn.get_json("/healthz"))
+                if body["status"] == "ok":
                     return body
-                last = f"status {body.get('status')!r}"
+                last = f"status {body['status']!r}"
         except BangerError as exc:
             last = str(exc)
         if time.monotonic() >= deadline:

@@ -20,6 +20,8 @@ UPGRADE_TOKEN = "banger-stream/1"
 FRAME_HEADER = struct.Struct(">cI")
 MAX_FRAME = 1 << 20
 MAX_HEADER_BYTES = 65536
+MAX_BODY = 8 << 20
+"""Bytes in a plain (JSON) answer from the agent; more is refused, not read."""
 
 F_STDIN = b"0"
 F_SIGNAL = b"S"
@@ -46,16 +48,17 @@ class Response:
         """The body as JSON."""
         try:
             return json.loads(self.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise AgentError(f"the agent answered {self.status} with a non-JSON body") from None
 
     def error_message(self) -> str:
         """The agent's one-line error."""
         try:
             body = json.loads(self.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return f"the agent answered {self.status}"
-        return str(body.get("error") or body)
+        error = body.get("error") if isinstance(body, dict) else None
+        return guest_text(error or f"the agent answered {self.status}")
 
 
 class AgentConnection:
@@ -99,7 +102,12 @@ class AgentConnection:
         if not status_line:
             raise AgentError("the agent closed the connection without answering")
         parts = status_line.decode("latin-1").split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        if (
+            len(parts) < 2
+            or not parts[0].startswith("HTTP/")
+            or not parts[1].isdigit()
+            or len(parts[1]) != 3
+        ):
             raise AgentError(f"the agent sent a bad status line {status_line[:60]!r}")
         headers: dict[str, str] = {}
         total = 0
@@ -115,7 +123,14 @@ class AgentConnection:
         status = int(parts[1])
         body = b""
         if status != 101:
-            length = int(headers.get("content-length") or 0)
+            declared = headers.get("content-length") or "0"
+            if not declared.isdigit() or len(declared) > 12:
+                raise AgentError(f"the agent sent a bad Content-Length {declared[:20]!r}")
+            length = int(declared)
+            if length > MAX_BODY:
+                raise AgentError(
+                    f"the agent's answer is {length} bytes; at most {MAX_BODY} are accepted"
+                )
             body = self.rfile.read(length) if length else b""
             if len(body) != length:
                 raise AgentError("the agent closed the connection mid-response")
@@ -162,14 +177,45 @@ class AgentConnection:
 
 
 def exit_status(payload: bytes) -> dict[str, Any]:
-    """Decode an ``X`` frame."""
+    """Decode an ``X`` frame into its documented shape (other keys kept, ignored).
+
+    ``exit_code`` becomes an int in 0..255 or None, ``signal`` an int in
+    1..64 or None, ``error`` a printable bounded line or None; anything
+    else is an :class:`AgentError`.
+    """
     try:
         info = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise AgentError("the agent sent a bad exit frame") from None
     if not isinstance(info, dict):
         raise AgentError("the agent sent a bad exit frame")
+    code, sig, error = info.get("exit_code"), info.get("signal"), info.get("error")
+    if code is not None and (
+        isinstance(code, bool) or not isinstance(code, int) or not 0 <= code <= 255
+    ):
+        raise AgentError(f"the agent sent a bad exit code {guest_text(code, 40)!r}")
+    if sig is not None and (
+        isinstance(sig, bool) or not isinstance(sig, int) or not 1 <= sig <= 64
+    ):
+        raise AgentError(f"the agent sent a bad signal number {guest_text(sig, 40)!r}")
+    if error is not None and not isinstance(error, str):
+        raise AgentError("the agent sent a bad exit frame (error is not a string)")
+    info["error"] = guest_text(error) if error else None
     return info
+
+
+GUEST_TEXT_MAX = 500
+
+
+def guest_text(value: Any, limit: int = GUEST_TEXT_MAX) -> str:
+    """A string from the guest made safe to show: one line, no control characters, bounded.
+
+    A hostile guest could otherwise move the user's cursor, rewrite the
+    terminal's title or flood it through an error message or a host name.
+    """
+    text = value if isinstance(value, str) else str(value)
+    text = "".join(ch if ch.isprintable() else "?" for ch in text[: limit + 1])
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def shell_exit_code(info: dict[str, Any]) -> int:

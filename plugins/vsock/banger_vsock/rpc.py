@@ -49,18 +49,22 @@ REF = Field.str(required=True, max=255)
 @rpc_params(ref=REF)
 def health(params: dict[str, Any], call: Any) -> dict[str, Any]:
     """``vm.health {ref}``: the agent's ``/healthz`` answer, with the VM's name."""
+    from banger_vsock import replies
     from banger_vsock.protocol import AgentConnection
 
     vm = _vm(params, call)
     try:
         with AgentConnection(_connect(vm)) as conn:
             conn.sock.settimeout(5.0)
-            body = conn.get_json("/healthz")
+            body = replies.health(conn.get_json("/healthz"))
     except BangerError as exc:
         if isinstance(exc, ConflictError):
             raise
         raise BangerError(f"VM {vm.name}: guest agent not answering: {exc}") from None
-    return {"name": vm.name, "state": vm.state, **body}
+    if body["status"] != "ok":
+        raise BangerError(f"VM {vm.name}: guest agent not healthy: status {body['status']!r}")
+    # The guest's answer never overrides what the host knows (name, state).
+    return {**body, "name": vm.name, "state": vm.state}
 
 
 @rpc_access(Access.VM)
@@ -72,10 +76,17 @@ def agent_get(params: dict[str, Any], call: Any) -> Any:
     path = params.get("path")
     if path not in GET_PATHS:
         raise ValidationError(f"path {path!r} is not one of {', '.join(GET_PATHS)}")
+    from banger_vsock import replies
+
     vm = _vm(params, call)
-    with AgentConnection(_connect(vm)) as conn:
-        conn.sock.settimeout(10.0)
-        return conn.get_json(path)
+    try:
+        with AgentConnection(_connect(vm)) as conn:
+            conn.sock.settimeout(10.0)
+            return replies.VALIDATORS[path](conn.get_json(path))
+    except BangerError as exc:
+        if isinstance(exc, ConflictError):
+            raise
+        raise BangerError(f"VM {vm.name}: {exc}") from None
 
 
 @rpc_access(Access.VM)

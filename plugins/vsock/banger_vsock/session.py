@@ -16,6 +16,9 @@ import click
 from banger_core import BangerError, ValidationError
 from banger_vsock import protocol as p
 
+AGENT_LOST = 255
+"""``vm exec``'s exit status when the agent's stream broke (VM killed) or made no sense."""
+
 
 def parse_env(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     """``K=V`` strings to a dict; a bad one is a one-line error."""
@@ -136,13 +139,17 @@ def _drive(conn: p.AgentConnection, tty: bool) -> int:
                 kind, payload = conn.recv()
             except p.AgentError as exc:
                 click.echo(f"banger: error: {exc}", err=True)
-                return 255
+                return AGENT_LOST
             if kind == p.F_STDOUT:
                 out_ok = out_ok and _write_all(1, payload)
             elif kind == p.F_STDERR:
                 err_ok = err_ok and _write_all(2, payload)
             elif kind == p.F_EXIT:
-                info = p.exit_status(payload)
+                try:
+                    info = p.exit_status(payload)
+                except p.AgentError as exc:
+                    click.echo(f"banger: error: {exc}", err=True)
+                    return AGENT_LOST
                 if info.get("error"):
                     if saved is not None:
                         _restore(saved)
