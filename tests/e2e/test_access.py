@@ -88,12 +88,15 @@ def test_socket_group_members_use_vms_strangers_are_told_why(debian_image, users
         secret.write_text("not for members")
         os.chmod(secret, 0o600)
         try:
-            hidden = banger_as(
+            # (The CLI refuses it before asking: the daemon's own check, over raw RPC.)
+            hidden = raw_rpc(
                 host,
                 member,
-                *("image", "register", "peek", "--kernel", str(secret), "--rootfs", str(secret)),
+                "image.register",
+                {"name": "peek", "kernel": str(secret), "rootfs": str(secret)},
             )
-            _one_line_error(hidden, "is not readable by uid", "Permission denied")
+            assert hidden.startswith("ForbiddenError"), hidden
+            assert "is not readable by uid" in hidden and "Permission denied" in hidden, hidden
         finally:
             secret.unlink()
         ok = banger_as(
