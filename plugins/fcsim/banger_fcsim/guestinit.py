@@ -190,6 +190,11 @@ def child(spec: dict, status_fd: int, console_fd: int) -> None:
     delay = float(spec.get("boot_delay") or 0)
     if delay > 0:
         time.sleep(delay)
+    gate = spec.get("boot_gate")
+    if gate:
+        # A test holds the boot here (the kernel is "still booting") until it opens the gate.
+        while not os.path.exists(gate):
+            time.sleep(0.05)
     os.chroot(root)
     os.chdir("/")
     init = spec["init"]
