@@ -98,7 +98,7 @@ def test_boot_console_network_and_ctrl_alt_del(sim: SimRunner, test_netns: Netns
     assert "Firecracker exiting successfully. exit_code=0" in console
 
 
-def test_guest_boot_clock_starts_at_instance_start(sim: SimRunner, test_netns: NetnsHost) -> None:
+def test_guest_boot_clock_starts_at_instance_start(test_netns: NetnsHost, sim: SimRunner) -> None:
     """Issue 16 item 6: the guest has its own boot clock (a time namespace).
 
     Its /proc/uptime counts from InstanceStart, not from the host's boot: it
