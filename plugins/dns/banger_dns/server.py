@@ -152,7 +152,7 @@ class DNSServer:
         else:
             self.stats["dropped"] += 1
 
-    def _forwarded(self, task: asyncio.Future, send: Any, *args: Any) -> None:
+    def _forwarded(self, task: asyncio.Future[Any], send: Any, *args: Any) -> None:
         self._forwarding -= 1
         if task.cancelled() or task.exception() is not None:
             return
@@ -232,7 +232,7 @@ class _UDPProtocol(asyncio.DatagramProtocol):
 
 
 class _OneReply(asyncio.DatagramProtocol):
-    def __init__(self, future: asyncio.Future) -> None:
+    def __init__(self, future: asyncio.Future[bytes]) -> None:
         self.future = future
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
@@ -246,7 +246,7 @@ class _OneReply(asyncio.DatagramProtocol):
 
 async def _udp_query(data: bytes, host: str, port: int) -> bytes:
     loop = asyncio.get_running_loop()
-    future: asyncio.Future = loop.create_future()
+    future: asyncio.Future[bytes] = loop.create_future()
     transport, _ = await loop.create_datagram_endpoint(
         lambda: _OneReply(future), remote_addr=(host, port)
     )
@@ -275,4 +275,5 @@ def _servfail(data: bytes) -> bytes | None:
         return None
     reply = query.reply(ra=1, aa=0)
     reply.header.rcode = RCODE.SERVFAIL
-    return reply.pack()
+    packed: bytes = reply.pack()
+    return packed
