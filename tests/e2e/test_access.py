@@ -198,6 +198,31 @@ def test_members_use_only_their_own_vms_unless_vms_are_shared(debian_image, user
         # Root may do anything to anyone's VM.
         assert host.cli("vm", "ssh", "mine", "--", "true").returncode == 0
 
+        # The key a member receives is the VM's own: it opens that VM and no other,
+        # even for someone who reaches the other VM's SSH port directly.
+        assert banger_as(host, owner, "vm", "ssh", "mine", "--", "true").returncode == 0
+        copy = Path(f"/tmp/{owner}-home/.cache/banger/vm-key-{shown['id']}")
+        assert copy.stat().st_uid == users.uid(owner) and copy.stat().st_mode & 0o077 == 0
+
+        def ssh_with(key: Path, vm: str) -> system.Result:
+            proxy = f"{host.env['PATH'].split(':')[0]}/banger _fdpass {vm}"
+            return system.run(
+                [
+                    *("ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"),
+                    *("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"),
+                    *("-o", f"ProxyCommand={proxy}", "-o", "ProxyUseFdpass=yes"),
+                    f"root@{vm}",
+                    "hostname",
+                ],
+                check=False,
+                timeout=60,
+                env=host.env,
+            )
+
+        assert ssh_with(copy, "mine").stdout.strip() == "mine"
+        stolen = ssh_with(copy, "roots")
+        assert stolen.returncode == 255 and "Permission denied" in stolen.stderr, stolen
+
         # Shared VMs: the other member may use it after the daemon restarts so configured.
         host.cli("daemon", "stop")
         text = host.config_path.read_text().replace("[daemon]\n", "[daemon]\nshared_vms = true\n")
