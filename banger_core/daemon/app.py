@@ -170,18 +170,20 @@ class Daemon:
 
         from banger_core.api import PluginCall
 
-        api = self.plugin_api.for_plugin(plugin)
+        def api() -> PluginDaemon:
+            return self.plugin_api.for_plugin(plugin)
+
         if inspect.iscoroutinefunction(handler):
 
             @functools.wraps(handler)
             async def run_async(params: dict[str, Any], call: RPCCall) -> Any:
-                return await handler(params, PluginCall.wrap(call, plugin, api))
+                return await handler(params, PluginCall.wrap(call, plugin, api()))
 
             return run_async
 
         @functools.wraps(handler)
         def run(params: dict[str, Any], call: RPCCall) -> Any:
-            return handler(params, PluginCall.wrap(call, plugin, api))
+            return handler(params, PluginCall.wrap(call, plugin, api()))
 
         return run
 
