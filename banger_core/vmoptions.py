@@ -76,7 +76,7 @@ class VMOption:
 
     @property
     def key(self) -> str:
-        """The name as a Python identifier / JSON key (``disk_size``)."""
+        """The name as a Python identifier / JSON key (``scratch_size``)."""
         return self.name.replace("-", "_")
 
     def effective_default(self, config: Mapping[str, Any] | None = None) -> Any:
@@ -204,7 +204,7 @@ class DeclaredOption:
 
 
 def index_options(declared: list[DeclaredOption]) -> dict[str, DeclaredOption]:
-    """``{option key: declaration}`` for lookups by JSON key (``disk_size``)."""
+    """``{option key: declaration}`` for lookups by JSON key (``scratch_size``)."""
     return {d.option.key: d for d in declared}
 
 

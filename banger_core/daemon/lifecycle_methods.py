@@ -71,6 +71,14 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
     ref = Field.str(required=True, max=255)
     path = Field.str(max=4096, nullable=True)
     size = Field.size()
+    # Older clients send a plugin option as a top-level key (``{"KEY": value}``) rather
+    # than in ``options``: accept every declared option's key (its own check applies).
+    core_keys = {"name", "image", "cpus", "memory", "options", "ref"}
+    option_keys = {
+        d.option.key: Field.any()
+        for d in daemon.hooks.vm_options()
+        if d.option.key not in core_keys
+    }
     methods = {
         "vm.create": with_params(
             create,
@@ -78,8 +86,8 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
             image=Field.str(max=255),
             cpus=Field.int(),
             memory=size,
-            disk_size=size,
             options=Field.any(),
+            **option_keys,
         ),
         "vm.list": with_params(lambda p, c: vms.list()),
         "vm.show": with_params(show, ref=ref),
@@ -103,8 +111,8 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
             ref=ref,
             cpus=Field.int(),
             memory=size,
-            disk_size=size,
             options=Field.any(),
+            **option_keys,
         ),
         "vm.stats": with_params(lambda p, c: vms.stats(p["ref"]), ref=ref),
         "vm.logs": with_params(

@@ -263,8 +263,9 @@ class VMManager:
             if self.root_strategy() in ("dm-snapshot", "reflink")
             else space.allocated(Path(image.rootfs))
         )
-        seed = space.allocated(Path(image.work_seed)) if image.work_seed else 0
-        space.check_room(self.paths.vms_dir, root + seed + space.RESERVE_BYTES, f"VM {name}")
+        # Plugins may copy their image artifacts per VM (a seed for a per-VM disk).
+        copies = sum(space.allocated(Path(p)) for p in image_artifacts(image).values())
+        space.check_room(self.paths.vms_dir, root + copies + space.RESERVE_BYTES, f"VM {name}")
 
     def _with_warnings(self, summary: dict[str, Any]) -> dict[str, Any]:
         warning = space.overcommit_warning(self.paths.vms_dir)
@@ -624,7 +625,8 @@ class VMManager:
                 ctx.rollback()
                 raise
             result = {**vm.summary(), "changed": sorted(changes)}
-            return self._with_warnings(result) if "disk_size" in changes else result
+            # A plugin option may grow a VM's disks (the work disk's size): say so if overcommitted.
+            return self._with_warnings(result) if option_changes else result
 
     # -- inspection ------------------------------------------------------------------------
     def stats(self, ref: str) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 The CLI sends plugin options as ``params["options"] = {key: value}`` (keys
 are option names with ``_`` for ``-``); a top-level key equal to an option's
-key is accepted too (``{"disk_size": "20G"}``), so older clients keep working.
+key is accepted too (``{"scratch_size": "20G"}``), so older clients keep working.
 """
 
 from __future__ import annotations

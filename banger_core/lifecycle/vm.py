@@ -8,7 +8,7 @@ from typing import Any
 
 
 class OptionValues(dict[str, Any]):
-    """A plugin's option values; ``values["disk-size"]`` and ``values["disk_size"]`` agree."""
+    """A plugin's option values; ``values["scratch-size"]`` and ``values["scratch_size"]`` agree."""
 
     def __getitem__(self, key: str) -> Any:
         return super().__getitem__(key.replace("-", "_"))
@@ -92,8 +92,8 @@ class VM:
     def plugin_options(self, name: str) -> OptionValues:
         """Plugin ``name``'s per-VM options: declared defaults, then the stored values.
 
-        Keys are the option names with ``_`` for ``-`` (``disk_size``); looking
-        one up by its dashed name (``"disk-size"``) works too.
+        Keys are the option names with ``_`` for ``-`` (``scratch_size``); looking
+        one up by its dashed name (``"scratch-size"``) works too.
         """
         return OptionValues({**self.option_defaults.get(name, {}), **self.options.get(name, {})})
 
