@@ -54,7 +54,7 @@ def for_create(
         key = d.option.key
         config = _config(settings, d.plugin)
         if key in given:
-            value = d.option.check(given[key], config)
+            value = d.option.check(given[key], config, strict=True)
         else:
             value = d.option.effective_default(config)
             if value is not None and d.option.validator is not None:
@@ -78,7 +78,7 @@ def for_set(
         key = d.option.key
         if key not in given:
             continue
-        value = d.option.check(given[key], _config(settings, d.plugin))
+        value = d.option.check(given[key], _config(settings, d.plugin), strict=True)
         if current.get(d.plugin, {}).get(key) != value:
             out.setdefault(d.plugin, {})[key] = value
     return out
