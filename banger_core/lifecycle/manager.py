@@ -633,7 +633,9 @@ class VMManager:
                 params, self.declared_options, SET_KEYS, for_create=False
             )
             current = {d.plugin: vm.plugin_options(d.plugin) for d in self.declared_options}
-            option_changes = vm_options.for_set(given, self.declared_options, current)
+            option_changes = vm_options.for_set(
+                given, self.declared_options, current, self.settings
+            )
             running = boot.live_pid(vm)
             if running and (
                 core or vm_options.requires_stopped(option_changes, self.declared_options)
