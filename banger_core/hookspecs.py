@@ -236,7 +236,9 @@ def banger_doctor_checks(ctx: DoctorContext) -> list[Check]:
     ``"vm.create --nat"``, ``"image.build --os debian"``). The error names
     the check, what was found and its ``fix``.
 
-    :param ctx: settings, plugin config and the ``which`` helper.
+    :param ctx: this plugin's :class:`banger_core.DoctorContext`:
+        ``ctx.config`` (its own section), ``ctx.settings``, ``ctx.which`` and
+        ``ctx.preflight``.
     :return: :class:`banger_core.Check` items
         (``Check(name, ok, detail="", fix="", required=False, needed_by=())``;
         the core sets ``source`` to the plugin's name), each with a fix hint
@@ -268,7 +270,7 @@ def banger_vmm_backends() -> list[VMMBackend]:
 
 
 @hookspec
-def banger_vm_validate(spec: VMSpec) -> None:
+def banger_vm_validate(spec: VMSpec, ctx: LifecycleContext) -> None:
     """Reject bad input before anything changes.
 
     Called by ``vm create`` (``spec.is_create``) and ``vm set`` before the
@@ -276,6 +278,10 @@ def banger_vm_validate(spec: VMSpec) -> None:
 
     :param spec: the requested name, image, cpus, memory and disk size, and
         for ``vm set`` the current VM and the changed fields.
+    :param ctx: this plugin's :class:`banger_core.LifecycleContext` (its
+        ``ctx.config``, ``ctx.runner``, ``ctx.log``; nothing to undo here, so
+        ``ctx.add_undo`` refuses). Implementations written before it existed
+        omit the argument and keep working.
     :raise banger_core.ValidationError: one line naming the bad value
         and what is allowed.
     """
@@ -341,8 +347,8 @@ def banger_vm_set(vm: VM, changes: dict[str, Any], ctx: LifecycleContext) -> Non
     """Apply a change to a VM (``vm set``).
 
     :param changes: the fields the user changed: core fields (``cpus``,
-        ``memory_mib``) and plugin options by their key (``disk_size`` in
-        bytes, ``nat``), already validated. Options declared with
+        ``memory_mib``) and plugin options by their key (``scratch_size``
+        in bytes, ``nat``), already validated. Options declared with
         ``set_requires_stopped`` (the default) are only changed while the VM
         is stopped.
     Register undos on ``ctx`` like :func:`banger_vm_create`; the new values
@@ -472,7 +478,8 @@ def banger_image_artifacts(
     Called once per ``banger image build`` (and by the test image cache),
     after the guest OS is bootstrapped and provisioned and before ``root``
     becomes the read-only ``rootfs.ext4``. A plugin may move content out of
-    the tree (the workdisk plugin moves ``/root`` into its work seed) and
+    the tree (a plugin that gives each VM a disk may move a directory into
+    its seed image) and
     write files into ``ctx.out_dir``; ``ctx.make_ext4(source, dest, label=...)``
     turns a directory into an ext4 image, ``ctx.runner`` runs programs. Which
     plugins implement this hook is part of the image's fingerprint. When the
@@ -481,6 +488,6 @@ def banger_image_artifacts(
     :param image: ``{"name": ..., "os": ...}`` of the image being built.
     :param root: the image's root file system tree (a directory).
     :return: :class:`banger_core.ImageArtifact` items (a name such as
-        ``"work-seed"`` and a file directly in ``ctx.out_dir``); hooks find
+        ``"scratch-seed"`` and a file directly in ``ctx.out_dir``); hooks find
         them as ``vm.image.artifact(name)``.
     """
