@@ -20,12 +20,15 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from banger_core.errors import CommandError
 from banger_core.hookcontext import LifecycleContext
 from banger_core.lifecycle.vm import VM, ImageInfo
 from banger_core.system import Result
+
+if TYPE_CHECKING:
+    from banger_core.config import Settings
 
 
 @dataclass
@@ -181,17 +184,30 @@ class FakeDaemon:
         *,
         state_dir: Path | str = "/nonexistent/state",
         runner: Callable[..., Result] | None = None,
+        plugin: str = "test",
     ) -> None:
-        self.settings = _Settings({k: dict(v) for k, v in (plugins or {}).items()})
+        self._settings = _Settings({k: dict(v) for k, v in (plugins or {}).items()})
+        self.plugin = plugin
+        """The plugin this daemon view is for (``daemon.config`` is its section)."""
         self.vms = list(vms)
         self.saved: list[tuple[str, str]] = []
         """``(vm name, plugin)`` for every :meth:`save_plugin_state` call."""
         self._state_dir = Path(state_dir)
         self._runner = runner or FakeRunner()
 
+    @property
+    def settings(self) -> Settings:
+        """Fake settings: only the plugins' sections (``settings.plugin(name)``)."""
+        return cast("Settings", self._settings)
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        """The section of the plugin this view is for."""
+        return self._settings.plugin(self.plugin)
+
     def plugin_config(self, name: str) -> dict[str, Any]:
         """The plugin's section as given."""
-        return self.settings.plugin(name)
+        return self._settings.plugin(name)
 
     def vm(self, ref: str) -> VM:
         """A VM by name, id or unique id prefix; errors as the daemon gives them."""
@@ -265,7 +281,7 @@ def FakeRPCCall(
                 raise UnknownMethodError(f"unknown method {name!r}")
             return handlers[name](dict(params or {}))
 
-    daemon = FakeDaemon(vms, {plugin: dict(config or {})}, runner=runner)
+    daemon = FakeDaemon(vms, {plugin: dict(config or {})}, runner=runner, plugin=plugin)
     return PluginCall(
         method=method,
         peer_pid=os.getpid(),
