@@ -16,13 +16,13 @@ DEBIAN_TESTS := tests/core/test_safeextract.py plugins/vsock/tests/test_e2e_host
 deps:  ## Debian packages (root; installs only what is missing)
 	scripts/install-host-deps
 
-$(BIN)/banger: pyproject.toml $(wildcard plugins/*/pyproject.toml)
+$(BIN)/banger: pyproject.toml $(wildcard plugins/*/pyproject.toml) vmmkit/pyproject.toml testing/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]' $(foreach p,$(PLUGINS),-e $(p))
+	$(BIN)/pip install -q -e '.[test]' -e vmmkit $(foreach p,$(PLUGINS),-e $(p)) -e testing
 	touch $@
 
-dev: $(BIN)/banger  ## create .venv with the core and every plugin installed editable
+dev: $(BIN)/banger  ## create .venv with the core, every plugin, vmmkit and pytest-banger installed editable
 
 test: deps dev lint  ## lint, the whole test suite (root: namespaces, TAPs, loop devices), scaffold check, Debian's python
 	$(BIN)/python -m pytest -q
@@ -42,7 +42,7 @@ test-debian-python: $(DEBIAN_VENV)/bin/banger  ## the vm cp and hostile-guest te
 test-fast: dev  ## tests that build no image
 	$(BIN)/python -m pytest -q -m "not slow"
 
-lint: dev  ## ruff (lint + format check), mypy over banger_core and plugins/, and the generated hook docs check
+lint: dev  ## ruff (lint + format check), mypy over banger_core, plugins/, vmmkit/ and testing/, and the generated hook docs check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

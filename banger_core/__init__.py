@@ -47,6 +47,9 @@ _LAZY: dict[str, str] = {
     # diagnostics and configuration
     "DoctorContext": "banger_core.doctor",
     "Check": "banger_core.doctor",
+    # VMM back-ends
+    "VMMBackend": "banger_core.vmmbackends",
+    "BackendProbe": "banger_core.vmmbackends",
     "Option": "banger_core.pluginconfig",
     # running programs
     "run": "banger_core.system",
@@ -86,6 +89,7 @@ _LAZY: dict[str, str] = {
 
 __all__ = [
     "VM",
+    "BackendProbe",
     "BangerError",
     "CancelledError",
     "Check",
@@ -119,6 +123,7 @@ __all__ = [
     "Result",
     "Runner",
     "UnsafeArchiveError",
+    "VMMBackend",
     "VMOption",
     "VMSpec",
     "ValidationError",
@@ -180,4 +185,5 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     )
     from banger_core.system import Result, Runner, run, which
     from banger_core.units import format_size, parse_size
+    from banger_core.vmmbackends import BackendProbe, VMMBackend
     from banger_core.vmoptions import VMOption

@@ -50,9 +50,11 @@ def configure_simulator() -> None:
     found = system.which(binary) or (binary if Path(binary).is_file() else None)
     if found:
         from banger_core.doctor import vmm_kind
+        from banger_core.plugins import Hooks, get_plugin_manager
 
-        kind = {"simulator": "the simulator", "fcqemu": "banger-fcqemu (QEMU)"}
-        _say(f"using {binary}: {kind.get(vmm_kind(found), 'real Firecracker')}")
+        backends = [b for _, b in Hooks(get_plugin_manager(), settings).vmm_backends()]
+        kind = {"fcsim": "the simulator", "fcqemu": "banger-fcqemu (QEMU)"}
+        _say(f"using {binary}: {kind.get(vmm_kind(found, backends), 'real Firecracker')}")
         return
     target = config_files()[-1]
     _say(

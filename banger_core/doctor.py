@@ -7,11 +7,13 @@ reported with a fix before anything fails half-way.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from banger_core import system
+from banger_core.vmmbackends import FIRECRACKER, BackendProbe, VMMBackend, backend_for
 
 # program -> (what needs it, Debian package, required for VMs)
 PROGRAMS: dict[str, tuple[str, str, bool]] = {
@@ -26,11 +28,6 @@ PROGRAMS: dict[str, tuple[str, str, bool]] = {
     "mmdebstrap": ("banger image build", "mmdebstrap", False),
     "dmsetup": ("dm-snapshot root disks", "dmsetup", False),
     "ethtool": ("the simulator's guest network", "ethtool", False),
-    "qemu-system-x86_64": (
-        "banger-fcqemu (real guest kernels under QEMU)",
-        "qemu-system-x86",
-        False,
-    ),
 }
 
 
@@ -69,43 +66,27 @@ class DoctorContext:
     #: True in the preflight of ``vm create``/``vm start``: skip slow probes
     #: (name resolution, network round trips) that only ``banger doctor`` needs.
     preflight: bool = False
+    #: The VMM back-ends plugins registered (``banger_vmm_backends``).
+    backends: tuple[VMMBackend, ...] = ()
 
     def plugin_config(self, name: str) -> dict[str, Any]:
         """The effective ``[plugins.<name>]`` section."""
         return self.settings.plugin(name)
 
 
-def vmm_kind(path: str) -> str:
-    """Which VMM a binary is: ``"simulator"``, ``"fcqemu"`` or ``"firecracker"`` (by name)."""
-    names = {Path(path).name, Path(os.path.realpath(path)).name}
-    if "banger-fcsim" in names:
-        return "simulator"
-    if "banger-fcqemu" in names:
-        return "fcqemu"
-    return "firecracker"
+def vmm_kind(path: str, backends: Iterable[VMMBackend] = ()) -> str:
+    """Which back-end a VMM binary is: a registered back-end's name, else ``"firecracker"``."""
+    backend = backend_for(path, backends)
+    return backend.name if backend is not None else FIRECRACKER
 
 
-def _fcqemu_detail() -> tuple[bool, str, str]:
-    """Is QEMU there for banger-fcqemu, and which accelerator it would use."""
-    from banger_core.fcqemu.accel import choose_accel
+def firecracker_check(binary: str, backends: Iterable[VMMBackend] = ()) -> Check:
+    """Is the configured VMM binary there, and which back-end is it?
 
-    qemu = os.environ.get("BANGER_FCQEMU_QEMU") or "qemu-system-x86_64"
-    found = system.which(qemu)
-    if not found:
-        return False, f"{qemu} not found", "apt install qemu-system-x86"
-    try:
-        accel, why = choose_accel()
-    except ValueError as exc:
-        return False, str(exc), "set BANGER_FCQEMU_ACCEL to auto, kvm or tcg"
-    return True, f"{found}, accelerator {accel} ({why})", ""
-
-
-def firecracker_check(binary: str) -> Check:
-    """Is the configured VMM binary there, and which VMM is it?
-
-    banger drives real Firecracker, the simulator (``banger-fcsim``: no real
-    kernel) or ``banger-fcqemu`` (the guest's own kernel under QEMU) through
-    the same code path; the detail names which one was found.
+    banger drives real Firecracker and every registered back-end (the
+    simulator ``banger-fcsim``, ``banger-fcqemu``, a third party's) through
+    the same code path; the detail names which one was found and, when the
+    back-end has a probe, whether it can run here.
     """
     path = (
         system.which(binary)
@@ -113,24 +94,18 @@ def firecracker_check(binary: str) -> Check:
         else (binary if os.access(binary, os.X_OK) else None)
     )
     if path:
-        kind = vmm_kind(path)
-        if kind == "simulator":
-            return Check(
-                "firecracker",
-                True,
-                f"{path} (the Firecracker simulator: no real VMs)",
-                required=True,
-            )
-        if kind == "fcqemu":
-            ok, detail, fix = _fcqemu_detail()
-            return Check(
-                "firecracker",
-                ok,
-                f"{path} (banger-fcqemu: the guest's own kernel under QEMU; {detail})",
-                fix=fix,
-                required=True,
-            )
-        return Check("firecracker", True, f"{path} (Firecracker)", required=True)
+        backend = backend_for(path, backends)
+        if backend is None:
+            return Check("firecracker", True, f"{path} (Firecracker)", required=True)
+        probe = backend.probe(path) if backend.probe is not None else BackendProbe(True)
+        extra = f"; {probe.detail}" if probe.detail else ""
+        return Check(
+            "firecracker",
+            probe.ok,
+            f"{path} ({Path(backend.program).name}: {backend.description}{extra})",
+            fix=probe.fix,
+            required=True,
+        )
     return Check(
         "firecracker",
         False,
@@ -145,7 +120,7 @@ def firecracker_check(binary: str) -> Check:
 def core_checks(ctx: DoctorContext) -> list[Check]:
     """The core's own checks."""
     settings = ctx.settings
-    checks = [firecracker_check(settings.get("firecracker", "binary"))]
+    checks = [firecracker_check(settings.get("firecracker", "binary"), ctx.backends)]
     checks.append(
         Check(
             "root",
@@ -274,7 +249,8 @@ def image_checks(settings: Any) -> list[Check]:
 
 def run_checks(settings: Any, hooks: Any, *, preflight: bool = False) -> list[Check]:
     """Core checks, each image's kernel, then every plugin's (``preflight``: quick ones only)."""
-    ctx = DoctorContext(settings, preflight=preflight)
+    backends = tuple(backend for _, backend in hooks.vmm_backends())
+    ctx = DoctorContext(settings, preflight=preflight, backends=backends)
     checks = core_checks(ctx) + image_checks(settings)
     for plugin, check in hooks.doctor_checks(ctx):
         check.source = plugin

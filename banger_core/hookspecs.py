@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from banger_core.lifecycle.ready import ReadyCheck
     from banger_core.lifecycle.vm import VM, VMSpec
     from banger_core.pluginconfig import Option
+    from banger_core.vmmbackends import VMMBackend
     from banger_core.vmoptions import VMOption
 
 PROJECT = "banger"
@@ -182,6 +183,22 @@ def banger_doctor_checks(ctx: DoctorContext) -> list[Check]:
     :param ctx: settings, plugin config and the ``which`` helper.
     :return: :class:`banger_core.Check` items, each with a fix hint
         when it fails. Must be quick and side-effect free.
+    """
+
+
+@hookspec
+def banger_vmm_backends() -> list[VMMBackend]:
+    """Make Firecracker-compatible VMMs available as back-ends.
+
+    A real ``firecracker`` binary is the core's default; a distribution that
+    ships another program speaking Firecracker's command line and HTTP API
+    (``banger-fcsim``, ``banger-fcqemu``, a third party's) registers it here;
+    ``banger doctor`` names the back-end of the configured binary and runs
+    its probe.
+
+    :return: :class:`banger_core.VMMBackend` items (name, program,
+        description, capabilities, and an optional ``probe(path)`` that
+        says whether the host can run it).
     """
 
 

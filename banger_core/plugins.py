@@ -473,6 +473,33 @@ class Hooks:
                 out.append((impl.plugin_name, check))
         return out
 
+    def vmm_backends(self) -> list[tuple[str, Any]]:
+        """``(plugin name, VMMBackend)`` pairs, by plugin order.
+
+        A hook that raises or returns something else than VMMBackend items
+        adds none of them and one line to :attr:`problems`.
+        """
+        from banger_core.vmmbackends import VMMBackend
+
+        out: list[tuple[str, VMMBackend]] = []
+        for impl in self.impls("banger_vmm_backends"):
+            name = impl.plugin_name
+            try:
+                result = self.call_one("banger_vmm_backends", impl, {})
+            except Exception as exc:
+                self.problems.append(f"plugin {name}: banger_vmm_backends failed: {_detail(exc)}")
+                continue
+            items = result if isinstance(result, list | tuple) else [result]
+            bad = [item for item in items if not isinstance(item, VMMBackend)]
+            if result is not None and bad:
+                self.problems.append(
+                    f"plugin {name}: banger_vmm_backends returned {bad[0]!r}, "
+                    "not a list of VMMBackend"
+                )
+                continue
+            out.extend((name, backend) for backend in items if isinstance(backend, VMMBackend))
+        return out
+
     # -- lifecycle ---------------------------------------------------------
     def vm_validate(self, spec: Any) -> None:
         """Let plugins reject a create or set request."""

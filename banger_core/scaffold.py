@@ -30,7 +30,7 @@ requires-python = ">=3.11"
 dependencies = ["banger>=0.1"]
 
 [project.optional-dependencies]
-test = ["pytest>=8"]
+test = ["pytest>=8", "pytest-banger>=0.1"]
 
 [project.entry-points.banger]
 {name} = "banger_{name}"
@@ -177,7 +177,7 @@ from pathlib import Path
 
 import banger_{name} as plugin
 from banger_core import GuestConfig, MachineSpec
-from banger_core.testing import fake_context, fake_vm
+from pytest_banger import fake_context, fake_vm
 
 
 def test_option_is_declared() -> None:
@@ -213,7 +213,7 @@ from pathlib import Path
 
 import pytest
 
-from banger_core.testing import cached_debian_image
+from pytest_banger import cached_debian_image
 
 pytestmark = pytest.mark.slow
 

@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from banger_core.fcqemu.accel import choose_accel
-from banger_core.testing.images import cached_debian_image
-from banger_core.testing.simhost import SimulatedHost
+from banger_fcqemu.accel import choose_accel
+from pytest_banger.images import cached_debian_image
+from pytest_banger.simhost import SimulatedHost
 
 STAGE_LINE = re.compile(r"^\s+(?P<name>[a-zA-Z][\w ]*?)\s+(?P<secs>\d+\.\d+)s\s+ok")
 KERNEL_TIME = re.compile(r"^\[\s*(?P<secs>\d+\.\d+)\]")

@@ -12,8 +12,8 @@ import re
 import statistics
 import time
 
-from banger_core.testing.images import cached_debian_image
-from banger_core.testing.simhost import SimulatedHost
+from pytest_banger.images import cached_debian_image
+from pytest_banger.simhost import SimulatedHost
 
 STAGE_LINE = re.compile(r"^\s+(?P<name>[a-zA-Z][\w ]*?)\s+(?P<secs>\d+\.\d+)s\s+ok")
 

@@ -2,7 +2,7 @@
 one client floods and seventy stops wait on a frozen VMM.
 
 On a simulated host (needs root and a built Debian image, see
-``banger_core.testing.images``):
+``pytest_banger.images``):
 
 1. one VM runs; its VMM is frozen with SIGSTOP so ``vm.stop`` requests block;
 2. one connection writes 20,000 ``vm.list`` requests and never reads;
@@ -25,8 +25,8 @@ from pathlib import Path
 
 from banger_core.rpc import protocol
 from banger_core.rpc.client import RPCClient
-from banger_core.testing.images import cached_debian_image
-from banger_core.testing.simhost import SimulatedHost
+from pytest_banger.images import cached_debian_image
+from pytest_banger.simhost import SimulatedHost
 
 
 def rss_mib(pid: int) -> float:

@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable
 
 from banger_core.rpc.client import RPCClient
-from banger_core.testing.images import cached_debian_image
-from banger_core.testing.simhost import SimulatedHost
 from banger_vsock import protocol as p
 from banger_vsock.hostconn import connect_port
+from pytest_banger.images import cached_debian_image
+from pytest_banger.simhost import SimulatedHost
 
 
 def exec_true(conn: p.AgentConnection) -> int:

@@ -20,7 +20,7 @@ It also serves the virtio-serial port ``banger.agent``
 (``/dev/virtio-ports/banger.agent``) when the VM has one: ``banger-fcqemu``
 bridges the hybrid-vsock socket to it where ``/dev/vhost-vsock`` is missing.
 Connections are multiplexed over the port in frames (see
-``banger_core/fcqemu/serialmux.py`` for the protocol, whose constants are
+``plugins/fcqemu/banger_fcqemu/serialmux.py`` for the protocol, whose constants are
 repeated here because this file is standalone).
 
 The HTTP handler works on any byte stream, so both transports serve it.

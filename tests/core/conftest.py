@@ -1,4 +1,4 @@
-"""Shared helpers for the core tests (fixtures come from banger_core.testing.plugin)."""
+"""Shared helpers for the core tests (fixtures come from pytest_banger.plugin)."""
 
 from __future__ import annotations
 

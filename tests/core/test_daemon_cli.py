@@ -10,7 +10,7 @@ import socket
 import stat
 
 from banger_core.firecracker.launcher import wait_for_exit
-from banger_core.testing.plugin import start_daemon
+from pytest_banger.plugin import start_daemon
 
 
 def raw_exchange(sock_path, payload: bytes) -> dict:
@@ -167,7 +167,7 @@ def test_bad_config_keeps_daemon_from_starting(banger_home) -> None:
 
 
 def _bangerd() -> list[str]:
-    from banger_core.testing.plugin import _script
+    from pytest_banger.plugin import _script
 
     return _script("bangerd")
 

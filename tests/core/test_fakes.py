@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from banger_core import BangerError, CommandError, Result, hookimpl
-from banger_core.testing import FakeRunner, fake_context, fake_vm
+from pytest_banger import FakeRunner, fake_context, fake_vm
 
 
 class Scratch:

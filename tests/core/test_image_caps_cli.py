@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from banger_core.testing.kernels import (
+from pytest_banger.kernels import (
     DEBIAN_CONFIG,
     DEBIAN_INITRD_MODULES,
     config_text,

@@ -33,7 +33,7 @@ FORBIDDEN_PREFIXES = {("os", "exec"), ("os", "spawn"), ("os", "posix_spawn")}
 ALLOWED = {
     # The simulated kernel replaces itself with the guest image's init, as a
     # kernel does; it runs nothing on the host's behalf.
-    "banger_core/fcsim/guestinit.py": {"os.execve"},
+    "plugins/fcsim/banger_fcsim/guestinit.py": {"os.execve"},
 }
 
 
@@ -99,6 +99,31 @@ def test_core_imports_no_plugin_package() -> None:
         if top(module).startswith("banger_") and top(module) not in CORE_PACKAGES
     ]
     assert not offenders, "banger_core must find plugins by entry point:\n" + "\n".join(offenders)
+
+
+#: Distributions that are not the product: the VMM back-ends, the library
+#: they share and the test harness. The core imports none of them.
+NOT_PRODUCT = {"banger_fcsim", "banger_fcqemu", "banger_vmmkit", "pytest_banger"}
+#: The deprecated alias ``banger_core.testing`` forwards to pytest_banger on
+#: demand (by a computed name, so it needs no exception here).
+HARNESS_ALIAS = CORE / "testing" / "__init__.py"
+
+
+def test_core_imports_no_vmm_or_harness() -> None:
+    offenders = [
+        f"{path.relative_to(REPO)}:{line}: imports {module}"
+        for path in python_files(CORE)
+        for line, module in imported_modules(path)
+        if top(module) in NOT_PRODUCT
+    ]
+    assert not offenders, "banger_core holds no simulator, VMM or harness:\n" + "\n".join(offenders)
+
+
+def test_core_holds_no_vmm_or_harness_code() -> None:
+    assert not list(CORE.glob("fc*/*.py"))  # no fcsim/, fcqemu/ (stale caches do not count)
+    harness = sorted(p.name for p in (CORE / "testing").glob("*.py"))
+    assert harness == ["__init__.py"], harness  # the deprecated alias, nothing else
+    assert "import pytest" not in HARNESS_ALIAS.read_text()
 
 
 def test_plugins_do_not_import_each_other() -> None:

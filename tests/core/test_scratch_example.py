@@ -32,7 +32,7 @@ def test_tests_use_only_the_public_testing_helpers() -> None:
     for path in (EXAMPLE / "tests").rglob("*.py"):
         modules |= imported_modules(path)
     banger = {m for m in modules if m.startswith("banger_core")}
-    assert banger <= {"banger_core", "banger_core.testing"}, banger
+    assert banger <= {"banger_core", "pytest_banger"}, banger
 
 
 def test_plugin_hooks_load(banger_plugin_manager, monkeypatch) -> None:

@@ -1,4 +1,4 @@
-"""The shipped pytest fixtures (banger_core.testing.plugin) clean up after failing tests."""
+"""The shipped pytest fixtures (pytest_banger.plugin) clean up after failing tests."""
 
 from __future__ import annotations
 

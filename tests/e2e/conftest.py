@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from banger_core.testing.simhost import SimulatedHost
+from pytest_banger.simhost import SimulatedHost
 
 pytestmark = [pytest.mark.net, pytest.mark.slow]
 
@@ -21,7 +21,7 @@ def _need_root() -> None:
 def debian_image():
     """The real Debian image, built once per run and cached by recipe hash."""
     _need_root()
-    from banger_core.testing.images import cached_debian_image
+    from pytest_banger.images import cached_debian_image
 
     return cached_debian_image()
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from banger_core import system
-from banger_core.testing.simhost import SimulatedHost, console_script
+from pytest_banger.simhost import SimulatedHost, console_script
 
 
 def links(host: SimulatedHost, prefix: str) -> list[str]:

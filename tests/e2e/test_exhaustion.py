@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from banger_core import system
-from banger_core.testing.simhost import SimulatedHost
+from pytest_banger.simhost import SimulatedHost
 
 pytestmark = [pytest.mark.net, pytest.mark.slow]
 

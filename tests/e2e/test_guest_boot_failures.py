@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from banger_core.fcsim.testing import tiny_rootfs
-from banger_core.testing.kernels import (
+from pytest_banger.fcsim import tiny_rootfs
+from pytest_banger.kernels import (
     DEBIAN_CONFIG,
     DEBIAN_INITRD_MODULES,
     FIRECRACKER_CONFIG,
@@ -22,7 +22,7 @@ from banger_core.testing.kernels import (
     synthetic_initrd,
     synthetic_kernel,
 )
-from banger_core.testing.simhost import SimulatedHost
+from pytest_banger.simhost import SimulatedHost
 from tests.e2e.helpers import assert_nothing_left
 
 pytestmark = [pytest.mark.net]

@@ -17,7 +17,7 @@ import pytest
 
 from banger_core import system
 from banger_core.firecracker.launcher import wait_for_exit
-from banger_core.testing.simhost import SimulatedHost, console_script
+from pytest_banger.simhost import SimulatedHost, console_script
 from tests.e2e.helpers import assert_nothing_left, links
 
 pytestmark = [pytest.mark.net, pytest.mark.slow]

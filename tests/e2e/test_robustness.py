@@ -12,7 +12,7 @@ import pytest
 
 from banger_core import system
 from banger_core.firecracker.launcher import wait_for_exit
-from banger_core.testing.simhost import SimulatedHost
+from pytest_banger.simhost import SimulatedHost
 from tests.e2e.helpers import assert_nothing_left, cli_until_vmm_starts, links
 
 pytestmark = [pytest.mark.net, pytest.mark.slow]

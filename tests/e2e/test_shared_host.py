@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from banger_core import system
-from banger_core.testing.simhost import SimulatedHost, console_script
+from pytest_banger.simhost import SimulatedHost, console_script
 
 pytestmark = [pytest.mark.net, pytest.mark.slow]
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from banger_core.errors import BangerError, ConflictError, ValidationError
-from banger_core.fcsim.testing import fcsim_binary
 from banger_core.firecracker import (
     FirecrackerAPIError,
     FirecrackerClient,
@@ -28,6 +27,7 @@ from banger_core.firecracker import (
     valid_vm_id,
     wait_for_exit,
 )
+from pytest_banger.fcsim import fcsim_binary
 
 
 @pytest.fixture

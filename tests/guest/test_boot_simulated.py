@@ -69,7 +69,7 @@ def _need(*programs: str) -> None:
 @pytest.fixture(scope="module")
 def debian_image() -> BuiltImage:
     _need("mmdebstrap", "mkfs.ext4", "unshare", "losetup", "nsenter", "ssh", "ssh-keygen")
-    from banger_core.testing.images import cached_debian_image
+    from pytest_banger.images import cached_debian_image
 
     return cached_debian_image()
 

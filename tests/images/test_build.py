@@ -183,7 +183,7 @@ def test_read_image_incomplete(tmp_path: Path) -> None:
 def debian_image() -> BuiltImage:
     if not (shutil.which("mmdebstrap") and system.which("mkfs.ext4")):
         pytest.skip("needs mmdebstrap and e2fsprogs")
-    from banger_core.testing.images import cached_debian_image
+    from pytest_banger.images import cached_debian_image
 
     return cached_debian_image()
 
@@ -192,7 +192,7 @@ def debian_image() -> BuiltImage:
 def test_debian_image_contents(debian_image: BuiltImage) -> None:
     image = debian_image
     # The recipe, banger's guest files and which plugins add artifacts (the work seed).
-    from banger_core.testing.images import image_fingerprint
+    from pytest_banger.images import image_fingerprint
 
     assert image.fingerprint == image_fingerprint(default_recipe())
     assert image.recipe_name == "debian-bookworm"
@@ -227,7 +227,7 @@ def test_debian_image_contents(debian_image: BuiltImage) -> None:
 
 @pytest.mark.slow
 def test_cached_image_is_reused(debian_image: BuiltImage) -> None:
-    from banger_core.testing.images import cached_debian_image
+    from pytest_banger.images import cached_debian_image
 
     again = cached_debian_image()
     assert again == debian_image

@@ -10,7 +10,7 @@ import pytest
 
 from banger_core import system
 from banger_core.images import build as build_mod
-from banger_core.testing import images as cache
+from pytest_banger import images as cache
 
 from .fakes import RECIPE, FakeRunner
 

@@ -13,7 +13,7 @@ from banger_core.firecracker.transport import choose_transport, parse_version
 from banger_core.images import kernelcaps
 from banger_core.images.kernelcaps import KernelCaps, detect
 from banger_core.lifecycle.machine import MachineSpec
-from banger_core.testing.kernels import (
+from pytest_banger.kernels import (
     DEBIAN_CONFIG,
     DEBIAN_INITRD_MODULES,
     FIRECRACKER_CONFIG,

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from banger_core import system
-from banger_core.fcsim.testing import vsock_http_get
-from banger_core.testing.simhost import SimulatedHost
+from pytest_banger.fcsim import vsock_http_get
+from pytest_banger.simhost import SimulatedHost
 
 pytestmark = [pytest.mark.net, pytest.mark.slow, pytest.mark.realkernel]
 
@@ -68,7 +68,7 @@ def plugin_dir() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def qhost(plugin_dir: Path) -> Iterator[SimulatedHost]:
     _need_qemu()
-    from banger_core.testing.images import cached_debian_image
+    from pytest_banger.images import cached_debian_image
 
     image = cached_debian_image()
     pythonpath = os.pathsep.join(p for p in (str(plugin_dir), os.environ.get("PYTHONPATH")) if p)

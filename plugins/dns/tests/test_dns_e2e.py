@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from banger_core.testing.internet import HOST_ADDRESS, HTTP_ADDRESS
-from banger_core.testing.simhost import SimulatedHost
+from pytest_banger.internet import HOST_ADDRESS, HTTP_ADDRESS
+from pytest_banger.simhost import SimulatedHost
 
 pytestmark = [pytest.mark.net, pytest.mark.slow]
 
@@ -79,7 +79,7 @@ def listening(host: SimulatedHost) -> list[str]:
 def host() -> Iterator[SimulatedHost]:
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, TAP and loop devices)")
-    from banger_core.testing.images import cached_debian_image
+    from pytest_banger.images import cached_debian_image
 
     image = cached_debian_image()
     with SimulatedHost(tap_pool_size=2, internet=True) as h:

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from banger_core.testing.internet import HOST_ADDRESS, HTTP_ADDRESS
-from banger_core.testing.simhost import SimulatedHost
+from pytest_banger.internet import HOST_ADDRESS, HTTP_ADDRESS
+from pytest_banger.simhost import SimulatedHost
 
 pytestmark = [pytest.mark.net, pytest.mark.slow]
 
@@ -47,7 +47,7 @@ def banger_rules(host: SimulatedHost) -> list[str]:
 def host() -> Iterator[SimulatedHost]:
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, TAP and loop devices)")
-    from banger_core.testing.images import cached_debian_image
+    from pytest_banger.images import cached_debian_image
 
     image = cached_debian_image()
     with SimulatedHost(tap_pool_size=2, internet=True) as h:
@@ -200,7 +200,7 @@ def test_nothing_left_after_delete_and_daemon_stop(host):
 def test_without_uplink_nat_is_off_and_doctor_and_vm_show_say_why():
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, TAP and loop devices)")
-    from banger_core.testing.images import cached_debian_image
+    from pytest_banger.images import cached_debian_image
 
     image = cached_debian_image()
     with SimulatedHost(tap_pool_size=1) as h:  # no fake internet: no default route

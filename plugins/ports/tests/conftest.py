@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from banger_core.testing.simhost import SimulatedHost
+from pytest_banger.simhost import SimulatedHost
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +15,7 @@ def host() -> Iterator[SimulatedHost]:
     """A started simulated host with the cached Debian image registered."""
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces, TAP and loop devices)")
-    from banger_core.testing.images import cached_debian_image
+    from pytest_banger.images import cached_debian_image
 
     image = cached_debian_image()
     with SimulatedHost(tap_pool_size=1) as h:

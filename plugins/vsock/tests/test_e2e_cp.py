@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from banger_core.testing.simhost import console_script
+from pytest_banger.simhost import console_script
 
 pytestmark = [pytest.mark.net, pytest.mark.slow]
 

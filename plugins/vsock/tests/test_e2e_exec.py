@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from banger_core import system
-from banger_core.testing.simhost import SimulatedHost, console_script
+from pytest_banger.simhost import SimulatedHost, console_script
 
 pytestmark = [pytest.mark.net, pytest.mark.slow]
 

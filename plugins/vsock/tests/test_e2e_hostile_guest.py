@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from banger_core.testing.hostile_agent import (
+from pytest_banger.hostile_agent import (
     archive_reply,
     exit_reply,
     frame,
@@ -26,7 +26,7 @@ from banger_core.testing.hostile_agent import (
     raw_reply,
     stream_reply,
 )
-from banger_core.testing.simhost import console_script
+from pytest_banger.simhost import console_script
 
 pytestmark = [pytest.mark.net, pytest.mark.slow]
 

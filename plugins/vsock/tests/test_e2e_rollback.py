@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from banger_core.testing.simhost import SimulatedHost
+from pytest_banger.simhost import SimulatedHost
 
 pytestmark = [pytest.mark.net, pytest.mark.slow]
 
@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.net, pytest.mark.slow]
 def test_failure_waiting_for_agent_rolls_back():
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    from banger_core.testing.images import cached_debian_image
+    from pytest_banger.images import cached_debian_image
 
     image = cached_debian_image()
     with SimulatedHost(tap_pool_size=1, env={"BANGER_FAILPOINTS": "waiting for agent"}) as host:

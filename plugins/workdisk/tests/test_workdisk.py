@@ -18,8 +18,8 @@ from banger_core import (
 )
 from banger_core.config import load_settings
 from banger_core.plugins import Hooks, get_plugin_manager
-from banger_core.testing import fake_context, fake_vm
 from banger_workdisk import disk, plugin
+from pytest_banger import fake_context, fake_vm
 
 pytestmark = pytest.mark.skipif(not system.which("mkfs.ext4"), reason="needs e2fsprogs")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from banger_core.testing import cached_debian_image
+from pytest_banger import cached_debian_image
 
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).resolve().parents[1]

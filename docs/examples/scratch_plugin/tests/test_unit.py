@@ -8,7 +8,7 @@ import banger_scratch
 import pytest
 
 from banger_core import GuestConfig, MachineSpec, ValidationError
-from banger_core.testing import fake_context, fake_vm
+from pytest_banger import fake_context, fake_vm
 
 
 def test_option_is_declared_and_validated() -> None:

@@ -1,0 +1,7 @@
+"""``python -m banger_fcqemu``."""
+
+import sys
+
+from banger_fcqemu.main import main
+
+sys.exit(main())
