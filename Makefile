@@ -29,10 +29,9 @@ test: deps dev lint  ## lint, the whole test suite (root: namespaces, TAPs, loop
 	$(BIN)/python scripts/check_scaffold.py
 	$(MAKE) test-debian-python
 
-$(DEBIAN_VENV)/bin/banger: pyproject.toml $(wildcard plugins/*/pyproject.toml)
+$(DEBIAN_VENV)/bin/banger: pyproject.toml $(wildcard plugins/*/pyproject.toml) vmmkit/pyproject.toml testing/pyproject.toml
 	$(DEBIAN_PY) -m venv $(DEBIAN_VENV)
-	$(DEBIAN_VENV)/bin/pip install -q pytest pytest-timeout -e . $(foreach p,$(PLUGINS),-e $(p)) \
-		$(if $(wildcard testing/pyproject.toml),-e testing)
+	$(DEBIAN_VENV)/bin/pip install -q pytest pytest-timeout -e . -e vmmkit $(foreach p,$(PLUGINS),-e $(p)) -e testing
 	touch $@
 
 test-debian-python: $(DEBIAN_VENV)/bin/banger  ## the vm cp and hostile-guest tests, everything (CLI, daemon) on $(DEBIAN_PY)

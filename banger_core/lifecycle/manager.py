@@ -36,7 +36,7 @@ from banger_core.firecracker.transport import choose_transport, vmm_version
 from banger_core.guestconfig import GuestConfig
 from banger_core.images.kernelcaps import KernelCaps
 from banger_core.images.registry import image_artifacts
-from banger_core.lifecycle import boot, failpoints, states
+from banger_core.lifecycle import boot, console, failpoints, states
 from banger_core.lifecycle import options as vm_options
 from banger_core.lifecycle.context import LifecycleContext
 from banger_core.lifecycle.hostnet import TAP_PREFIX, HostNetwork
@@ -779,6 +779,8 @@ class VMManager:
                 vm = self.resolve(rec.id)
                 if self._settle(vm) in ("release", "kill_release"):
                     gone.append(vm.name)
+                elif console.cap(vm.console_log):  # the guest writes it: keep it bounded
+                    logger.info("VM {}: console log cut to its last lines", vm.name)
             except NotFoundError:
                 pass
             finally:
