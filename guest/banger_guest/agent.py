@@ -610,6 +610,7 @@ def receive_tree(reader: DataReader, directory: str, new_top: str | None) -> int
     """
     count = 0
     created: list[str] = []
+    current = directory
     try:
         with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
@@ -620,10 +621,13 @@ def receive_tree(reader: DataReader, directory: str, new_top: str | None) -> int
                 if member.islnk():
                     member.linkname = rename_top(member.linkname.lstrip("/"), new_top)
                 created.extend(_new_paths(directory, member.name))
+                current = os.path.join(directory, member.name)
                 tar.extract(member, directory, **_tar_kwargs())
                 count += 1
-    except BaseException:
+    except BaseException as exc:
         _remove_created(created)
+        if isinstance(exc, OSError) and not exc.filename:
+            exc.filename = current  # a failed write (a full disk) names the file
         raise
     return count
 

@@ -281,7 +281,7 @@ def test_a_put_larger_than_the_guest_disk_is_removed_and_reported(tmp_path: Path
             conn.send(p.F_DATA, b"")
             kind, payload = conn.recv()
         error = json.loads(payload)["error"]
-        assert kind == p.F_EXIT and error.startswith(f"writing {small}"), error
+        assert kind == p.F_EXIT and error.startswith(f"writing {small}/big/huge.bin:"), error
         assert error.endswith(": no space left on the guest's disk; nothing of this copy was kept")
         listing = run(path, {"argv": ["ls", "-A", str(small)]})[0].decode().split()
         assert listing == ["before.txt"]

@@ -161,7 +161,7 @@ def test_a_copy_larger_than_the_guest_disk_leaves_nothing_behind(host, tmp_path)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("banger: error: vm cp: writing /mnt/small/big")
+    assert lines[0].startswith("banger: error: vm cp: writing /mnt/small/big/huge.bin:")
     assert lines[0].endswith("no space left on the guest's disk; nothing of this copy was kept")
     assert host.cli("vm", "exec", "cp1", "--", "ls", "-A", "/mnt/small").stdout == ""
     host.cli("vm", "exec", "cp1", "--", "umount", "/mnt/small")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -296,3 +297,23 @@ def test_broken_http_from_the_agent_is_one_line(host, vm, banger_hostile_agent):
         "/healthz", raw_reply(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(deep) + deep)
     )
     assert "non-JSON body" in one_error_line(banger(host, "vm", "health", vm))
+
+
+# -- the serial console ------------------------------------------------------------------
+
+
+def test_a_guest_flooding_its_console_cannot_fill_the_host_disk(host, vm):
+    """Root in the real guest writes 24 MB to its console; the host keeps at most 16 MiB."""
+    from banger_core.lifecycle import console
+
+    log = Path(host.json("vm", "show", vm)["console_log"])
+    flood = "head -c 24000000 /dev/zero | tr '\\0' A > /dev/console; echo done > /dev/console"
+    result = banger(host, "vm", "exec", vm, "--", "sh", "-c", flood, timeout=300)
+    assert result.returncode == 0, result.stderr
+    deadline = time.monotonic() + 30
+    while log.stat().st_size > console.MAX_BYTES and time.monotonic() < deadline:
+        time.sleep(0.2)  # the daemon's watch loop cuts it every couple of seconds
+    assert log.stat().st_size <= console.MAX_BYTES
+    data = log.read_bytes()
+    assert data.startswith(b"[banger: console log cut to its last ")
+    assert data.rstrip().endswith(b"done")
