@@ -11,7 +11,7 @@ DEBIAN_VENV ?= .venv-debian-python
 DEBIAN_TESTS := tests/core/test_safeextract.py plugins/vsock/tests/test_e2e_hostile_guest.py \
 	plugins/vsock/tests/test_e2e_cp.py
 
-.PHONY: deps dev test test-fast test-debian-python lint docs demo bench clean
+.PHONY: deps dev test test-fast test-debian-python conformance lint docs demo bench clean
 
 deps:  ## Debian packages (root; installs only what is missing)
 	scripts/install-host-deps
@@ -40,6 +40,9 @@ test-debian-python: $(DEBIAN_VENV)/bin/banger  ## the vm cp and hostile-guest te
 
 test-fast: dev  ## tests that build no image
 	$(BIN)/python -m pytest -q -m "not slow"
+
+conformance: dev  ## the conformance suite on banger-fcsim and banger-fcqemu; FIRECRACKER=/path/to/firecracker adds a real one (KVM host)
+	BANGER_CONFORMANCE_FIRECRACKER="$(FIRECRACKER)" $(BIN)/python -m pytest -q tests/conformance
 
 lint: dev  ## ruff (lint + format check), mypy over banger_core, plugins/, vmmkit/ and testing/, and the generated hook docs check
 	$(BIN)/ruff check .

@@ -40,7 +40,16 @@ CORE_SCHEMA: dict[str, dict[str, Option]] = {
         ),
     },
     "firecracker": {
-        "binary": Option("firecracker", "the firecracker binary (name on PATH or a path)"),
+        "binary": Option(
+            "",
+            "the VMM program (name on PATH or a path); empty: chosen by backend, "
+            "else firecracker from PATH",
+        ),
+        "backend": Option(
+            "",
+            "a registered VMM back-end by name (banger doctor lists them), used when "
+            "binary is empty",
+        ),
         "start_timeout": Option(5.0, "seconds to wait for the VMM's API socket"),
         "transport": Option(
             "auto",
@@ -89,6 +98,9 @@ class Settings:
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
     origins: dict[tuple[str, str], str] = field(default_factory=dict)
     plugin_schema: dict[str, dict[str, Option]] = field(default_factory=dict)
+    #: The VMM the daemon chose at start (a ``banger_core.vmmbackends.VMMChoice``);
+    #: ``[firecracker] binary`` then holds its program.
+    vmm: Any = None
 
     def get(self, section: str, key: str) -> Any:
         """Return the effective value of ``[section] key``."""

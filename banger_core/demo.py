@@ -44,22 +44,21 @@ def _say(text: str) -> None:
 
 
 def configure_simulator() -> None:
-    """Point banger at the simulator in its own namespace, unless configured already."""
-    settings = load_settings()
-    binary = settings.get("firecracker", "binary")
-    found = system.which(binary) or (binary if Path(binary).is_file() else None)
-    if found:
-        from banger_core.doctor import vmm_kind
-        from banger_core.plugins import Hooks, get_plugin_manager
+    """Point banger at the simulator in its own namespace, unless a VMM is configured already."""
+    from banger_core.plugins import Hooks, get_plugin_manager
+    from banger_core.vmmbackends import choose_for
 
-        backends = [b for _, b in Hooks(get_plugin_manager(), settings).vmm_backends()]
+    settings = load_settings()
+    backends = [b for _, b in Hooks(get_plugin_manager(), settings).vmm_backends()]
+    choice = choose_for(settings, backends)
+    if choice.found:
         kind = {"fcsim": "the simulator", "fcqemu": "banger-fcqemu (QEMU)"}
-        _say(f"using {binary}: {kind.get(vmm_kind(found, backends), 'real Firecracker')}")
+        _say(f"using {choice.program}: {kind.get(choice.backend, 'real Firecracker')}")
         return
     target = config_files()[-1]
     _say(
-        f"no `{binary}` binary on this machine, so banger runs on its Firecracker simulator "
-        f"(banger-fcsim)."
+        f"{choice.problem.split(':')[0]}, so banger runs on its Firecracker simulator "
+        "(the fcsim back-end, banger-fcsim)."
     )
     _say(
         f"bangerd, its bridge, TAPs and every VM's network live in the network namespace "
@@ -68,14 +67,13 @@ def configure_simulator() -> None:
     if target.exists():
         raise SystemExit(
             f'demo: {target} exists; add [daemon] netns = "{SIM_NETNS}" and '
-            '[firecracker] binary = "banger-fcsim" to it, then rerun'
+            '[firecracker] backend = "fcsim" to it, then rerun'
         )
-    fcsim = Path(sys.executable).parent / "banger-fcsim"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(
         "# Written by `make demo`: run on the Firecracker simulator in a namespace of its own.\n"
         f'[daemon]\nnetns = "{SIM_NETNS}"\n\n'
-        f'[firecracker]\nbinary = "{fcsim if fcsim.exists() else "banger-fcsim"}"\n'
+        '[firecracker]\nbackend = "fcsim"\n'
     )
     _say(f"wrote {target}")
 

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from banger_core import system
-from banger_core.vmmbackends import FIRECRACKER, BackendProbe, VMMBackend, backend_for
+from banger_core.vmmbackends import (
+    FIRECRACKER,
+    BackendProbe,
+    VMMBackend,
+    VMMChoice,
+    backend_for,
+    choose_for,
+)
 
 # program -> (what needs it, Debian package, required for VMs)
 PROGRAMS: dict[str, tuple[str, str, bool]] = {
@@ -26,6 +33,8 @@ PROGRAMS: dict[str, tuple[str, str, bool]] = {
     "ssh": ("banger vm ssh", "openssh-client", False),
     "ssh-keygen": ("banger's SSH key", "openssh-client", True),
     "mmdebstrap": ("banger image build", "mmdebstrap", False),
+    "lz4": ("bzImage → vmlinux (image build, image convert-kernel)", "lz4", False),
+    "zstd": ("bzImage → vmlinux (zstd kernels), zstd initrds", "zstd", False),
     "dmsetup": ("dm-snapshot root disks", "dmsetup", False),
     "ethtool": ("the simulator's guest network", "ethtool", False),
 }
@@ -80,39 +89,33 @@ def vmm_kind(path: str, backends: Iterable[VMMBackend] = ()) -> str:
     return backend.name if backend is not None else FIRECRACKER
 
 
-def firecracker_check(binary: str, backends: Iterable[VMMBackend] = ()) -> Check:
-    """Is the configured VMM binary there, and which back-end is it?
+def firecracker_check(choice: VMMChoice, backends: Iterable[VMMBackend] = ()) -> Check:
+    """Is there a VMM to run, which back-end is it, and can it run here?
 
-    banger drives real Firecracker and every registered back-end (the
-    simulator ``banger-fcsim``, ``banger-fcqemu``, a third party's) through
-    the same code path; the detail names which one was found and, when the
-    back-end has a probe, whether it can run here.
+    ``choice`` is what the selection rule picked (:func:`choose_vmm`). banger
+    drives real Firecracker and every registered back-end (the simulator
+    ``banger-fcsim``, ``banger-fcqemu``, a third party's) through the same
+    code path; the detail names which one was found and, when the back-end
+    has a probe, whether it can run here.
     """
-    path = (
-        system.which(binary)
-        if "/" not in binary
-        else (binary if os.access(binary, os.X_OK) else None)
-    )
-    if path:
-        backend = backend_for(path, backends)
-        if backend is None:
-            return Check("firecracker", True, f"{path} (Firecracker)", required=True)
-        probe = backend.probe(path) if backend.probe is not None else BackendProbe(True)
-        extra = f"; {probe.detail}" if probe.detail else ""
-        return Check(
-            "firecracker",
-            probe.ok,
-            f"{path} ({Path(backend.program).name}: {backend.description}{extra})",
-            fix=probe.fix,
-            required=True,
-        )
+    backends = list(backends)
+    if not choice.found:
+        return Check("firecracker", False, choice.problem, fix=choice.fix, required=True)
+    path = choice.program
+    how = "" if choice.source.startswith(("[firecracker] binary", "$")) else choice.source
+    if choice.source == "[firecracker] backend":
+        how = f"[firecracker] backend = {choice.backend!r}"
+    chosen = f"; chosen by {how}" if how else ""
+    backend = backend_for(path, backends)
+    if backend is None:
+        return Check("firecracker", True, f"{path} (Firecracker{chosen})", required=True)
+    probe = backend.probe(path) if backend.probe is not None else BackendProbe(True)
+    extra = f"; {probe.detail}" if probe.detail else ""
     return Check(
         "firecracker",
-        False,
-        f"{binary!r} not found",
-        fix="install Firecracker (github.com/firecracker-microvm/firecracker releases), "
-        "or run on the simulator: set BANGER_FIRECRACKER_BIN=banger-fcsim "
-        "(see `make demo`), or on QEMU: BANGER_FIRECRACKER_BIN=banger-fcqemu",
+        probe.ok,
+        f"{path} ({Path(backend.program).name}: {backend.description}{extra}{chosen})",
+        fix=probe.fix,
         required=True,
     )
 
@@ -120,7 +123,8 @@ def firecracker_check(binary: str, backends: Iterable[VMMBackend] = ()) -> Check
 def core_checks(ctx: DoctorContext) -> list[Check]:
     """The core's own checks."""
     settings = ctx.settings
-    checks = [firecracker_check(settings.get("firecracker", "binary"), ctx.backends)]
+    choice = settings.vmm if settings.vmm is not None else choose_for(settings, ctx.backends)
+    checks = [firecracker_check(choice, ctx.backends)]
     checks.append(
         Check(
             "root",
@@ -205,6 +209,7 @@ def root_disk_checks(settings: Any) -> list[Check]:
 def image_checks(settings: Any) -> list[Check]:
     """Each image's kernel capabilities and the transport it would boot with."""
     from banger_core.errors import BangerError
+    from banger_core.firecracker.kernelformat import format_problem, version_text
     from banger_core.firecracker.transport import choose_transport, vmm_version
     from banger_core.images.kernelcaps import KernelCaps
     from banger_core.store.models import Image
@@ -227,6 +232,18 @@ def image_checks(settings: Any) -> list[Check]:
             f"virtio_blk {info['virtio_blk']}; virtio_net {info['virtio_net']}; "
             f"vsock {info['vsock']}; ip_pnp {info['ip_pnp']}"
         )
+        problem = format_problem(image.kernel, caps.format, version, image=image.name)
+        if problem:
+            checks.append(
+                Check(
+                    f"image {image.name} kernel",
+                    False,
+                    f"{detail}; {problem}",
+                    fix=f"banger image convert-kernel {image.name}",
+                )
+            )
+            continue
+        detail += f"; Firecracker {version_text(version)} loads {caps.format or 'it'}"
         try:
             chosen = choose_transport(
                 caps, settings.get("firecracker", "transport"), version, image=image.name

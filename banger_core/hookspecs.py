@@ -192,9 +192,11 @@ def banger_vmm_backends() -> list[VMMBackend]:
 
     A real ``firecracker`` binary is the core's default; a distribution that
     ships another program speaking Firecracker's command line and HTTP API
-    (``banger-fcsim``, ``banger-fcqemu``, a third party's) registers it here;
-    ``banger doctor`` names the back-end of the configured binary and runs
-    its probe.
+    (``banger-fcsim``, ``banger-fcqemu``, a third party's) registers it here.
+    Users select one with ``[firecracker] backend = "NAME"`` (``[firecracker]
+    binary`` / ``BANGER_FIRECRACKER_BIN`` win over it); ``banger doctor`` and
+    ``banger daemon status`` name the back-end in use, and doctor runs its
+    probe.
 
     :return: :class:`banger_core.VMMBackend` items (name, program,
         description, capabilities, and an optional ``probe(path)`` that

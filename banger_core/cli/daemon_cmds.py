@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import click
 
@@ -80,6 +81,15 @@ def _stop(paths: Paths, timeout: float) -> int | None:
     return pid
 
 
+def describe_vmm(vmm: dict[str, Any]) -> str:
+    """``fcsim /venv/bin/banger-fcsim (Firecracker v1.16.1; [firecracker] backend)``."""
+    if not vmm.get("found"):
+        return f"{vmm.get('backend')}: {vmm.get('problem')}; {vmm.get('fix')}"
+    why = [f"Firecracker v{vmm['version']}"] if vmm.get("version") else []
+    why += [vmm["source"]] if vmm.get("source") else []
+    return f"{vmm.get('backend')} {vmm.get('program')} ({'; '.join(why)})"
+
+
 @daemon.command()
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def status(as_json: bool) -> None:
@@ -107,6 +117,9 @@ def status(as_json: bool) -> None:
     click.echo(f"  state:    {info['state_dir']}")
     click.echo(f"  uptime:   {info['uptime']}s")
     click.echo(f"  plugins:  {', '.join(info['plugins']) or '(none)'}")
+    vmm = info.get("vmm") or {}
+    if vmm:
+        click.echo(f"  vmm:      {describe_vmm(vmm)}")
     for line in info.get("plugin_failures", []):
         click.echo(f"  error:    {line}")
     for line in info.get("degraded", []):

@@ -83,6 +83,12 @@ def register(
         params["kernel_config"] = os.path.abspath(kernel_config)
     result = rpc("image.register", params)
     click.echo(f"image {result['name']} registered ({result['id']})")
+    fmt = result.get("kernel_format") or {}
+    if fmt and not fmt.get("loads"):
+        click.echo(
+            f"note: the kernel is a {fmt.get('format')}; Firecracker {fmt.get('vmm_version')} "
+            f"cannot load it: run `banger image convert-kernel {result['name']}`"
+        )
 
 
 @image.command("list")
@@ -122,11 +128,42 @@ def show(ref: str, as_json: bool) -> None:
         click.echo(f"{key + ':':<12} {info.get(key) if info.get(key) is not None else '-'}")
     for name, path in sorted((info.get("artifacts") or {}).items()):
         click.echo(f"{name + ':':<12} {path}")
+    fmt = info.get("kernel_format") or {}
+    if fmt:
+        click.echo(f"{'kernel fmt:':<12} {format_line(fmt, info['name'])}")
     caps = info.get("kernel_caps") or {}
     if caps:
         click.echo("kernel capabilities:")
         for line in caps_lines(caps):
             click.echo(f"  {line}")
+
+
+def format_line(fmt: dict, image: str) -> str:
+    """``elf (Firecracker v1.16.1 loads it)``, or the bzImage's conversion hint."""
+    if fmt.get("loads"):
+        return f"{fmt.get('format')} (Firecracker {fmt.get('vmm_version')} loads it)"
+    hint = f": run `banger image convert-kernel {image}`" if fmt.get("format") == "bzimage" else ""
+    return f"{fmt.get('format')} (Firecracker {fmt.get('vmm_version')} cannot load it{hint})"
+
+
+@image.command("convert-kernel")
+@click.argument("ref")
+def convert_kernel(ref: str) -> None:
+    """Give an image the ELF vmlinux inside its bzImage kernel.
+
+    Released Firecracker (up to v1.16.1) loads only an ELF vmlinux on
+    x86_64. The vmlinux is decompressed from the bzImage (gzip, xz, lzma,
+    bzip2, lz4 or zstd), checked with Firecracker's loader rules, and the
+    image uses it from then on; the guest sees the same kernel.
+    """
+    result = rpc("image.convert_kernel", {"ref": ref})
+    if not result.get("converted"):
+        click.echo(f"image {result['name']}: kernel {result['kernel']} is already an ELF vmlinux")
+        return
+    click.echo(
+        f"image {result['name']}: kernel {result['previous_kernel']} converted to "
+        f"{result['kernel']} ({format_line(result['kernel_format'], result['name'])})"
+    )
 
 
 def caps_lines(caps: dict) -> list[str]:

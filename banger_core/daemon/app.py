@@ -18,6 +18,7 @@ from banger_core.errors import BangerError, DaemonError
 from banger_core.plugins import BangerPluginManager, Hooks, failure_lines, get_plugin_manager
 from banger_core.rpc.client import RPCClient
 from banger_core.rpc.schema import Field, with_params
+from banger_core.vmmbackends import FIRECRACKER, backend_for, choose_for
 
 
 class Daemon:
@@ -28,6 +29,11 @@ class Daemon:
         self.paths = settings.paths
         self.pm = pm
         self.hooks = Hooks(pm, settings)
+        self.backends = [backend for _, backend in self.hooks.vmm_backends()]
+        self.vmm = choose_for(settings, self.backends)
+        # Every reader of [firecracker] binary (launcher, doctor, plugins) sees the choice.
+        settings.vmm = self.vmm
+        settings.values["firecracker"]["binary"] = self.vmm.program or FIRECRACKER
         self.operations = OperationManager()
         self.server = RPCServer(self.paths.socket, group=settings.get("daemon", "socket_group"))
         self.server.error_translators.append(self._translate)
@@ -96,7 +102,19 @@ class Daemon:
                 name: getattr(svc, "describe", lambda: {})() for name, svc in self.services.items()
             },
             "plugin_services": self.hooks.daemon_status(self),
+            "vmm": self.vmm_status(),
         }
+
+    def vmm_status(self) -> dict[str, Any]:
+        """The VMM back-end in use: name, program, why it was chosen, version, capabilities."""
+        from banger_core.firecracker.transport import vmm_version
+
+        info: dict[str, Any] = self.vmm.as_dict()
+        backend = backend_for(self.vmm.program, self.backends) if self.vmm.found else None
+        info["capabilities"] = list(backend.capabilities) if backend else []
+        version = vmm_version(self.vmm.program) if self.vmm.found else None
+        info["version"] = ".".join(map(str, version)) if version else None
+        return info
 
     def stop(self, params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
         """``daemon.stop``: shut down after answering."""

@@ -21,7 +21,7 @@ from banger_core import system
 from banger_core.errors import PluginError
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]*$")
-RESERVED_FILES = frozenset({"vmlinuz", "initrd.img", "rootfs.ext4", "image.json"})
+RESERVED_FILES = frozenset({"vmlinux", "vmlinuz", "initrd.img", "rootfs.ext4", "image.json"})
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 An image is a directory holding::
 
-    vmlinuz          the guest kernel (from the image's /boot)
+    vmlinux          the guest kernel: the ELF vmlinux inside the image's
+                     /boot/vmlinuz-* (released Firecracker loads only ELF)
     initrd.img       its initrd (when the kernel package made one)
     rootfs.ext4      the root file system (read-only base for every VM)
     <artifacts>      files plugins made at build time (``banger_image_artifacts``):
@@ -39,7 +40,8 @@ ArtifactMaker = Callable[[Path, Path, system.Runner], list[Any]]
 
 IMAGE_FORMAT = 1
 METADATA = "image.json"
-KERNEL = "vmlinuz"
+KERNEL = "vmlinux"
+"""The exported kernel: an ELF vmlinux (decompressed from /boot's bzImage)."""
 INITRD = "initrd.img"
 ROOTFS = "rootfs.ext4"
 ROOT_LABEL = "banger-root"
@@ -337,10 +339,17 @@ def _version_key(name: str) -> list[tuple[int, Any]]:
 
 
 def export_kernel(root: Path, dest: Path) -> tuple[Path, Path | None, str]:
-    """Copy the newest ``/boot/vmlinuz-*`` (and its initrd) from ``root`` to ``dest``.
+    """Export the newest ``/boot/vmlinuz-*`` from ``root`` as an ELF vmlinux (and its initrd).
 
-    Returns ``(kernel, initrd or None, version)``.
+    A bzImage is decompressed (:func:`banger_core.images.vmlinux.extract_vmlinux`),
+    an ELF copied; either way the result must pass the ported Firecracker
+    loader (:func:`banger_core.images.kernelload.check_vmlinux`). The initrd
+    is copied unchanged. Returns ``(kernel, initrd or None, version)``.
     """
+    from banger_core.images import kernelload
+    from banger_core.images.kernelcaps import kernel_format
+    from banger_core.images.vmlinux import extract_vmlinux
+
     kernels = sorted((root / "boot").glob("vmlinuz-*"), key=lambda p: _version_key(p.name))
     if not kernels:
         raise BangerError(
@@ -350,7 +359,18 @@ def export_kernel(root: Path, dest: Path) -> tuple[Path, Path | None, str]:
     src = kernels[-1]
     version = src.name[len("vmlinuz-") :]
     kernel = dest / KERNEL
-    shutil.copyfile(src, kernel)
+    with open(src, "rb") as fh:
+        fmt = kernel_format(fh.read(4096))
+    if fmt == "elf":
+        shutil.copyfile(src, kernel)
+        try:
+            kernelload.check_vmlinux(kernel)
+        except kernelload.KernelLoadError as exc:
+            raise BangerError(f"kernel {src} does not load on Firecracker: {exc}") from None
+    elif fmt == "bzimage":
+        extract_vmlinux(src, kernel)
+    else:
+        raise BangerError(f"{src} is not a kernel image (neither an ELF vmlinux nor a bzImage)")
     initrd_src = root / "boot" / f"initrd.img-{version}"
     initrd: Path | None = None
     if initrd_src.is_file():

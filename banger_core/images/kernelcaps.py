@@ -2,11 +2,11 @@
 
 Read once when an image is built or registered (and by the simulator at
 InstanceStart), from the kernel's configuration: an explicit
-``--kernel-config`` file, else the root file system's
-``/boot/config-<version>`` (read from the ext4 image with ``debugfs``,
-nothing is mounted), else the configuration embedded in the kernel
+``--kernel-config`` file, else the configuration embedded in the kernel
 (``CONFIG_IKCONFIG``, found like ``scripts/extract-ikconfig`` does, inside
-the compressed payload of a bzImage too). Modules (``=m``) count only where
+the compressed payload of a bzImage too), else the root file system's
+``/boot/config-<release>`` when that release is the kernel's own (read
+from the ext4 image with ``debugfs``, nothing is mounted). Modules (``=m``) count only where
 they are available when needed: the root disk's transport and ``virtio_blk``
 must be in the initrd; the NIC driver and the vsock transport may also come
 from the root file system's ``/lib/modules`` (udev or ``banger-boot`` loads
@@ -126,8 +126,18 @@ def _ikconfig_in(data: bytes) -> str | None:
         return None
 
 
+LZ4_LEGACY_MAGIC = b"\x02\x21\x4c\x18"
+"""LZ4's legacy frame (what the kernel's ``lz4 -l`` makes: Debian's 6.1 cloud kernel)."""
+LZ4_FRAME_MAGIC = b"\x04\x22\x4d\x18"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
 def decompress(data: bytes) -> bytes | None:
-    """Decompress one gzip/xz/lzma/bzip2/zstd stream (trailing bytes ignored); None if none."""
+    """Decompress one gzip/xz/lzma/bzip2/lz4/zstd stream (trailing bytes ignored); None if none.
+
+    gzip, xz, lzma and bzip2 use the standard library; lz4 and zstd (not in
+    Python 3.11's) the ``lz4`` and ``zstd`` programs.
+    """
     try:
         if data[:2] == b"\x1f\x8b":
             return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data)
@@ -137,23 +147,27 @@ def decompress(data: bytes) -> bytes | None:
             return lzma.LZMADecompressor(lzma.FORMAT_ALONE).decompress(data)
         if data[:3] == b"BZh":
             return bz2.BZ2Decompressor().decompress(data)
-        if data[:4] == b"\x28\xb5\x2f\xfd":
-            return _unzstd(data)
+        if data[:4] == ZSTD_MAGIC:
+            return _external("zstd", data)
+        if data[:4] in (LZ4_LEGACY_MAGIC, LZ4_FRAME_MAGIC):
+            return _external("lz4", data)
     except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError):
         return None
     return None
 
 
-def _unzstd(data: bytes) -> bytes | None:
-    """zstd is not in Python's standard library (3.11): the ``zstd`` program does it."""
-    if system.which("zstd") is None:
+def _external(program: str, data: bytes) -> bytes | None:
+    """Decompress with ``program -d`` (``zstd`` or ``lz4``); None when it is missing or fails.
+
+    Output written before an error (trailing bytes after the stream) is kept.
+    """
+    if system.which(program) is None:
         return None
-    with tempfile.TemporaryDirectory(prefix="banger-zstd-") as tmp:
-        src, dst = Path(tmp, "in.zst"), Path(tmp, "out")
+    with tempfile.TemporaryDirectory(prefix=f"banger-{program}-") as tmp:
+        src, dst = Path(tmp, "in"), Path(tmp, "out")
         src.write_bytes(data)
-        res = system.run(
-            ["zstd", "-q", "-d", "-f", str(src), "-o", str(dst)], check=False, timeout=120
-        )
+        out = ["-o", str(dst)] if program == "zstd" else [str(dst)]
+        res = system.run([program, "-q", "-d", "-f", str(src), *out], check=False, timeout=120)
         if not dst.exists() or (res.returncode != 0 and not dst.stat().st_size):
             return None
         return dst.read_bytes()
@@ -269,17 +283,14 @@ def rootfs_list(rootfs: str | os.PathLike[str], directory: str) -> list[str]:
 def rootfs_config(rootfs: str | os.PathLike[str], version: str | None) -> tuple[str, str] | None:
     """``(path, text)`` of the root file system's ``/boot/config-<version>``.
 
-    Without a version (or no file for it) the only ``config-*`` there is used.
+    Only the configuration of the kernel's own release counts: without a
+    version, or with no file for it, None (another release's configuration
+    says nothing about this kernel).
     """
-    candidates = sorted(n for n in rootfs_list(rootfs, "/boot") if n.startswith("config-"))
-    if version and f"config-{version}" in candidates:
-        chosen = f"config-{version}"
-    elif len(candidates) == 1:
-        chosen = candidates[0]
-    else:
+    if not version:
         return None
-    text = rootfs_read(rootfs, f"/boot/{chosen}")
-    return (f"/boot/{chosen}", text) if text else None
+    text = rootfs_read(rootfs, f"/boot/config-{version}")
+    return (f"/boot/config-{version}", text) if text else None
 
 
 def rootfs_modules(rootfs: str | os.PathLike[str], version: str | None) -> set[str]:
@@ -450,8 +461,10 @@ def detect(
 ) -> KernelCaps:
     """Read a kernel's capabilities from its files.
 
-    The configuration comes from ``config_file`` when given, else the root
-    file system's ``/boot/config-<version>``, else the kernel's IKCONFIG.
+    The configuration comes from ``config_file`` when given, else the
+    kernel's own IKCONFIG, else the root file system's
+    ``/boot/config-<release>`` when ``<release>`` is the kernel's own (read
+    from the bzImage header or the ELF's banner); ``config_source`` says which.
     """
     data = Path(kernel).read_bytes()
     caps = KernelCaps(format=kernel_format(data), version=kernel_version(data))
@@ -464,14 +477,14 @@ def detect(
         if not parse_config(text):
             raise BangerError(f"kernel config {config_file} has no CONFIG_ lines")
         caps.config_source = str(config_file)
-    if text is None and rootfs is not None:
-        found = rootfs_config(rootfs, caps.version)
-        if found:
-            caps.config_source, text = f"rootfs {found[0]}", found[1]
     if text is None:
         text = extract_ikconfig(data)
         if text is not None:
             caps.config_source = "kernel (IKCONFIG)"
+    if text is None and rootfs is not None:
+        found = rootfs_config(rootfs, caps.version)
+        if found:
+            caps.config_source, text = f"rootfs {found[0]} (the kernel's release)", found[1]
     if text is None:
         return caps
     options = parse_config(text)

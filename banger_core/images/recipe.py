@@ -30,8 +30,11 @@ from typing import Any
 
 from banger_core.errors import ValidationError
 
-BUILD_FORMAT = 1
-"""Bumped when build.py changes what it produces from the same inputs."""
+BUILD_FORMAT = 2
+"""Bumped when build.py changes what it produces from the same inputs.
+
+2: the kernel is exported as an ELF vmlinux (1: the bzImage as is).
+"""
 
 SSHD_DROPIN = """\
 # banger: root logs in with SSH keys only.

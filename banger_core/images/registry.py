@@ -12,15 +12,21 @@ from typing import Any
 from loguru import logger
 
 from banger_core.errors import BangerError, ConflictError, NotFoundError, ValidationError
-from banger_core.images.kernelcaps import KernelCaps, detect
+from banger_core.firecracker.kernelformat import format_summary
+from banger_core.images.kernelcaps import KernelCaps, detect, kernel_format
 from banger_core.images.providers import GuestOS, debian_guest_os
 from banger_core.store.models import Image, VMRecord
 from banger_core.units import check_vm_name
 
 
-def image_dict(image: Image) -> dict[str, Any]:
-    """JSON-ready form of an image row."""
+def image_dict(image: Image, vmm_version: tuple[int, int, int] | None = None) -> dict[str, Any]:
+    """JSON-ready form of an image row.
+
+    ``kernel_format`` states the kernel file's format next to the configured
+    Firecracker's version (``vmm_version``) and whether that version loads it.
+    """
     artifacts = image_artifacts(image)
+    caps = KernelCaps.from_dict(image.kernel_caps)
     files = [image.kernel, image.rootfs, image.initrd, *artifacts.values()]
     return {
         "id": image.id,
@@ -35,7 +41,8 @@ def image_dict(image: Image) -> dict[str, Any]:
         "created_at": image.created_at,
         "size": sum(Path(f).stat().st_size for f in files if f and Path(f).exists()),
         "vms": VMRecord.select().where(VMRecord.image == image.id).count(),
-        "kernel_caps": KernelCaps.from_dict(image.kernel_caps).summary(),
+        "kernel_caps": caps.summary(),
+        "kernel_format": format_summary(caps.format, vmm_version),
     }
 
 
@@ -96,9 +103,20 @@ class ImageService:
         """The configured default image name."""
         return self.daemon.settings.get("vm", "default_image")
 
+    def vmm_version(self) -> tuple[int, int, int] | None:
+        """The configured Firecracker's version (``[firecracker] binary --version``)."""
+        from banger_core.firecracker.transport import vmm_version
+
+        return vmm_version(self.daemon.settings.get("firecracker", "binary"))
+
     def list(self) -> list[dict[str, Any]]:
         """Every image."""
-        return [image_dict(i) for i in Image.select().order_by(Image.name)]
+        version = self.vmm_version()
+        return [image_dict(i, version) for i in Image.select().order_by(Image.name)]
+
+    def show(self, ref: str) -> dict[str, Any]:
+        """One image, its kernel format stated next to the VMM version."""
+        return image_dict(self.get(ref), self.vmm_version())
 
     # -- changes -----------------------------------------------------------------
     def register(
@@ -155,7 +173,7 @@ class ImageService:
                 kernel_caps=caps.to_dict(),
             )
         logger.info("registered image {} ({})", name, image.id)
-        return image_dict(image)
+        return image_dict(image, self.vmm_version())
 
     def delete(self, ref: str) -> dict[str, Any]:
         """Remove an image; refused while a VM uses it."""
@@ -167,10 +185,68 @@ class ImageService:
             )
         info = image_dict(image)
         image.delete_instance()
-        if image.managed:
-            shutil.rmtree(self.images_dir / image.id, ignore_errors=True)
+        # Managed images live there; a registered one only has its converted kernel there.
+        shutil.rmtree(self.images_dir / image.id, ignore_errors=True)
         logger.info("deleted image {}", image.name)
         return info
+
+    def convert_kernel(self, ref: str) -> dict[str, Any]:
+        """Give an image the ELF vmlinux inside its bzImage (``banger image convert-kernel``).
+
+        The vmlinux is written under banger's images directory
+        (``<images>/<id>/vmlinux``), checked with the ported Firecracker
+        loader, its capabilities read again; then the image row points at it.
+        The bzImage itself is left where it is (a managed image's is
+        removed). An image whose kernel is already an ELF is left unchanged
+        (``converted`` is False). Nothing changes when any step fails.
+        """
+        from banger_core.images.vmlinux import extract_vmlinux
+
+        image = self.get(ref)
+        with self._lock:
+            image = Image.get_by_id(image.id)
+            old = Path(image.kernel)
+            try:
+                with open(old, "rb") as fh:
+                    fmt = kernel_format(fh.read(4096))
+            except OSError as exc:
+                raise ValidationError(
+                    f"image {image.name!r}: kernel {old}: {exc.strerror}"
+                ) from None
+            if fmt == "elf":
+                return {**image_dict(image, self.vmm_version()), "converted": False}
+            directory = self.images_dir / image.id
+            made_dir = not directory.exists()
+            directory.mkdir(parents=True, exist_ok=True)
+            dest = directory / ("vmlinux" if old != directory / "vmlinux" else "vmlinux.elf")
+            try:
+                extract_vmlinux(old, dest)
+                config = KernelCaps.from_dict(image.kernel_caps).config_source
+                explicit = config if config and Path(config).is_file() else None
+                caps = kernel_caps_for(
+                    str(dest), initrd=image.initrd, rootfs=image.rootfs, kernel_config=explicit
+                )
+            except BangerError as exc:
+                dest.unlink(missing_ok=True)
+                if made_dir:
+                    shutil.rmtree(directory, ignore_errors=True)
+                raise ValidationError(str(exc)) from None
+            except BaseException:
+                dest.unlink(missing_ok=True)
+                if made_dir:
+                    shutil.rmtree(directory, ignore_errors=True)
+                raise
+            image.kernel = str(dest)
+            image.kernel_caps = caps.to_dict()
+            image.save()
+            if image.managed and old.parent == directory:
+                old.unlink(missing_ok=True)
+        logger.info("image {}: kernel {} converted to ELF vmlinux {}", image.name, old, dest)
+        return {
+            **image_dict(image, self.vmm_version()),
+            "converted": True,
+            "previous_kernel": str(old),
+        }
 
     def providers(self) -> dict[str, GuestOS]:
         """Guest OS providers by name: the core's Debian plus plugins'."""
@@ -228,7 +304,7 @@ class ImageService:
             stages.fail()
             shutil.rmtree(out, ignore_errors=True)
             raise
-        return image_dict(image)
+        return image_dict(image, self.vmm_version())
 
     def _build_with_artifacts(
         self,

@@ -32,9 +32,10 @@ from banger_core.errors import (
     NotFoundError,
     ValidationError,
 )
+from banger_core.firecracker.kernelformat import check_format
 from banger_core.firecracker.transport import choose_transport, vmm_version
 from banger_core.guestconfig import GuestConfig
-from banger_core.images.kernelcaps import KernelCaps
+from banger_core.images.kernelcaps import KernelCaps, kernel_format
 from banger_core.images.registry import image_artifacts
 from banger_core.lifecycle import boot, console, failpoints, states
 from banger_core.lifecycle import options as vm_options
@@ -416,7 +417,7 @@ class VMManager:
         )
 
     def _binary(self) -> str:
-        return self.settings.get("firecracker", "binary")
+        return self.settings.get("firecracker", "binary") or "firecracker"
 
     def preflight(self) -> None:
         """Fail early, with the fix, when the host is not ready."""
@@ -439,6 +440,11 @@ class VMManager:
         for what, path in (("kernel", image.kernel), ("rootfs", image.rootfs)):
             if not Path(path).is_file():
                 raise BangerError(f"image {image.name!r}: {what} {path} is missing")
+        # Released Firecracker loads only an ELF vmlinux: refuse a bzImage before the VMM
+        # starts, naming the file, the VMM version and the conversion.
+        with open(image.kernel, "rb") as fh:
+            fmt = kernel_format(fh.read(4096))
+        check_format(image.kernel, fmt, vmm_version(self._binary()), image=image.name)
 
     # -- start / stop ------------------------------------------------------------------
     def start(self, ref: str, cancelled: Callable[[], bool] = lambda: False) -> dict[str, Any]:

@@ -7,7 +7,6 @@ from typing import Any
 from banger_core.access import check_host_paths
 from banger_core.daemon.server import PassFd, RPCCall
 from banger_core.errors import ValidationError
-from banger_core.images.registry import image_dict
 from banger_core.rpc.schema import Field, with_params
 
 MAX_LOG_CHUNK = 4 << 20
@@ -133,7 +132,8 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
             artifacts=Field.any(),
         ),
         "image.list": with_params(lambda p, c: images.list()),
-        "image.show": with_params(lambda p, c: image_dict(images.get(p["ref"])), ref=ref),
+        "image.show": with_params(lambda p, c: images.show(p["ref"]), ref=ref),
+        "image.convert_kernel": with_params(lambda p, c: images.convert_kernel(p["ref"]), ref=ref),
         "image.delete": with_params(lambda p, c: images.delete(p["ref"]), ref=ref),
         "doctor.run": with_params(doctor),
     }

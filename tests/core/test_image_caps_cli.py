@@ -49,8 +49,10 @@ def test_register_records_and_show_prints_capabilities(
     assert shown.returncode == 0, shown.stderr
     out = shown.stdout
     assert "kernel capabilities:" in out
-    assert "format:      bzimage (6.1.0-test-amd64)" in out
-    assert "config:      rootfs /boot/config-6.1.0-test-amd64" in out
+    assert "format:      elf (6.1.0-test-amd64)" in out
+    assert "config:      rootfs /boot/config-6.1.0-test-amd64 (the kernel's release)" in out
+    # No firecracker binary here: its version is unknown (taken as the released 1.16.1).
+    assert "kernel fmt:  elf (Firecracker (version unknown) loads it)" in out
     assert "transports:  mmio-acpi, pci" in out
     assert "virtio_blk:  module (initrd)" in out
     assert "virtio_net:  module (initrd)" in out
@@ -62,6 +64,7 @@ def test_register_records_and_show_prints_capabilities(
     line = next(ln for ln in doctor.stdout.splitlines() if "image deb kernel" in ln)
     assert line.startswith("ok")
     assert "transports mmio-acpi, pci" in line and "boots with mmio" in line
+    assert "Firecracker (version unknown) loads elf" in line
 
 
 def test_register_refuses_a_kernel_no_transport_can_boot(

@@ -8,6 +8,7 @@ from pathlib import Path
 from banger_core import system
 from banger_core.errors import CommandError
 from banger_core.images.recipe import parse_recipe
+from pytest_banger.kernels import synthetic_kernel
 
 RECIPE = parse_recipe(
     """\
@@ -29,8 +30,14 @@ def fake_tree(root: Path) -> None:
     for d in ("boot", "etc/ssh/sshd_config.d", "root/.ssh", "usr/bin", "run", "tmp"):
         (root / d).mkdir(parents=True, exist_ok=True)
     (root / "root").chmod(0o700)
-    (root / "boot/vmlinuz-6.1.0-9-cloud-amd64").write_bytes(b"old kernel")
-    (root / "boot/vmlinuz-6.1.0-10-cloud-amd64").write_bytes(b"new kernel")
+    # Debian's kernels: bzImages with an LZ4 (legacy frame) payload, like the 6.1 cloud kernel.
+    synthetic_kernel(root / "boot/vmlinuz-6.1.0-9-cloud-amd64", fmt="bzimage", version="6.1.0-9")
+    synthetic_kernel(
+        root / "boot/vmlinuz-6.1.0-10-cloud-amd64",
+        fmt="bzimage",
+        compression="lz4",
+        version="6.1.0-10-cloud-amd64",
+    )
     (root / "boot/initrd.img-6.1.0-10-cloud-amd64").write_bytes(b"new initrd")
     (root / "etc/ssh/ssh_host_ed25519_key").write_text("secret")
     (root / "etc/ssh/sshd_config").write_text("Include /etc/ssh/sshd_config.d/*.conf\n")

@@ -13,6 +13,7 @@ import pytest
 
 from banger_core import system
 from banger_core.errors import BangerError, CancelledError, CommandError, NotFoundError
+from banger_core.images import kernelload
 from banger_core.images.artifacts import ArtifactCollector
 from banger_core.images.build import (
     STAGES,
@@ -22,6 +23,7 @@ from banger_core.images.build import (
     read_image,
 )
 from banger_core.images.recipe import default_recipe
+from pytest_banger.kernels import synthetic_kernel
 
 from .fakes import RECIPE, FakeRunner
 
@@ -73,10 +75,13 @@ def test_build_pipeline(tmp_path: Path) -> None:
         "image.json",
         "initrd.img",
         "rootfs.ext4",
-        "vmlinuz",
+        "vmlinux",
         "work-seed.ext4",
     ]
-    assert image.kernel.read_bytes() == b"new kernel"
+    # The ELF vmlinux inside /boot's LZ4 bzImage, and it loads on Firecracker 1.16.1.
+    elf = synthetic_kernel(tmp_path / "elf", version="6.1.0-10-cloud-amd64")
+    assert image.kernel.read_bytes() == elf.read_bytes()
+    assert kernelload.load(image.kernel, version="1.16.1").protocol == "PvhBoot"
     assert image.initrd is not None and image.initrd.read_bytes() == b"new initrd"
     assert image.kernel_version == "6.1.0-10-cloud-amd64"
     assert image.fingerprint != RECIPE.fingerprint()  # which plugins add artifacts counts
@@ -114,7 +119,7 @@ def test_without_artifact_plugins_root_stays_in_the_rootfs(tmp_path: Path) -> No
         "image.json",
         "initrd.img",
         "rootfs.ext4",
-        "vmlinuz",
+        "vmlinux",
     ]
     assert ".bashrc" in debugfs(image.rootfs, "ls /root").split()
     assert read_image(out) == image
@@ -167,6 +172,37 @@ def test_build_without_kernel_fails_clearly(tmp_path: Path) -> None:
     assert list((tmp_path / "img").iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("kernel", "expected"),
+    [
+        ({"broken": "elf-phentsize"}, "its vmlinux does not load: .*Invalid program header size"),
+        ({"broken": "bzimage-magic"}, "is not a kernel image"),
+        ({"fmt": "elf", "broken": "elf-entry"}, "does not load on Firecracker: .*entry address"),
+    ],
+)
+def test_build_refuses_a_kernel_firecracker_cannot_load(
+    tmp_path: Path, kernel: dict[str, str], expected: str
+) -> None:
+    """The exported vmlinux is checked with the ported loader before anything is published."""
+
+    class BadKernel(FakeRunner):
+        def __call__(self, argv: Sequence[str], **kw: object) -> system.Result:
+            result = super().__call__(argv, **kw)  # type: ignore[arg-type]
+            if argv[0] == "mmdebstrap":
+                target = [a for a in argv[1:] if not a.startswith("-")][1]
+                boot = Path(target, "boot")
+                for k in boot.glob("vmlinuz-*"):
+                    k.unlink()
+                synthetic_kernel(
+                    boot / "vmlinuz-6.1.0-10-cloud-amd64", **{"fmt": "bzimage", **kernel}
+                )
+            return result
+
+    with pytest.raises(BangerError, match=expected):
+        build_image(RECIPE, tmp_path / "img", runner=BadKernel())
+    assert list((tmp_path / "img").iterdir()) == []
+
+
 def test_read_image_incomplete(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError):
         read_image(tmp_path)
@@ -196,10 +232,13 @@ def test_debian_image_contents(debian_image: BuiltImage) -> None:
 
     assert image.fingerprint == image_fingerprint(default_recipe())
     assert image.recipe_name == "debian-bookworm"
-    # A bzImage carries "HdrS" at offset 0x202.
+    # Issue 16: an x86_64 ELF64 vmlinux that the ported Firecracker loader accepts, with the
+    # PVH entry QEMU boots (the Debian 6.1 cloud kernel has CONFIG_PVH=y).
     with open(image.kernel, "rb") as f:
-        f.seek(0x202)
-        assert f.read(4) == b"HdrS"
+        head = f.read(20)
+    assert head[:4] == b"\x7fELF" and head[4] == 2 and head[18:20] == b"\x3e\x00"
+    loaded = kernelload.check_vmlinux(image.kernel, version="1.16.1")
+    assert loaded.protocol == "PvhBoot" and loaded.pvh_entry is not None
     assert image.initrd is not None and image.initrd.stat().st_size > 1_000_000
     listing = debugfs(image.rootfs, "ls -l /usr/lib/banger")
     assert "banger-boot" in listing and "banger-agent" in listing

@@ -16,7 +16,6 @@ from banger_core.lifecycle.machine import MachineSpec
 from pytest_banger.kernels import (
     DEBIAN_CONFIG,
     DEBIAN_INITRD_MODULES,
-    FIRECRACKER_CONFIG,
     config_text,
     synthetic_initrd,
     synthetic_kernel,
@@ -25,14 +24,15 @@ from pytest_banger.kernels import (
 
 
 def test_format_by_magic(tmp_path: Path) -> None:
-    assert kernelcaps.kernel_format(synthetic_kernel(tmp_path / "bz").read_bytes()) == "bzimage"
-    elf = synthetic_kernel(tmp_path / "elf", fmt="elf").read_bytes()
+    bz = synthetic_kernel(tmp_path / "bz", fmt="bzimage").read_bytes()
+    assert kernelcaps.kernel_format(bz) == "bzimage"
+    elf = synthetic_kernel(tmp_path / "elf").read_bytes()
     assert kernelcaps.kernel_format(elf) == "elf"
     assert kernelcaps.kernel_format(b"not really a kernel\n") is None
 
 
 def test_ikconfig_from_bzimage_payload_and_elf(tmp_path: Path) -> None:
-    caps = detect(synthetic_kernel(tmp_path / "bz", version="6.6.1-fc"))
+    caps = detect(synthetic_kernel(tmp_path / "bz", fmt="bzimage", version="6.6.1-fc"))
     assert caps.config_source == "kernel (IKCONFIG)"
     assert caps.version == "6.6.1-fc"
     assert caps.transports() == ["mmio-cmdline", "mmio-acpi", "pci"]
@@ -41,22 +41,46 @@ def test_ikconfig_from_bzimage_payload_and_elf(tmp_path: Path) -> None:
     assert elf.format == "elf" and elf.options["VIRTIO_MMIO"] == "m"
 
 
-def test_rootfs_config_wins_over_ikconfig_and_explicit_file_over_both(tmp_path: Path) -> None:
+def test_ikconfig_wins_over_rootfs_config_and_explicit_file_over_both(tmp_path: Path) -> None:
+    """Issue 16 item 3: the kernel's own IKCONFIG first, the rootfs's config only as a fallback."""
     kernel = synthetic_kernel(tmp_path / "k")  # IKCONFIG says: Firecracker config
     rootfs = synthetic_rootfs(
         tmp_path / "root.ext4", DEBIAN_CONFIG, modules=["vmw_vsock_virtio_transport"]
     )
     initrd = synthetic_initrd(tmp_path / "initrd", DEBIAN_INITRD_MODULES)
     caps = detect(kernel, initrd=initrd, rootfs=rootfs)
-    assert caps.config_source == "rootfs /boot/config-6.1.0-test-amd64"
+    assert caps.config_source == "kernel (IKCONFIG)"
+    assert caps.ip_pnp is True and caps.feature("virtio_blk") == "built-in"
+    explicit = tmp_path / "config"
+    explicit.write_text(config_text(DEBIAN_CONFIG))
+    caps = detect(kernel, initrd=initrd, rootfs=rootfs, config_file=explicit)
+    assert caps.config_source == str(explicit) and caps.ip_pnp is False
+
+
+def test_rootfs_config_of_the_kernels_own_release(tmp_path: Path) -> None:
+    kernel = synthetic_kernel(tmp_path / "k", DEBIAN_CONFIG, embed_config=False)
+    rootfs = synthetic_rootfs(
+        tmp_path / "root.ext4", DEBIAN_CONFIG, modules=["vmw_vsock_virtio_transport"]
+    )
+    initrd = synthetic_initrd(tmp_path / "initrd", DEBIAN_INITRD_MODULES)
+    caps = detect(kernel, initrd=initrd, rootfs=rootfs)
+    assert caps.config_source == "rootfs /boot/config-6.1.0-test-amd64 (the kernel's release)"
     assert caps.summary()["transports"] == ["mmio-acpi", "pci"]
     assert caps.feature("virtio_blk") == "module (initrd)"
     assert caps.feature("vsock") == "module (rootfs)"
     assert caps.ip_pnp is False
-    explicit = tmp_path / "config"
-    explicit.write_text(config_text(FIRECRACKER_CONFIG))
-    caps = detect(kernel, initrd=initrd, rootfs=rootfs, config_file=explicit)
-    assert caps.config_source == str(explicit) and caps.ip_pnp is True
+
+
+def test_rootfs_config_of_another_release_is_not_used(tmp_path: Path) -> None:
+    """A kernel of release 6.6.1-fc says nothing with the rootfs's config-6.1.0-test-amd64."""
+    for fmt in ("elf", "bzimage"):
+        kernel = synthetic_kernel(
+            tmp_path / f"k-{fmt}", fmt=fmt, version="6.6.1-fc", embed_config=False
+        )
+        rootfs = synthetic_rootfs(tmp_path / "root.ext4", DEBIAN_CONFIG)
+        caps = detect(kernel, rootfs=rootfs)
+        assert caps.version == "6.6.1-fc"
+        assert not caps.known and caps.summary()["config"] == "unknown"
 
 
 def test_modules_count_only_when_the_initrd_has_them(tmp_path: Path) -> None:

@@ -288,6 +288,8 @@ class VmmOptions:
     instance_id: str = "anonymous-instance"
     enable_pci: bool = False
     metrics_from_cli: bool = False
+    version: str = VMM_VERSION
+    """The emulated Firecracker version (:mod:`banger_vmmkit.emulation`)."""
 
 
 @dataclass
@@ -310,6 +312,8 @@ class Vmm:
     boot_source: dict[str, Any] | None = None
     kernel_fd: int | None = None
     initrd_fd: int | None = None
+    loaded_kernel: Any = None
+    """``banger_core.images.kernelload.LoadedKernel`` once InstanceStart loaded the kernel."""
     drives: list[DriveState] = field(default_factory=list)
     nets: list[NetState] = field(default_factory=list)
     vsock: VsockState | None = None
@@ -369,7 +373,7 @@ class Vmm:
                 if path == "":
                     return self._json(self.instance_info())
                 if path == "version":
-                    return self._json({"firecracker_version": VMM_VERSION})
+                    return self._json({"firecracker_version": self.opts.version})
                 if path == "vm" and sub == "config":
                     return self._json(self.full_config())
                 if path == "machine-config":
@@ -453,7 +457,7 @@ class Vmm:
         return {
             "id": self.opts.instance_id,
             "state": self.state,
-            "vmm_version": VMM_VERSION,
+            "vmm_version": self.opts.version,
             "app_name": "Firecracker",
         }
 

@@ -1,9 +1,11 @@
 """What Firecracker's kernel loader and the guest kernel would refuse (simulator rules).
 
-At InstanceStart the simulator reads the configured kernel like Firecracker's
-loader does, and the kernel's capabilities the way ``image register`` does
-(:mod:`banger_core.images.kernelcaps`: IKCONFIG, else the root drive's
-``/boot/config-<version>``; modules from the initrd and the root drive).
+At InstanceStart the stand-ins load the configured kernel with Firecracker's
+loader, ported from linux-loader for the emulated version
+(:mod:`banger_core.images.kernelload`), and read the kernel's capabilities
+the way ``image register`` does (:mod:`banger_core.images.kernelcaps`:
+IKCONFIG, else the root drive's ``/boot/config-<release>`` for the kernel's
+own release; modules from the initrd and the root drive).
 Each rule is listed, with the upstream source it follows, in
 ``docs/simulator.md``.
 """
@@ -14,19 +16,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from banger_core.firecracker.transport import mmio_problem, parse_version
-from banger_core.images.kernelcaps import KernelCaps, detect, kernel_format
+from banger_core.images import kernelload
+from banger_core.images.kernelcaps import KernelCaps, detect
 
 if TYPE_CHECKING:
     from banger_vmmkit.api import Vmm
 
 KERNEL_LOADER_ERROR = (
     "Start microvm error: System configuration error: Cannot load kernel due to invalid "
-    "memory configuration or invalid kernel image: Kernel Loader: failed to load bzImage "
-    "kernel image"
+    "memory configuration or invalid kernel image: Kernel Loader: failed to load ELF "
+    "kernel image: Kernel Loader: Invalid Elf magic number"
 )
-"""Firecracker's InstanceStart error for a kernel that is neither ELF nor bzImage."""
-
-HEAD_BYTES = 4096
+"""Firecracker v1.16.1's InstanceStart error for a kernel without ELF magic (a bzImage too)."""
 
 
 @dataclass
@@ -59,17 +60,27 @@ def _fd_path(fd: int | None) -> str | None:
     return None if fd is None else f"/proc/self/fd/{fd}"
 
 
-def check_kernel_image(vmm: Vmm) -> None:
-    """Raise Firecracker's loader error when the kernel is neither ELF nor bzImage."""
+def check_kernel_image(vmm: Vmm) -> kernelload.LoadedKernel | None:
+    """Load the kernel as the emulated Firecracker would; raise its error when it refuses.
+
+    The kernel is read through the descriptor opened at ``PUT /boot-source``
+    (as Firecracker does), its segments must fit in ``mem_size_mib``.
+    Returns what was loaded (format, entry, boot protocol), also kept on
+    ``vmm.loaded_kernel``.
+    """
     from banger_vmmkit.api import ApiError
 
     path = _fd_path(vmm.kernel_fd)
     if path is None:
-        return
-    with open(path, "rb") as fh:
-        head = fh.read(HEAD_BYTES)
-    if kernel_format(head) is None:
-        raise ApiError(KERNEL_LOADER_ERROR)
+        return None
+    try:
+        loaded = kernelload.load(
+            path, version=vmm.opts.version, mem_size_mib=int(vmm.machine["mem_size_mib"])
+        )
+    except kernelload.KernelLoadError as exc:
+        raise ApiError(str(exc)) from None
+    vmm.loaded_kernel = loaded
+    return loaded
 
 
 def plan_boot(vmm: Vmm, version: str) -> BootPlan:

@@ -26,7 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from banger_vmmkit.api import VMM_VERSION, ApiError, Vmm, VmmOptions
+from banger_vmmkit import emulation
+from banger_vmmkit.api import ApiError, Vmm, VmmOptions
 from banger_vmmkit.httpserver import HttpServer, Request
 from banger_vmmkit.log import Logger, parse_level
 
@@ -54,6 +55,7 @@ VALUE_ARGS = {
     "describe-snapshot",
     "watchdog",
     "watch-pid",
+    "emulate-version",
 }
 FLAG_ARGS = {
     "show-level",
@@ -82,6 +84,8 @@ Usage: {prog} [--api-sock PATH] [--id ID] [options]
   --metrics-path PATH, --boot-timer, --no-seccomp, --seccomp-filter F,
   --enable-pci, --http-api-max-payload-size N, --mmds-size-limit N, --metadata F
   --version                        print the version and exit
+  --emulate-version V              behave as Firecracker V: 1.7, 1.8, 1.13, 1.16.1 (default),
+                                   main (env BANGER_FC_EMULATE_VERSION; not a firecracker flag)
 """
 
 
@@ -142,8 +146,11 @@ class Simulator:
     interface (``banger-fcqemu`` passes its QEMU guest).
     """
 
-    def __init__(self, args: dict[str, str | bool], guest_class: Any) -> None:
+    def __init__(
+        self, args: dict[str, str | bool], guest_class: Any, version: str | None = None
+    ) -> None:
         self.args = args
+        self.version = version or emulation.resolve(None, {})
         self.guest_class = guest_class
         self.instance_id = str(args.get("id", "anonymous-instance"))
         self.api_sock = str(args.get("api-sock", "/run/firecracker.socket"))
@@ -152,6 +159,7 @@ class Simulator:
             VmmOptions(
                 instance_id=self.instance_id,
                 enable_pci=bool(args.get("enable-pci")),
+                version=self.version,
                 metrics_from_cli="metrics-path" in args,
             ),
             self.logger,
@@ -306,7 +314,7 @@ class Simulator:
         code = self.configure_from_cli()
         if code is not None:
             return code
-        self.logger.info(f"Running Firecracker v{VMM_VERSION}")
+        self.logger.info(f"Running Firecracker v{self.version}")
         self.install_signals()
         if self.args.get("boot-timer"):
             self.logger.debug("Boot timer device requested (not signalled by simulated guests).")
@@ -383,14 +391,27 @@ def main(
         sys.stdout.write(f"Arguments parsing error: {exc} \n\nFor more information try --help.\n")
         sys.stdout.flush()
         return EXIT_ARG_PARSING
+    try:
+        flag = args.get("emulate-version")
+        version = emulation.resolve(str(flag) if isinstance(flag, str) else None)
+    except ValueError as exc:
+        sys.stdout.write(f"Arguments parsing error: {exc} \n\nFor more information try --help.\n")
+        sys.stdout.flush()
+        return EXIT_ARG_PARSING
     if args.get("help"):
-        sys.stdout.write(
-            HELP.format(title=title, ver=VMM_VERSION, prog=prog, extra_usage=extra_usage)
-        )
+        sys.stdout.write(HELP.format(title=title, ver=version, prog=prog, extra_usage=extra_usage))
         return EXIT_OK
     if args.get("version"):
-        sys.stdout.write(f"Firecracker v{VMM_VERSION}\n")
+        sys.stdout.write(f"Firecracker v{version}\n")
         return EXIT_OK
+    if args.get("enable-pci") and not emulation.has_pci(version):
+        # Firecracker before v1.13 has no such flag (its clap parser refuses it).
+        sys.stdout.write(
+            "Arguments parsing error: Found argument 'enable-pci' which wasn't expected, or "
+            "isn't valid in this context. \n\nFor more information try --help.\n"
+        )
+        sys.stdout.flush()
+        return EXIT_ARG_PARSING
     if extra_modes is None and ("watchdog" in args or args.get("cleanup")):
         flag = "watchdog" if "watchdog" in args else "cleanup"
         sys.stdout.write(
@@ -413,7 +434,7 @@ def main(
         with contextlib.suppress(OSError, ValueError):
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         _die_by_signal(signal.SIGABRT)
-    sim = Simulator(args, guest_class)
+    sim = Simulator(args, guest_class, version)
     code = sim.run()
     sys.stdout.flush()
     return code

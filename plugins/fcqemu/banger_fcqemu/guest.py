@@ -27,6 +27,7 @@ from banger_fcqemu.accel import choose_accel
 from banger_fcqemu.cmdline import QEMU_BINARY, build_argv, config_from_vmm, host_tsc_khz
 from banger_fcqemu.qmp import QmpClient, QmpError, abstract_address
 from banger_fcqemu.serialmux import SerialBridge
+from banger_vmmkit import emulation
 
 if TYPE_CHECKING:
     from banger_vmmkit.api import Vmm
@@ -49,9 +50,16 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
     return preexec
 
 
-def acpi_enabled(value: str | None = None) -> bool:
-    """``BANGER_FCQEMU_ACPI`` (on by default): describe virtio-mmio devices by ACPI."""
-    raw = (value if value is not None else os.environ.get(ACPI_ENV, "on")).strip().lower()
+def acpi_enabled(value: str | None = None, *, default: bool = True) -> bool:
+    """``BANGER_FCQEMU_ACPI``: describe virtio-mmio devices by ACPI.
+
+    Unset, ``default`` decides: on when the emulated Firecracker has ACPI
+    (v1.8+), off for v1.7 (MMIO devices only on the kernel command line).
+    """
+    raw = value if value is not None else os.environ.get(ACPI_ENV)
+    if raw is None:
+        return default
+    raw = raw.strip().lower()
     if raw in ("on", "1", "true", "yes", ""):
         return True
     if raw in ("off", "0", "false", "no"):
@@ -80,13 +88,31 @@ class QemuGuest:
     # ------------------------------------------------------------------ start
 
     def start(self) -> None:
-        """Start QEMU and attach to its QMP socket; raise with QEMU's words on failure."""
+        """Start QEMU and attach to its QMP socket; raise with QEMU's words on failure.
+
+        The kernel has passed the emulated Firecracker's loader
+        (:func:`banger_vmmkit.kernelcheck.check_kernel_image`). QEMU boots that
+        very file: a bzImage natively (main only), an ELF vmlinux through its
+        PVH entry; an ELF without the PVH note (Firecracker would enter it at
+        its 64-bit ``e_entry``) is refused, as QEMU cannot boot it.
+        """
+        from banger_vmmkit.api import ApiError
+
+        loaded = self.vmm.loaded_kernel
+        if loaded is not None and loaded.format == "elf" and loaded.pvh_entry is None:
+            assert self.vmm.boot_source is not None
+            raise ApiError(
+                "Start microvm error: banger-fcqemu cannot boot the ELF kernel "
+                f"{self.vmm.boot_source['kernel_image_path']}: it has no PVH entry note "
+                "(XEN_ELFNOTE_PHYS32_ENTRY, CONFIG_PVH=y), and QEMU enters an ELF vmlinux "
+                "only through PVH"
+            )
         accel, why = choose_accel()
         has_vsock = self.vmm.vsock is not None and self.vmm.vsock.listener is not None
         cfg = config_from_vmm(
             self.vmm,
             accel=accel,
-            acpi=acpi_enabled(),
+            acpi=acpi_enabled(default=emulation.has_acpi(self.vmm.opts.version)),
             qmp_socket=self.qmp_name,
             agent_socket=self.agent_name if has_vsock else None,
             qemu=os.environ.get(QEMU_ENV) or QEMU_BINARY,

@@ -23,6 +23,7 @@ import pytest
 from banger_core import system
 from banger_core.firecracker.launcher import pid_alive, wait_for_exit
 from pytest_banger.fcsim import raw_request
+from pytest_banger.kernels import synthetic_kernel
 from pytest_banger.simhost import console_script
 
 FAKE_QEMU = """#!{python}
@@ -70,11 +71,8 @@ class FcQemu:
         self.fake.write_text(FAKE_QEMU.format(python=sys.executable))
         self.fake.chmod(0o755)
         self.argv_file = tmp / "qemu-argv.json"
-        self.kernel = tmp / "vmlinuz"
-        header = bytearray(0x300)
-        header[0x1FE:0x200] = b"\x55\xaa"
-        header[0x202:0x206] = b"HdrS"  # looks like a bzImage
-        self.kernel.write_bytes(bytes(header))
+        # An ELF vmlinux with the PVH note: what Firecracker v1.16.1 loads and QEMU boots.
+        self.kernel = synthetic_kernel(tmp / "vmlinux")
         self.procs: list = []
 
     def start(self, *args: str, env: dict[str, str] | None = None) -> tuple[object, Path]:

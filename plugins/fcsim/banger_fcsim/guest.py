@@ -106,9 +106,7 @@ class Guest:
         os.chmod(vsock_dir, 0o755)
         cmdline = self.vmm.kernel_cmdline()
         (self.base / "cmdline").write_text(cmdline + "\n")
-        from banger_vmmkit.api import VMM_VERSION
-
-        plan = self.plan = kernelcheck.plan_boot(self.vmm, VMM_VERSION)
+        plan = self.plan = kernelcheck.plan_boot(self.vmm, self.vmm.opts.version)
         self.log.info(kernelcheck.describe(plan), "fc_vmm")
         # The kernel applies ip= itself only when built with CONFIG_IP_PNP, and
         # only to a NIC it has a driver for ("IP-Config: No network devices
