@@ -61,6 +61,7 @@ bench: dev
 	$(BIN)/python bench/create.py
 	$(BIN)/python bench/exec.py
 	$(BIN)/python bench/dns.py
+	$(BIN)/python bench/extract.py
 
 clean:
 	rm -rf $(VENV) $(DEBIAN_VENV)
