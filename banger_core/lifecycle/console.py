@@ -43,19 +43,23 @@ def tail_lines(path: Path, lines: int = 5) -> list[str]:
 def cap(path: Path, max_bytes: int = MAX_BYTES, keep_bytes: int = KEEP_BYTES) -> bool:
     """Cut the console log to its last ``keep_bytes`` when it grew past ``max_bytes``.
 
-    The VMM holds the file open in append mode, so it is truncated in place
-    (never replaced) and the VMM's next write lands after the kept tail.
-    Returns whether the file was cut.
+    The VMM holds the file open in append mode, so it is cut in place (never
+    replaced): the kept tail is written over the file's start, then the file
+    is truncated after it, so a reader never sees it empty; the VMM's next
+    write lands after the kept tail. Returns whether the file was cut.
     """
     try:
         if os.stat(path).st_size <= max_bytes:
             return False
-        with open(path, "r+b") as fh:
-            fh.seek(-keep_bytes, os.SEEK_END)
-            tail = fh.read()
-            fh.seek(0)
-            fh.truncate(0)
-            fh.write(b"[banger: console log cut to its last %d bytes]\n" % len(tail) + tail)
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            size = os.fstat(fd).st_size
+            tail = os.pread(fd, keep_bytes, max(0, size - keep_bytes))
+            data = b"[banger: console log cut to its last %d bytes]\n" % len(tail) + tail
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
     except OSError:
         return False
     return True
