@@ -44,10 +44,11 @@ test-fast: dev  ## tests that build no image
 conformance: dev  ## the conformance suite on banger-fcsim and banger-fcqemu; FIRECRACKER=/path/to/firecracker adds a real one (KVM host)
 	BANGER_CONFORMANCE_FIRECRACKER="$(FIRECRACKER)" $(BIN)/python -m pytest -q tests/conformance
 
-lint: dev  ## ruff (lint + format check), mypy over banger_core, plugins/, vmmkit/ and testing/, and the generated hook docs check
+lint: dev  ## ruff (lint + format check), mypy over banger_core, plugins/, vmmkit/ and testing/ (--strict over plugins/, vmmkit/ and the public API), and the generated hook docs check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy --strict plugins vmmkit $$($(BIN)/python scripts/public_api_files.py)
 	$(BIN)/python scripts/hookdocs.py --check
 
 docs: dev  ## regenerate the hook reference in docs/plugins.md from the hookspecs

@@ -21,6 +21,7 @@ from banger_core.errors import (
     DaemonError,
     NotFoundError,
     PluginError,
+    UnknownMethodError,
     ValidationError,
 )
 
@@ -31,7 +32,7 @@ _LAZY: dict[str, str] = {
     # hooks
     "hookimpl": "banger_core.hookspecs",
     # per-plugin context of lifecycle hooks, per-VM options
-    "LifecycleContext": "banger_core.lifecycle.context",
+    "LifecycleContext": "banger_core.hookcontext",
     "VMOption": "banger_core.vmoptions",
     # the VM and requests
     "VM": "banger_core.lifecycle.vm",
@@ -66,8 +67,8 @@ _LAZY: dict[str, str] = {
     "ImageArtifact": "banger_core.images.artifacts",
     "ImageBuildContext": "banger_core.images.artifacts",
     # the CLI's helpers for plugin commands
-    "rpc": "banger_core.cli.context",
-    "connect": "banger_core.cli.context",
+    "rpc": "banger_core.rpc.connect",
+    "connect": "banger_core.rpc.connect",
     "run_on_vms": "banger_core.cli.refs",
     "emit_json": "banger_core.cli.output",
     "table": "banger_core.cli.output",
@@ -79,7 +80,7 @@ _LAZY: dict[str, str] = {
     "format_size": "banger_core.units",
     # readiness, handing over descriptors
     "ReadyCheck": "banger_core.lifecycle.ready",
-    "PassFd": "banger_core.daemon.server",
+    "PassFd": "banger_core.rpc.protocol",
     # untrusted archives (guest or network supplied)
     "extract_tar": "banger_core.safeextract",
     "ExtractLimits": "banger_core.safeextract",
@@ -122,6 +123,7 @@ __all__ = [
     "ReadyCheck",
     "Result",
     "Runner",
+    "UnknownMethodError",
     "UnsafeArchiveError",
     "VMMBackend",
     "VMOption",
@@ -162,20 +164,20 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from banger_core.api import DaemonAPI, PluginCall, RPCCall
-    from banger_core.cli.context import connect, rpc
     from banger_core.cli.output import emit_json, human_bytes, table
     from banger_core.cli.refs import run_on_vms
-    from banger_core.daemon.server import PassFd
     from banger_core.doctor import Check, DoctorContext
     from banger_core.guestconfig import GuestConfig
+    from banger_core.hookcontext import LifecycleContext
     from banger_core.hookspecs import hookimpl
     from banger_core.images.artifacts import ImageArtifact, ImageBuildContext
     from banger_core.images.providers import GuestOS, ProvisionStep
-    from banger_core.lifecycle.context import LifecycleContext
     from banger_core.lifecycle.machine import Drive, MachineSpec, NetworkInterface, Vsock
     from banger_core.lifecycle.ready import ReadyCheck
     from banger_core.lifecycle.vm import VM, ImageInfo, OptionValues, VMSpec
     from banger_core.pluginconfig import Option
+    from banger_core.rpc.connect import connect, rpc
+    from banger_core.rpc.protocol import PassFd
     from banger_core.rpc.schema import Field, rpc_params
     from banger_core.safeextract import (
         ExtractLimits,

@@ -84,12 +84,14 @@ class PluginCall:
         For sync handlers. How plugins use each other without importing
         each other (``call.call("vm.agent", {"ref": "web", "path": "/ports"})``).
 
-        :raise banger_core.NotFoundError: no such method.
+        :raise banger_core.UnknownMethodError: no such method (a
+            :class:`banger_core.NotFoundError`; a missing VM is a plain
+            ``NotFoundError``).
         """
         if self._server_call is None:
-            from banger_core.errors import NotFoundError
+            from banger_core.errors import UnknownMethodError
 
-            raise NotFoundError(f"unknown method {method!r}")
+            raise UnknownMethodError(f"unknown method {method!r}")
         return self._server_call.call(method, params)
 
     @property
@@ -107,13 +109,14 @@ class PluginCall:
         return self.daemon.runner
 
     @property
-    def log(self) -> logging.LoggerAdapter:
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
         """A logger bound to the plugin."""
-        if self._log is None:
-            from banger_core.lifecycle.context import plugin_logger
+        from banger_core.hookcontext import plugin_logger
 
+        if self._log is None:
             self._log = plugin_logger(self.plugin_name)
-        return self._log
+        log: logging.LoggerAdapter[logging.Logger] = self._log
+        return log
 
     @classmethod
     def wrap(cls, call: Any, plugin: str, daemon: DaemonAPI) -> PluginCall:

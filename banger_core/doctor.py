@@ -80,7 +80,8 @@ class DoctorContext:
 
     def plugin_config(self, name: str) -> dict[str, Any]:
         """The effective ``[plugins.<name>]`` section."""
-        return self.settings.plugin(name)
+        section: dict[str, Any] = self.settings.plugin(name)
+        return section
 
 
 def vmm_kind(path: str, backends: Iterable[VMMBackend] = ()) -> str:
@@ -209,9 +210,9 @@ def root_disk_checks(settings: Any) -> list[Check]:
 def image_checks(settings: Any) -> list[Check]:
     """Each image's kernel capabilities and the transport it would boot with."""
     from banger_core.errors import BangerError
-    from banger_core.firecracker.kernelformat import format_problem, version_text
     from banger_core.firecracker.transport import choose_transport, vmm_version
     from banger_core.images.kernelcaps import KernelCaps
+    from banger_core.images.kernelformat import format_problem, version_text
     from banger_core.store.models import Image
 
     try:

@@ -33,6 +33,16 @@ class NotFoundError(BangerError):
     code = "not_found"
 
 
+class UnknownMethodError(NotFoundError):
+    """No RPC method of that name is registered (a plugin that adds it is not installed).
+
+    A :class:`NotFoundError`, so code catching that keeps working; tell it from
+    a missing VM by class (``except UnknownMethodError``), never by the text.
+    """
+
+    code = "unknown_method"
+
+
 class ConflictError(BangerError):
     """The request clashes with current state (name taken, image in use, VM running)."""
 
@@ -95,12 +105,33 @@ class CancelledError(BangerError):
     code = "cancelled"
 
 
+def plugin_error(exc: BaseException, plugin: str, hook: str) -> BaseException:
+    """A plugin hook's exception ``exc`` as the core raises it: naming the plugin (and hook).
+
+    A :class:`BangerError` keeps its class with ``plugin NAME: `` before its
+    message; any other exception becomes a :class:`PluginError`.
+    """
+    if isinstance(exc, BangerError):
+        message = str(exc)
+        if message.startswith(f"plugin {plugin}") or message.startswith(f"{plugin}:"):
+            return exc
+        err = type(exc).__new__(type(exc))
+        err.__dict__.update(exc.__dict__)
+        err.message = f"plugin {plugin}: {message}"
+        err.args = (err.message,)
+        return err
+    if isinstance(exc, Exception):
+        return PluginError(f"plugin {plugin}: {hook}: {type(exc).__name__}: {exc}")
+    return exc  # KeyboardInterrupt, cancellation: pass through untouched
+
+
 ERRORS_BY_CODE: dict[str, type[BangerError]] = {
     cls.code: cls
     for cls in (
         BangerError,
         ValidationError,
         NotFoundError,
+        UnknownMethodError,
         ConflictError,
         ConfigError,
         PluginError,

@@ -94,7 +94,8 @@ class GuestConfig:
         from banger_guest.guestconfig_format import ConfigFormatError, encode_config
 
         try:
-            return encode_config(self.document())
+            encoded: bytes = encode_config(self.document())
+            return encoded
         except ConfigFormatError as exc:
             raise ValidationError(f"guest config: {exc}") from None
 
@@ -111,6 +112,7 @@ def decode(data: bytes) -> dict[str, Any]:
     from banger_guest.guestconfig_format import ConfigFormatError, decode_config
 
     try:
-        return decode_config(data)
+        decoded: dict[str, Any] = decode_config(data)
+        return decoded
     except ConfigFormatError as exc:
         raise ValidationError(str(exc)) from None

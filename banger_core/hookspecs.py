@@ -10,6 +10,7 @@ Plugins import the marker as ``from banger_core import hookimpl``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,11 +19,12 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from banger_core.api import DaemonAPI
+    from banger_core.api import DaemonAPI, PluginCall
     from banger_core.doctor import Check, DoctorContext
     from banger_core.guestconfig import GuestConfig
+    from banger_core.hookcontext import LifecycleContext
     from banger_core.images.artifacts import ImageArtifact, ImageBuildContext
-    from banger_core.lifecycle.context import LifecycleContext
+    from banger_core.images.providers import GuestOS, ProvisionStep
     from banger_core.lifecycle.machine import MachineSpec
     from banger_core.lifecycle.ready import ReadyCheck
     from banger_core.lifecycle.vm import VM, VMSpec
@@ -34,6 +36,53 @@ PROJECT = "banger"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+#: A handler a plugin adds with :func:`banger_rpc_methods`:
+#: ``handler(params, call) -> JSON-able`` (or an ``async def`` returning it).
+RPCHandler = Callable[[dict[str, Any], "PluginCall"], Any]
+
+#: A plugin's exception stops the operation (a create or start rolls back
+#: completely), the error naming the plugin; a result of the wrong type is
+#: ignored and reported.
+ABORT = "abort"
+#: A plugin's exception or result of the wrong type is reported (one line
+#: naming the plugin, the hook and what was wrong) and that plugin's
+#: contribution skipped; the other plugins' results are used.
+SKIP = "skip"
+#: Every plugin is called whatever the others did; each failure is reported
+#: (one line naming the plugin and the hook) and the operation goes on.
+ISOLATE = "isolate"
+
+#: What the core does when a plugin's implementation misbehaves, per hook. The
+#: hook facade (:class:`banger_core.plugins.Hooks`) checks every result
+#: against the hookspec's return annotation; a list or mapping keeps its
+#: items of the declared type and drops the others (reported). A test fails
+#: for a hookspec missing here.
+ON_FAILURE: dict[str, str] = {
+    "banger_config_defaults": SKIP,
+    "banger_cli_commands": SKIP,
+    "banger_cli_subcommands": SKIP,
+    "banger_daemon_started": ISOLATE,
+    "banger_daemon_stopping": ISOLATE,
+    "banger_daemon_status": SKIP,
+    "banger_rpc_methods": SKIP,
+    "banger_doctor_checks": SKIP,
+    "banger_vmm_backends": SKIP,
+    "banger_vm_validate": ABORT,
+    "banger_vm_options": SKIP,
+    "banger_vm_create": ABORT,
+    "banger_vm_configure": ABORT,
+    "banger_vm_set": ABORT,
+    "banger_vm_started": ABORT,
+    "banger_vm_ready_checks": ABORT,
+    "banger_vm_stopped": ISOLATE,
+    "banger_vm_deleted": ISOLATE,
+    "banger_reconcile": ISOLATE,
+    "banger_vm_dns_names": SKIP,
+    "banger_guest_os": SKIP,
+    "banger_image_provision": ABORT,
+    "banger_image_artifacts": ABORT,
+}
 
 
 # --------------------------------------------------------------------------
@@ -137,7 +186,7 @@ def banger_daemon_status(daemon: DaemonAPI) -> dict[str, Any]:
 
 
 @hookspec
-def banger_rpc_methods() -> dict[str, Any]:
+def banger_rpc_methods() -> dict[str, RPCHandler]:
     """Add JSON-RPC methods to the daemon.
 
     Called once at daemon start.
@@ -159,7 +208,9 @@ def banger_rpc_methods() -> dict[str, Any]:
     ``call.call(method, params)`` runs another registered method (core or
     plugin) in the same worker thread for the same peer (banger-ports asks
     ``vm.show`` for a VM's ``dns_names`` and banger-vsock's ``vm.agent`` for
-    the guest's listeners). A handler may return
+    the guest's listeners); a method nobody registered raises
+    :class:`banger_core.UnknownMethodError` (a ``NotFoundError``: tell it
+    from a missing VM by its class, never by the message). A handler may return
     ``banger_core.PassFd(result, fd)``: the reply then carries an open
     file descriptor (``SCM_RIGHTS``; the daemon closes its copy), received
     by the CLI with ``RPCClient.call_with_fd(method, params) -> (result,
@@ -381,7 +432,7 @@ def banger_vm_dns_names(vm: VM) -> list[str]:
 
 
 @hookspec
-def banger_guest_os() -> list[Any]:
+def banger_guest_os() -> list[GuestOS]:
     """Offer guest operating systems that ``banger image build`` can build.
 
     :return: :class:`banger_core.GuestOS` items (name,
@@ -391,7 +442,7 @@ def banger_guest_os() -> list[Any]:
 
 
 @hookspec
-def banger_image_provision(image: Any, steps: list[Any]) -> None:
+def banger_image_provision(image: dict[str, str], steps: list[ProvisionStep]) -> None:
     """Add provisioning steps to an image being built.
 
     Called once when ``banger image build`` starts, before the guest OS is

@@ -19,17 +19,33 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from banger_core import hookspecs
-from banger_core.errors import BangerError, PluginError
+from banger_core.errors import BangerError, PluginError, plugin_error
 from banger_core.pluginconfig import Option
+
+if TYPE_CHECKING:
+    import click
+
+    from banger_core.api import DaemonAPI
+    from banger_core.config import Settings
+    from banger_core.doctor import Check, DoctorContext
+    from banger_core.guestconfig import GuestConfig
+    from banger_core.hookcontext import LifecycleContext
+    from banger_core.hookspecs import RPCHandler
+    from banger_core.images.providers import GuestOS, ProvisionStep
+    from banger_core.lifecycle.machine import MachineSpec
+    from banger_core.lifecycle.ready import ReadyCheck
+    from banger_core.lifecycle.vm import VM, VMSpec
+    from banger_core.vmmbackends import VMMBackend
+    from banger_core.vmoptions import DeclaredOption
 
 ENTRY_POINT_GROUP = "banger"
 
@@ -234,29 +250,25 @@ def failure_lines(pm: BangerPluginManager) -> list[str]:
 
 _WRAPPER_ATTRS = ("hookwrapper", "wrapper")
 
+#: problems a :class:`Hooks` keeps (a daemon reports the same problem once)
+MAX_PROBLEMS = 200
 
-def _is_wrapper(impl: Any) -> bool:
+
+def _is_wrapper(impl: pluggy.HookImpl) -> bool:
     return any(getattr(impl, attr, False) for attr in _WRAPPER_ATTRS)
 
 
-def _named(exc: BaseException, plugin: str, hook: str) -> BaseException:
-    """``exc`` with a message that names the plugin (same class for user errors)."""
-    if isinstance(exc, BangerError):
-        message = str(exc)
-        if message.startswith(f"plugin {plugin}") or message.startswith(f"{plugin}:"):
-            return exc
-        err = type(exc).__new__(type(exc))
-        err.__dict__.update(exc.__dict__)
-        err.message = f"plugin {plugin}: {message}"
-        err.args = (err.message,)
-        return err
-    if isinstance(exc, Exception):
-        return PluginError(f"plugin {plugin}: {hook}: {type(exc).__name__}: {exc}")
-    return exc  # KeyboardInterrupt, cancellation: pass through untouched
+named_error = plugin_error
+_named = plugin_error  # the names the image builder used before
 
 
 def _detail(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, BangerError) else f"{type(exc).__name__}: {exc}"
+
+
+def problem_line(plugin: str, hook: str, what: str) -> str:
+    """The one line that reports a misbehaving plugin: ``plugin NAME: HOOK: what``."""
+    return f"plugin {plugin}: {hook}: {what}"
 
 
 class Hooks:
@@ -268,6 +280,16 @@ class Hooks:
     (``wrapper=True`` / ``hookwrapper=True``) of the hook, so wrappers run
     around each call, ``BANGER_TRACE_PLUGINS`` traces it, and results and
     errors carry the plugin's name.
+
+    Every result is checked here, in :meth:`call_one`, against the
+    hookspec's return annotation (:func:`banger_core.hookcheck.conform`); a
+    wrong result and an exception become one line naming the plugin, the
+    hook and what was wrong, kept in :attr:`problems` and passed to
+    ``report`` (the daemon logs it, the CLI prints it as a warning). What
+    happens next is the hook's :data:`banger_core.hookspecs.ON_FAILURE`
+    policy: ``abort`` hooks raise (the operation rolls back), ``skip`` hooks
+    drop that plugin's contribution, ``isolate`` hooks call every plugin and
+    return the failures.
 
     Order: setup hooks call plugins ``tryfirst`` ones first, then the rest,
     then ``trylast`` ones; within each group in registration order, which is
@@ -291,88 +313,138 @@ class Hooks:
         }
     )
 
-    def __init__(self, pm: BangerPluginManager, settings: Any = None) -> None:
+    def __init__(
+        self,
+        pm: BangerPluginManager,
+        settings: Settings | None = None,
+        *,
+        report: Callable[[str], None] | None = None,
+    ) -> None:
         self.pm = pm
         self.settings = settings
-        self.problems: list[str] = []  # collecting hooks that failed, one line each
+        self.report = report
+        #: one line per misbehaviour seen (wrong results, failed collecting hooks)
+        self.problems: list[str] = []
 
     # -- calling machinery -------------------------------------------------------
-    def impls(self, hook_name: str) -> list[Any]:
+    def impls(self, hook_name: str) -> list[pluggy.HookImpl]:
         """The non-wrapper implementations of a hook, in setup (call) order."""
         caller = getattr(self.pm.hook, hook_name)
         order = {name: index for index, name in enumerate(self.pm.order)}
 
-        def rank(impl: Any) -> tuple[int, int]:
+        def rank(impl: pluggy.HookImpl) -> tuple[int, int]:
             group = 0 if impl.tryfirst else 2 if impl.trylast else 1
             return group, order.get(impl.plugin_name, len(order))
 
         return sorted((i for i in caller.get_hookimpls() if not _is_wrapper(i)), key=rank)
 
-    def call_one(self, hook_name: str, impl: Any, kwargs: dict[str, Any]) -> Any:
-        """Call one plugin's implementation through pluggy, wrappers included."""
+    def note(self, plugin: str, hook: str, what: str) -> str:
+        """Record (once) and report one problem line; return it."""
+        return self.record(problem_line(plugin, hook, what))
+
+    def record(self, line: str) -> str:
+        """Keep and report ``line`` unless it was seen before; return it."""
+        if line not in self.problems:
+            if len(self.problems) < MAX_PROBLEMS:
+                self.problems.append(line)
+            if self.report is not None:
+                self.report(line)
+        return line
+
+    def checked_call(
+        self, hook_name: str, impl: pluggy.HookImpl, kwargs: dict[str, object]
+    ) -> tuple[Any, list[str]]:
+        """One plugin's result, reduced to the declared type, and its problems (not reported).
+
+        Exceptions propagate. ``Any``: the result's type is the hookspec's,
+        which differs per hook (each facade method names it).
+        """
+        from banger_core.hookcheck import conform
+
         caller = getattr(self.pm.hook, hook_name)
         others = [i.plugin for i in caller.get_hookimpls() if i is not impl and not _is_wrapper(i)]
         results = self.pm.subset_hook_caller(hook_name, others)(**kwargs)
-        return results[0] if results else None
+        return conform(hook_name, results[0] if results else None)
+
+    def call_one(self, hook_name: str, impl: pluggy.HookImpl, kwargs: dict[str, object]) -> Any:
+        """Call one plugin's implementation through pluggy, wrappers included; check the result.
+
+        A result of the wrong type is reported (naming the plugin and the
+        hook) and reduced to what is declared (``None`` when nothing is left).
+        """
+        result, problems = self.checked_call(hook_name, impl, kwargs)
+        for what in problems:
+            self.note(impl.plugin_name, hook_name, what)
+        return result
 
     def _kwargs(
-        self, hook_name: str, impl: Any, kwargs: dict[str, Any], ctx: Any
-    ) -> dict[str, Any]:
+        self,
+        hook_name: str,
+        impl: pluggy.HookImpl,
+        kwargs: dict[str, object],
+        ctx: LifecycleContext | None,
+    ) -> dict[str, object]:
         if hook_name not in self.CTX_HOOKS:
             return kwargs
-        from banger_core.lifecycle.context import LifecycleContext
+        from banger_core.hookcontext import LifecycleContext
 
         base = ctx if ctx is not None else LifecycleContext(self.settings, can_undo=False)
         return {**kwargs, "ctx": base.for_plugin(impl.plugin_name, hook_name)}
 
-    def each(self, hook_name: str, *, ctx: Any = None, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Call every plugin in setup order; the first failure is raised, naming its plugin."""
+    def each(
+        self, hook_name: str, *, ctx: LifecycleContext | None = None, **kwargs: object
+    ) -> list[tuple[str, Any]]:
+        """``abort`` hooks: every plugin in setup order; the first failure is raised, named."""
         out = []
         for impl in self.impls(hook_name):
             try:
-                out.append(
-                    (
-                        impl.plugin_name,
-                        self.call_one(hook_name, impl, self._kwargs(hook_name, impl, kwargs, ctx)),
-                    )
-                )
+                result = self.call_one(hook_name, impl, self._kwargs(hook_name, impl, kwargs, ctx))
             except BaseException as exc:
-                named = _named(exc, impl.plugin_name, hook_name)
+                named = plugin_error(exc, impl.plugin_name, hook_name)
                 if named is exc:
                     raise
                 raise named from exc
+            out.append((impl.plugin_name, result))
         return out
 
-    def collect(self, hook_name: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        """Call every plugin in setup order; a failing plugin is skipped and reported."""
+    def collect(self, hook_name: str, **kwargs: object) -> list[tuple[str, Any]]:
+        """``skip`` hooks: every plugin in setup order; a failing plugin is reported and skipped."""
         out = []
         for impl in self.impls(hook_name):
             try:
-                out.append((impl.plugin_name, self.call_one(hook_name, impl, kwargs)))
+                result = self.call_one(hook_name, impl, kwargs)
             except Exception as exc:
-                self.problems.append(
-                    f"plugin {impl.plugin_name!r}: {hook_name} failed: {_detail(exc)}"
-                )
+                self.note(impl.plugin_name, hook_name, _detail(exc))
+                continue
+            if result is not None:
+                out.append((impl.plugin_name, result))
         return out
 
-    def teardown(self, hook_name: str, *, ctx: Any = None, **kwargs: Any) -> list[str]:
-        """Call each plugin in reverse setup order; collect failures naming the plugin."""
-        failures = []
-        for impl in reversed(self.impls(hook_name)):
-            try:
-                self.call_one(hook_name, impl, self._kwargs(hook_name, impl, kwargs, ctx))
-            except Exception as exc:
-                failures.append(f"plugin {impl.plugin_name}: {hook_name}: {_detail(exc)}")
-        return failures
+    def teardown(
+        self, hook_name: str, *, ctx: LifecycleContext | None = None, **kwargs: object
+    ) -> list[str]:
+        """``isolate`` hooks, in reverse setup order; return the failures, one line each."""
+        return self._isolated(reversed(self.impls(hook_name)), hook_name, ctx, kwargs)
 
-    def isolated(self, hook_name: str, *, ctx: Any = None, **kwargs: Any) -> list[str]:
-        """Call each plugin in setup order; one failure never stops the others."""
+    def isolated(
+        self, hook_name: str, *, ctx: LifecycleContext | None = None, **kwargs: object
+    ) -> list[str]:
+        """``isolate`` hooks in setup order: one failure never stops the others."""
+        return self._isolated(self.impls(hook_name), hook_name, ctx, kwargs)
+
+    def _isolated(
+        self,
+        impls: Iterable[pluggy.HookImpl],
+        hook_name: str,
+        ctx: LifecycleContext | None,
+        kwargs: dict[str, object],
+    ) -> list[str]:
         failures = []
-        for impl in self.impls(hook_name):
+        for impl in impls:
             try:
                 self.call_one(hook_name, impl, self._kwargs(hook_name, impl, kwargs, ctx))
             except Exception as exc:
-                failures.append(f"plugin {impl.plugin_name}: {hook_name}: {_detail(exc)}")
+                failures.append(problem_line(impl.plugin_name, hook_name, _detail(exc)))
         return failures
 
     # -- loading ---------------------------------------------------------
@@ -384,181 +456,173 @@ class Hooks:
                 schema[name] = dict(result)
         return schema
 
-    def cli_commands(self) -> list[tuple[str, Any]]:
+    def cli_commands(self) -> list[tuple[str, click.Command]]:
         """``(plugin name, click command)`` pairs from ``banger_cli_commands``."""
-        out = []
-        for name, result in self.collect("banger_cli_commands"):
-            for command in result or []:
-                out.append((name, command))
-        return out
+        return [
+            (name, command)
+            for name, result in self.collect("banger_cli_commands")
+            for command in result
+        ]
 
-    def cli_subcommands(self) -> list[tuple[str, str, Any]]:
+    def cli_subcommands(self) -> list[tuple[str, str, click.Command]]:
         """``(plugin name, group path, click command)`` from ``banger_cli_subcommands``."""
-        out = []
-        for name, result in self.collect("banger_cli_subcommands"):
-            for group, commands in (result or {}).items():
-                for command in commands or []:
-                    out.append((name, str(group), command))
-        return out
+        return [
+            (name, group, command)
+            for name, result in self.collect("banger_cli_subcommands")
+            for group, commands in result.items()
+            for command in commands
+        ]
 
-    def vm_options(self) -> list[Any]:
+    def vm_options(self) -> list[DeclaredOption]:
         """Every :class:`~banger_core.vmoptions.DeclaredOption`, in plugin order."""
-        from banger_core.vmoptions import DeclaredOption, VMOption
+        from banger_core.vmoptions import DeclaredOption
 
-        out = []
-        for name, result in self.collect("banger_vm_options"):
-            for option in result or []:
-                if isinstance(option, VMOption):
-                    out.append(DeclaredOption(name, option))
-                else:
-                    self.problems.append(
-                        f"plugin {name!r}: banger_vm_options returned {option!r}, not a VMOption"
-                    )
-        return out
+        return [
+            DeclaredOption(name, option)
+            for name, result in self.collect("banger_vm_options")
+            for option in result
+        ]
 
     # -- daemon ----------------------------------------------------------
-    def rpc_methods(self) -> list[tuple[str, str, Any]]:
+    def rpc_methods(self) -> list[tuple[str, str, RPCHandler]]:
         """``(plugin name, method name, handler)`` triples."""
-        out = []
-        for name, result in self.collect("banger_rpc_methods"):
-            for method, handler in (result or {}).items():
-                out.append((name, method, handler))
-        return out
+        return [
+            (name, method, handler)
+            for name, result in self.collect("banger_rpc_methods")
+            for method, handler in result.items()
+        ]
 
-    def daemon_started(self, daemon: Any) -> list[str]:
+    def daemon_started(self, daemon: DaemonAPI) -> list[str]:
         """Tell plugins the daemon is up; return failures (one per plugin, never raise)."""
         return self.isolated("banger_daemon_started", daemon=daemon)
 
-    def daemon_stopping(self, daemon: Any) -> list[str]:
+    def daemon_stopping(self, daemon: DaemonAPI) -> list[str]:
         """Tell every plugin the daemon stops; return failures (never raise)."""
         return self.teardown("banger_daemon_stopping", daemon=daemon)
 
-    def daemon_status(self, daemon: Any) -> dict[str, Any]:
+    def daemon_status(self, daemon: DaemonAPI) -> dict[str, dict[str, object]]:
         """``{plugin name: status mapping}`` from ``banger_daemon_status``.
 
-        A plugin that raises shows ``{"error": ...}`` instead: status must
-        always answer.
+        A plugin that raises or returns something else than a mapping shows
+        ``{"error": ...}`` instead: status must always answer.
         """
-        out: dict[str, Any] = {}
-        for impl in self.impls("banger_daemon_status"):
+        hook = "banger_daemon_status"
+        out: dict[str, dict[str, object]] = {}
+        for impl in self.impls(hook):
             try:
-                result = self.call_one("banger_daemon_status", impl, {"daemon": daemon})
+                result, problems = self.checked_call(hook, impl, {"daemon": daemon})
             except Exception as exc:
-                result = {"error": _detail(exc)}
+                self.note(impl.plugin_name, hook, _detail(exc))
+                result, problems = {"error": _detail(exc)}, []
+            if problems:
+                for what in problems:
+                    self.note(impl.plugin_name, hook, what)
+                result = {"error": f"{hook}: " + "; ".join(problems)}
             if result:
                 out[impl.plugin_name] = result
         return out
 
-    def doctor_checks(self, ctx: Any) -> list[tuple[str, Any]]:
-        """``(plugin name, Check)`` pairs; a plugin whose hook raises gets a failing check."""
+    def doctor_checks(self, ctx: DoctorContext) -> list[tuple[str, Check]]:
+        """``(plugin name, Check)`` pairs.
+
+        A plugin whose hook raises or returns something that is not a list
+        of checks gets one failing (not required) check named ``plugin
+        NAME`` saying what was wrong; its good checks are kept.
+        """
         from banger_core.doctor import Check
 
-        out = []
-        for impl in self.impls("banger_doctor_checks"):
+        hook = "banger_doctor_checks"
+        out: list[tuple[str, Check]] = []
+        for impl in self.impls(hook):
+            name = impl.plugin_name
             try:
-                result = self.call_one("banger_doctor_checks", impl, {"ctx": ctx})
+                result, problems = self.checked_call(hook, impl, {"ctx": ctx})
             except Exception as exc:
-                out.append(
-                    (
-                        impl.plugin_name,
-                        Check(
-                            f"plugin {impl.plugin_name}",
-                            False,
-                            f"banger_doctor_checks failed: {_detail(exc)}",
-                        ),
-                    )
-                )
-                continue
+                result, problems = None, [_detail(exc)]
             for check in result or []:
-                out.append((impl.plugin_name, check))
+                out.append((name, check))
+            for what in problems:
+                line = self.note(name, hook, what)
+                out.append((name, Check(f"plugin {name}", False, line.split(": ", 1)[1])))
         return out
 
-    def vmm_backends(self) -> list[tuple[str, Any]]:
+    def vmm_backends(self) -> list[tuple[str, VMMBackend]]:
         """``(plugin name, VMMBackend)`` pairs, by plugin order.
 
         A hook that raises or returns something else than VMMBackend items
-        adds none of them and one line to :attr:`problems`.
+        is reported (one line naming it); its good items are kept.
         """
-        from banger_core.vmmbackends import VMMBackend
-
-        out: list[tuple[str, VMMBackend]] = []
-        for impl in self.impls("banger_vmm_backends"):
-            name = impl.plugin_name
-            try:
-                result = self.call_one("banger_vmm_backends", impl, {})
-            except Exception as exc:
-                self.problems.append(f"plugin {name}: banger_vmm_backends failed: {_detail(exc)}")
-                continue
-            items = result if isinstance(result, list | tuple) else [result]
-            bad = [item for item in items if not isinstance(item, VMMBackend)]
-            if result is not None and bad:
-                self.problems.append(
-                    f"plugin {name}: banger_vmm_backends returned {bad[0]!r}, "
-                    "not a list of VMMBackend"
-                )
-                continue
-            out.extend((name, backend) for backend in items if isinstance(backend, VMMBackend))
-        return out
+        return [
+            (name, backend)
+            for name, result in self.collect("banger_vmm_backends")
+            for backend in result
+        ]
 
     # -- lifecycle ---------------------------------------------------------
-    def vm_validate(self, spec: Any) -> None:
+    def vm_validate(self, spec: VMSpec) -> None:
         """Let plugins reject a create or set request."""
         self.each("banger_vm_validate", spec=spec)
 
-    def vm_create(self, vm: Any, ctx: Any) -> None:
+    def vm_create(self, vm: VM, ctx: LifecycleContext) -> None:
         """Let plugins allocate persistent per-VM resources (stops at the first failure)."""
         self.each("banger_vm_create", ctx=ctx, vm=vm)
 
-    def vm_configure(self, vm: Any, machine: Any, guest: Any, ctx: Any = None) -> None:
+    def vm_configure(
+        self,
+        vm: VM,
+        machine: MachineSpec,
+        guest: GuestConfig,
+        ctx: LifecycleContext | None = None,
+    ) -> None:
         """Let plugins add to the machine spec and guest config for a boot."""
         self.each("banger_vm_configure", ctx=ctx, vm=vm, machine=machine, guest=guest)
 
-    def vm_set(self, vm: Any, changes: dict[str, Any], ctx: Any) -> None:
+    def vm_set(self, vm: VM, changes: dict[str, object], ctx: LifecycleContext) -> None:
         """Let plugins apply a change to a stopped VM."""
         self.each("banger_vm_set", ctx=ctx, vm=vm, changes=changes)
 
-    def vm_started(self, vm: Any, ctx: Any = None) -> None:
+    def vm_started(self, vm: VM, ctx: LifecycleContext | None = None) -> None:
         """Let plugins publish a running VM."""
         self.each("banger_vm_started", ctx=ctx, vm=vm)
 
-    def vm_republish(self, vm: Any, ctx: Any) -> list[str]:
+    def vm_republish(self, vm: VM, ctx: LifecycleContext) -> list[str]:
         """``banger_vm_started`` for a VM found running at daemon start, plugin by plugin."""
         return self.isolated("banger_vm_started", ctx=ctx, vm=vm)
 
-    def vm_ready_checks(self, vm: Any, ctx: Any) -> list[tuple[str, Any]]:
+    def vm_ready_checks(self, vm: VM, ctx: LifecycleContext) -> list[tuple[str, ReadyCheck]]:
         """``(plugin name, ReadyCheck)`` pairs, in plugin order."""
-        out = []
-        for name, result in self.each("banger_vm_ready_checks", ctx=ctx, vm=vm):
-            for check in result or []:
-                out.append((name, check))
-        return out
+        return [
+            (name, check)
+            for name, result in self.each("banger_vm_ready_checks", ctx=ctx, vm=vm)
+            for check in result or []
+        ]
 
-    def vm_dns_names(self, vm: Any) -> list[str]:
+    def vm_dns_names(self, vm: VM) -> list[str]:
         """Every DNS name plugins publish for ``vm`` (plugin order, no duplicates)."""
         names: list[str] = []
         for _, result in self.collect("banger_vm_dns_names", vm=vm):
-            for name in result or []:
+            for name in result:
                 if name not in names:
                     names.append(name)
         return names
 
-    def vm_stopped(self, vm: Any) -> list[str]:
+    def vm_stopped(self, vm: VM) -> list[str]:
         """Release runtime state in every plugin (reverse order); return failures as lines."""
         return self.teardown("banger_vm_stopped", vm=vm)
 
-    def vm_deleted(self, vm: Any) -> list[str]:
+    def vm_deleted(self, vm: VM) -> list[str]:
         """Remove persistent state in every plugin (reverse order); return failures as lines."""
         return self.teardown("banger_vm_deleted", vm=vm)
 
-    def reconcile(self, vms: list[Any]) -> list[str]:
+    def reconcile(self, vms: list[VM]) -> list[str]:
         """Let every plugin reconcile (reverse order); return failures as lines."""
         return self.teardown("banger_reconcile", vms=vms)
 
-    def guest_os(self) -> list[Any]:
+    def guest_os(self) -> list[GuestOS]:
         """Every guest OS provider."""
-        return [item for _, result in self.collect("banger_guest_os") for item in result or []]
+        return [item for _, result in self.collect("banger_guest_os") for item in result]
 
-    def image_provision(self, image: Any, steps: list[Any]) -> None:
+    def image_provision(self, image: dict[str, str], steps: list[ProvisionStep]) -> None:
         """Let plugins add provisioning steps."""
         self.each("banger_image_provision", image=image, steps=steps)
 

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from banger_core.config import Settings
+    from banger_core.plugins import Hooks
 
 WATCH_INTERVAL = 2.0  # seconds between checks for VMMs that died
 
@@ -20,15 +24,18 @@ def watch_interval() -> float:
 class LifecycleService:
     """Starts the host network and reconciles VMs when the daemon starts."""
 
-    def __init__(self, daemon: Any) -> None:
+    def __init__(self, settings: Settings, hooks: Hooks, store: object = None) -> None:
+        from banger_core.firecracker.transport import vmm_version
         from banger_core.images.registry import ImageService
         from banger_core.lifecycle.hostnet import HostNetwork
         from banger_core.lifecycle.manager import VMManager
 
-        self.daemon = daemon
-        self.network = HostNetwork(daemon.settings)
-        self.images = ImageService(daemon)
-        self.vms = VMManager(daemon, self.images, self.network)
+        self.store = store
+        self.network = HostNetwork(settings)
+        self.images = ImageService(
+            settings, hooks, lambda: vmm_version(settings.get("firecracker", "binary"))
+        )
+        self.vms = VMManager(settings, hooks, self.images, self.network)
         self._stop = threading.Event()
 
     def start(self) -> None:
@@ -58,14 +65,12 @@ class LifecycleService:
         return self.network.describe()
 
 
-def build_services(daemon: Any) -> None:
-    """Open the store and register the VM and image methods on ``daemon``."""
-    from banger_core.lifecycle import rpc
+def build_services(settings: Settings, hooks: Hooks) -> LifecycleService:
+    """Open the store and build the host network, image and VM services over it.
+
+    The daemon keeps what it gets back (and registers the services' RPC
+    methods itself); nothing is attached to it from here.
+    """
     from banger_core.store import open_store
 
-    daemon.store = open_store(daemon.paths.db)
-    service = LifecycleService(daemon)
-    daemon.services["network"] = service
-    daemon.vms = service.vms
-    daemon.images = service.images
-    rpc.register(daemon, service.vms, service.images)
+    return LifecycleService(settings, hooks, open_store(settings.paths.db))

@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from banger_core.errors import BangerError, CommandError
 
@@ -84,15 +84,15 @@ def run(
 def spawn(
     argv: Sequence[str],
     *,
-    stdin: int | IO | None = subprocess.DEVNULL,
-    stdout: int | IO | None = None,
-    stderr: int | IO | None = None,
+    stdin: int | IO[Any] | None = subprocess.DEVNULL,
+    stdout: int | IO[Any] | None = None,
+    stderr: int | IO[Any] | None = None,
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
     new_session: bool = True,
     pass_fds: Sequence[int] = (),
-    preexec_fn=None,
-) -> subprocess.Popen:
+    preexec_fn: Callable[[], object] | None = None,
+) -> subprocess.Popen[bytes]:
     """Start a long-running program and return its ``Popen`` handle.
 
     ``new_session`` detaches it from the caller's terminal and process group,

@@ -98,6 +98,9 @@ def render() -> str:
             "",
             rst_to_md(inspect.getdoc(fn) or ""),
             "",
+            f"- **If a plugin misbehaves:** `{hookspecs.ON_FAILURE[value]}` "
+            "(see [A misbehaving plugin](#a-misbehaving-plugin))",
+            "",
         ]
     parts.append(END)
     return "\n".join(parts)

@@ -1,87 +1,18 @@
-"""Reaching the daemon from the CLI, starting it when it is not running."""
+"""Reaching the daemon from the CLI: :mod:`banger_core.rpc.connect` (kept importable here).
+
+Plugins call ``banger_core.rpc(method, params)`` and ``banger_core.connect()``;
+this path, which earlier guides named, keeps working through this release.
+"""
 
 from __future__ import annotations
 
-import os
-import sys
-import time
-from typing import Any
+from banger_core.rpc.connect import (
+    START_TIMEOUT,
+    connect,
+    daemon_ready,
+    daemon_running,
+    rpc,
+    start_daemon,
+)
 
-from banger_core.errors import DaemonError, DeniedError
-from banger_core.paths import Paths
-from banger_core.rpc.client import RPCClient
-
-START_TIMEOUT = 60.0  # reconcile and plugin services run before bangerd is ready
-
-
-def daemon_running(paths: Paths) -> bool:
-    """Whether a daemon answers on the socket (raises :class:`DeniedError` when it
-    runs but refuses us: that is not "not running")."""
-    try:
-        with RPCClient(paths.socket, timeout=5.0) as client:
-            client.call("daemon.status")
-        return True
-    except DeniedError:
-        raise
-    except DaemonError:
-        return False
-
-
-def daemon_ready(paths: Paths) -> bool:
-    """Whether a daemon answers and has started its services and plugins.
-
-    ``daemon.status`` answers during start-up too (so ``banger daemon status``
-    works while services come up); ``ready`` tells the two apart.
-    """
-    try:
-        with RPCClient(paths.socket, timeout=5.0) as client:
-            return bool(client.call("daemon.status").get("ready"))
-    except DeniedError:
-        raise
-    except DaemonError:
-        return False
-
-
-def start_daemon(paths: Paths) -> None:
-    """Start ``bangerd`` in the background and wait until it is ready to serve."""
-    from banger_core import system
-
-    paths.ensure()
-    out = paths.log_dir / "bangerd.out"
-    with open(out, "ab") as fh:
-        proc = system.spawn(
-            [sys.executable, "-m", "banger_core.daemon.main"],
-            stdout=fh,
-            stderr=fh,
-            env=dict(os.environ),
-        )
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = out.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise DaemonError(f"bangerd exited with {proc.returncode}: {tail[0]} (see {out})")
-        if paths.socket.exists() and daemon_ready(paths):
-            return
-        time.sleep(0.05)
-    raise DaemonError(f"bangerd did not start within {START_TIMEOUT:.0f}s (see {out})")
-
-
-def connect(*, autostart: bool = True) -> RPCClient:
-    """A connected client, starting the daemon first if needed."""
-    paths = Paths.from_env()
-    client = RPCClient(paths.socket)
-    try:
-        return client.connect()
-    except DeniedError:
-        raise  # never start a second daemon because this one refused us
-    except DaemonError:
-        if not autostart:
-            raise
-    start_daemon(paths)
-    return RPCClient(paths.socket).connect()
-
-
-def rpc(method: str, params: dict[str, Any] | None = None, *, autostart: bool = True) -> Any:
-    """Call one daemon method and return its result."""
-    with connect(autostart=autostart) as client:
-        return client.call(method, params)
+__all__ = ["START_TIMEOUT", "connect", "daemon_ready", "daemon_running", "rpc", "start_daemon"]

@@ -11,9 +11,11 @@ import click
 from banger_core.errors import BangerError
 
 
-def resolve_refs(refs: list[str], vms: list[dict[str, Any]]) -> list[tuple[str, dict | None, str]]:
+def resolve_refs(
+    refs: list[str], vms: list[dict[str, Any]]
+) -> list[tuple[str, dict[str, Any] | None, str]]:
     """``(ref, vm or None, error)`` per distinct target, in first-seen order."""
-    out: list[tuple[str, dict | None, str]] = []
+    out: list[tuple[str, dict[str, Any] | None, str]] = []
     seen: set[str] = set()
     for ref in refs:
         vm = next((v for v in vms if v["name"] == ref or v["id"] == ref), None)
@@ -34,13 +36,13 @@ def resolve_refs(refs: list[str], vms: list[dict[str, Any]]) -> list[tuple[str, 
     return out
 
 
-def run_on_vms(refs: list[str], action: Callable[[dict], str]) -> None:
+def run_on_vms(refs: list[str], action: Callable[[dict[str, Any]], str]) -> None:
     """Run ``action(vm)`` for each ref concurrently; print one line per target in order."""
     from banger_core.cli.context import rpc
 
     targets = resolve_refs(list(refs), rpc("vm.list"))
 
-    def one(target: tuple[str, dict | None, str]) -> tuple[bool, str]:
+    def one(target: tuple[str, dict[str, Any] | None, str]) -> tuple[bool, str]:
         ref, vm, error = target
         if vm is None:
             return False, f"{ref}: error: {error}"

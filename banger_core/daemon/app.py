@@ -21,6 +21,11 @@ from banger_core.rpc.schema import Field, with_params
 from banger_core.vmmbackends import FIRECRACKER, backend_for, choose_for
 
 
+def _log_problem(line: str) -> None:
+    """A misbehaving plugin, once per distinct problem, in the daemon's log."""
+    logger.warning("{}", line)
+
+
 class Daemon:
     """Everything ``bangerd`` runs. Plugins receive it in ``banger_daemon_started``."""
 
@@ -28,7 +33,7 @@ class Daemon:
         self.settings = settings
         self.paths = settings.paths
         self.pm = pm
-        self.hooks = Hooks(pm, settings)
+        self.hooks = Hooks(pm, settings, report=_log_problem)
         self.backends = [backend for _, backend in self.hooks.vmm_backends()]
         self.vmm = choose_for(settings, self.backends)
         # Every reader of [firecracker] binary (launcher, doctor, plugins) sees the choice.
@@ -42,7 +47,9 @@ class Daemon:
         self.store: Any = None
         self.services: dict[str, Any] = {}
         self.degraded: list[str] = []  # plugin services that failed to start
+        self.loading_problems: list[str] = []  # misbehaving plugins seen before logging was set
         self.vms: Any = None
+        self.images: Any = None
 
     def _translate(self, exc: BaseException) -> BangerError | None:
         """A clear error for failures with a known cause (a full state file system)."""
@@ -198,6 +205,7 @@ class Daemon:
     # -- running -----------------------------------------------------------
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT or ``daemon.stop``."""
+        from banger_core.daemon import lifecycle_methods
         from banger_core.services import build_services
 
         self.paths.ensure()
@@ -205,13 +213,19 @@ class Daemon:
         self._lock_fd = self._take_lock()
         self._claim_socket()
         self.register_core_methods()
-        build_services(self)
+        lifecycle = build_services(self.settings, self.hooks)
+        self.store = lifecycle.store
+        self.services["network"] = lifecycle
+        self.vms, self.images = lifecycle.vms, lifecycle.images
+        lifecycle_methods.register(self, lifecycle.vms, lifecycle.images)
         self.register_plugin_methods()
         await self.server.start(ready=False)
         self.paths.pid_file.write_text(f"{os.getpid()}\n")
         install_signal_handlers(self.server.stop)
         for line in failure_lines(self.pm):
             logger.error("{}", line)
+        for line in self.loading_problems:
+            logger.warning("{}", line)
         fatal: BaseException | None = None
         try:
             await asyncio.to_thread(self._after_listen)
@@ -326,6 +340,10 @@ def build_daemon(config_files: list[Path] | None = None) -> Daemon:
     """Load settings and plugins the way ``bangerd`` does."""
     settings = load_settings(files=config_files)
     pm = get_plugin_manager(disabled=settings.get("plugins", "disabled"))
-    schema = Hooks(pm).config_defaults()
+    loading = Hooks(pm)
+    schema = loading.config_defaults()
     settings = load_settings(schema, files=config_files, paths=settings.paths)
-    return Daemon(settings, pm)
+    daemon = Daemon(settings, pm)
+    daemon.loading_problems = list(loading.problems)  # logged once logging is set up
+    daemon.hooks.problems.extend(loading.problems)
+    return daemon

@@ -35,10 +35,11 @@ from banger_core.errors import (
     BangerError,
     CancelledError,
     ConflictError,
-    NotFoundError,
+    UnknownMethodError,
     ValidationError,
 )
 from banger_core.rpc import protocol
+from banger_core.rpc.protocol import PassFd
 from banger_core.rpc.schema import Schema, schema_of
 
 Handler = Callable[[dict[str, Any], "RPCCall"], Any]
@@ -68,7 +69,7 @@ class RPCCall:
         what another plugin or the core serves without importing it.
         """
         if self.server is None:
-            raise NotFoundError(f"unknown method {method!r}")
+            raise UnknownMethodError(f"unknown method {method!r}")
         return self.server.call_method(method, dict(params or {}), self)
 
 
@@ -82,18 +83,6 @@ class Method:
     early: bool = False  # served before start-up completes (status, stop)
     read: bool = False  # a quick read: runs in the read pool, never behind lock waits
     schema: Schema | None = None
-
-
-@dataclass
-class PassFd:
-    """A handler's result that comes with a file descriptor (sent with ``SCM_RIGHTS``).
-
-    The server sends ``result`` as the reply line with ``fd`` attached, then
-    closes its copy of ``fd``.
-    """
-
-    result: Any
-    fd: int
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
@@ -113,7 +102,7 @@ class RPCServer:
         self.executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="rpc")
         self.read_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="rpc-read")
         self.error_translators: list[ErrorTranslator] = []
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._calls: set[RPCCall] = set()
         self._connections: set[asyncio.StreamWriter] = set()
         self._stopping = False
@@ -153,7 +142,7 @@ class RPCServer:
         """Run method ``name`` for a handler already running in a worker thread."""
         method = self.methods.get(name)
         if method is None:
-            raise NotFoundError(f"unknown method {name!r}")
+            raise UnknownMethodError(f"unknown method {name!r}")
         if method.schema is not None:
             params = method.schema.validate(name, params)
         sub = RPCCall(
@@ -286,7 +275,7 @@ class RPCServer:
             logger.warning("refused connection from pid {} uid {}", pid, uid)
             await self._refuse(reader, writer, uid)
             return
-        tasks: set[asyncio.Task] = set()
+        tasks: set[asyncio.Task[None]] = set()
         calls: set[RPCCall] = set()
         write_lock = asyncio.Lock()
         slots = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -390,7 +379,7 @@ class RPCServer:
             method_name = msg["method"]
             method = self.methods.get(method_name)
             if method is None:
-                raise NotFoundError(f"unknown method {method_name[:80]!r}")
+                raise UnknownMethodError(f"unknown method {method_name[:80]!r}")
             params = msg.get("params")
             params = {} if params is None else params
             if method.schema is not None:

@@ -179,7 +179,8 @@ class VMMProcess:
         """Exit status when we started it and it ended (negative = killed by signal)."""
         if self.popen is None:
             return None
-        return self.popen.poll()
+        code: int | None = self.popen.poll()
+        return code
 
     def is_alive(self) -> bool:
         """Return True while the process runs (zombies count as dead)."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from banger_core import system
-from banger_core.errors import PluginError
+from banger_core.errors import PluginError, plugin_error
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 RESERVED_FILES = frozenset({"vmlinux", "vmlinuz", "initrd.img", "rootfs.ext4", "image.json"})
@@ -48,9 +48,9 @@ class ImageBuildContext:
     runner: system.Runner = system.run
 
     @property
-    def log(self) -> logging.LoggerAdapter:
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
         """A logger bound to the plugin."""
-        from banger_core.lifecycle.context import plugin_logger
+        from banger_core.hookcontext import plugin_logger
 
         return plugin_logger(self.plugin_name)
 
@@ -135,8 +135,6 @@ class ArtifactCollector:
                     "banger_image_artifacts", impl, {"image": self.image, "root": root, "ctx": ctx}
                 )
             except Exception as exc:
-                from banger_core.plugins import _named
-
-                raise _named(exc, name, "banger_image_artifacts") from exc
+                raise plugin_error(exc, name, "banger_image_artifacts") from exc
             found += check_artifacts(name, result, out_dir, taken)
         return found

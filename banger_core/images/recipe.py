@@ -115,11 +115,14 @@ def _guest_root() -> Path:
 
 
 def installed_files() -> list[InstalledFile]:
-    """Files copied from ``banger_guest`` (and the sshd drop-in) into every image."""
+    """Files copied from ``banger_guest`` (and the sshd drop-in) into every image.
+
+    Only what the core needs: the boot program and its unit. Plugins add their
+    own guest files (the vsock plugin its agent) through provisioning steps.
+    """
     root = _guest_root()
     files = [
         InstalledFile("/usr/lib/banger/banger-boot", (root / "boot.py").read_bytes(), 0o755),
-        InstalledFile("/usr/lib/banger/banger-agent", (root / "agent.py").read_bytes(), 0o755),
         InstalledFile("/etc/ssh/sshd_config.d/50-banger.conf", SSHD_DROPIN.encode(), 0o644),
     ]
     for unit in sorted((root / "systemd").glob("*.service")):

@@ -6,17 +6,22 @@ import builtins
 import shutil
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
 from banger_core.errors import BangerError, ConflictError, NotFoundError, ValidationError
-from banger_core.firecracker.kernelformat import format_summary
 from banger_core.images.kernelcaps import KernelCaps, detect, kernel_format
+from banger_core.images.kernelformat import format_summary
 from banger_core.images.providers import GuestOS, debian_guest_os
 from banger_core.store.models import Image, VMRecord
 from banger_core.units import check_vm_name
+
+if TYPE_CHECKING:
+    from banger_core.config import Settings
+    from banger_core.plugins import Hooks
 
 
 def image_dict(image: Image, vmm_version: tuple[int, int, int] | None = None) -> dict[str, Any]:
@@ -79,9 +84,17 @@ def kernel_caps_for(
 class ImageService:
     """Owns the image rows and the managed image files under the state dir."""
 
-    def __init__(self, daemon: Any) -> None:
-        self.daemon = daemon
-        self.images_dir: Path = daemon.paths.images_dir
+    def __init__(
+        self,
+        settings: Settings,
+        hooks: Hooks,
+        vmm_version: Callable[[], tuple[int, int, int] | None] = lambda: None,
+    ) -> None:
+        """``vmm_version``: the configured Firecracker's version (``image show`` states it)."""
+        self.settings = settings
+        self.hooks = hooks
+        self._vmm_version = vmm_version
+        self.images_dir: Path = settings.paths.images_dir
         self._lock = threading.Lock()
 
     # -- lookup ----------------------------------------------------------------
@@ -101,13 +114,11 @@ class ImageService:
 
     def default_name(self) -> str:
         """The configured default image name."""
-        return self.daemon.settings.get("vm", "default_image")
+        return self.settings.get("vm", "default_image")
 
     def vmm_version(self) -> tuple[int, int, int] | None:
         """The configured Firecracker's version (``[firecracker] binary --version``)."""
-        from banger_core.firecracker.transport import vmm_version
-
-        return vmm_version(self.daemon.settings.get("firecracker", "binary"))
+        return self._vmm_version()
 
     def list(self) -> list[dict[str, Any]]:
         """Every image."""
@@ -251,7 +262,7 @@ class ImageService:
     def providers(self) -> dict[str, GuestOS]:
         """Guest OS providers by name: the core's Debian plus plugins'."""
         found = {"debian": debian_guest_os()}
-        for provider in self.daemon.hooks.guest_os():
+        for provider in self.hooks.guest_os():
             found[provider.name] = provider
         return found
 
@@ -276,7 +287,7 @@ class ImageService:
         try:
             steps: list[Any] = []
             info = {"name": name, "os": os_name}
-            self.daemon.hooks.image_provision(info, steps)
+            self.hooks.image_provision(info, steps)
             built = self._build_with_artifacts(provider, info, out, stages, op, steps)
             stages.close()
             with op.stage("kernel capabilities"):
@@ -319,7 +330,7 @@ class ImageService:
 
         from banger_core.images.artifacts import ArtifactCollector
 
-        collector = ArtifactCollector(self.daemon.hooks, self.daemon.settings, info)
+        collector = ArtifactCollector(self.hooks, self.settings, info)
         try:
             accepts = "artifacts" in inspect.signature(provider.build).parameters
         except (TypeError, ValueError):

@@ -18,12 +18,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import peewee
 from loguru import logger
 
-from banger_core import system
+from banger_core import failpoints, system
 from banger_core.disks import rootdisk, space
 from banger_core.doctor import run_checks
 from banger_core.errors import (
@@ -32,14 +32,14 @@ from banger_core.errors import (
     NotFoundError,
     ValidationError,
 )
-from banger_core.firecracker.kernelformat import check_format
 from banger_core.firecracker.transport import choose_transport, vmm_version
 from banger_core.guestconfig import GuestConfig
+from banger_core.hookcontext import LifecycleContext
 from banger_core.images.kernelcaps import KernelCaps, kernel_format
+from banger_core.images.kernelformat import check_format
 from banger_core.images.registry import image_artifacts
-from banger_core.lifecycle import boot, console, failpoints, states
+from banger_core.lifecycle import boot, console, states
 from banger_core.lifecycle import options as vm_options
-from banger_core.lifecycle.context import LifecycleContext
 from banger_core.lifecycle.hostnet import TAP_PREFIX, HostNetwork
 from banger_core.lifecycle.machine import MachineSpec
 from banger_core.lifecycle.validation import CREATE_KEYS, SET_KEYS, resolve_create, validate_set
@@ -47,6 +47,11 @@ from banger_core.lifecycle.vm import VM, ImageInfo, VMSpec
 from banger_core.net import ipam
 from banger_core.plugins import raise_failures
 from banger_core.store.models import Image, VMRecord
+
+if TYPE_CHECKING:
+    from banger_core.config import Settings
+    from banger_core.images.registry import ImageService
+    from banger_core.plugins import Hooks
 
 RUNNING_STATES = tuple(s.value for s in states.LIVE_STATES)
 GUEST_MTU = 1500
@@ -56,11 +61,12 @@ GUEST_MTU = 1500
 class VMManager:
     """Drives every VM's lifecycle for the daemon."""
 
-    def __init__(self, daemon: Any, images: Any, network: HostNetwork) -> None:
-        self.daemon = daemon
-        self.settings = daemon.settings
-        self.paths = daemon.paths
-        self.hooks = daemon.hooks
+    def __init__(
+        self, settings: Settings, hooks: Hooks, images: ImageService, network: HostNetwork
+    ) -> None:
+        self.settings = settings
+        self.paths = settings.paths
+        self.hooks = hooks
         self.images = images
         self.net = network
         self._locks: dict[str, threading.Lock] = {}

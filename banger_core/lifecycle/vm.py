@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 
-class OptionValues(dict):
+class OptionValues(dict[str, Any]):
     """A plugin's option values; ``values["disk-size"]`` and ``values["disk_size"]`` agree."""
 
     def __getitem__(self, key: str) -> Any:
@@ -86,7 +86,8 @@ class VM:
     def options(self) -> dict[str, dict[str, Any]]:
         """Stored per-VM option values, ``{plugin: {key: value}}`` (without defaults)."""
         core = self.plugin_states.setdefault("core", {})
-        return core.setdefault("options", {})
+        options: dict[str, dict[str, Any]] = core.setdefault("options", {})
+        return options
 
     def plugin_options(self, name: str) -> OptionValues:
         """Plugin ``name``'s per-VM options: declared defaults, then the stored values.

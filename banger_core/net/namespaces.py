@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from banger_core import system
 from banger_core.errors import ValidationError
+from banger_core.system import Result
 
 NETNS_DIR = Path("/run/netns")
 HOST_NETNS_FD_ENV = "BANGER_HOST_NETNS_FD"
@@ -59,7 +62,7 @@ def host_network_runner(runner: system.Runner = system.run) -> system.Runner:
         return runner
     ns_path = f"/proc/{os.getpid()}/fd/{fd}"
 
-    def run_in_host_netns(argv, **kwargs):
+    def run_in_host_netns(argv: Sequence[str], **kwargs: Any) -> Result:
         return runner(["nsenter", f"--net={ns_path}", "--", *argv], **kwargs)
 
     return run_in_host_netns

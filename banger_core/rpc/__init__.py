@@ -1,7 +1,7 @@
 """The JSON-RPC wire format shared by the daemon and the CLI (stdlib only).
 
 ``banger_core.rpc`` is also the public helper plugin commands call,
-``rpc(method, params)`` (see :func:`banger_core.cli.context.rpc`): the name
+``rpc(method, params)`` (see :func:`banger_core.rpc.connect.rpc`): the name
 is both this package and that function, so the package itself is callable.
 """
 
@@ -17,7 +17,7 @@ class _CallableModule(types.ModuleType):
         self, method: str, params: dict[str, Any] | None = None, *, autostart: bool = True
     ) -> Any:
         """Call one daemon method and return its result (starts the daemon if needed)."""
-        from banger_core.cli.context import rpc
+        from banger_core.rpc.connect import rpc
 
         return rpc(method, params, autostart=autostart)
 

@@ -10,9 +10,22 @@ A client that closes its connection cancels the requests it had in flight.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 MAX_LINE = 4 * 1024 * 1024
+
+
+@dataclass
+class PassFd:
+    """A handler's result that comes with a file descriptor (sent with ``SCM_RIGHTS``).
+
+    The server sends ``result`` as the reply line with ``fd`` attached, then
+    closes its copy of ``fd``.
+    """
+
+    result: Any
+    fd: int
 
 
 def encode(obj: dict[str, Any]) -> bytes:

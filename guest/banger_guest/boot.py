@@ -11,7 +11,9 @@ Modes:
   apply the guest configuration and exit.
 * PID-1 mode (``BANGER_GUEST_SIMULATED=1``, the Firecracker simulator runs it
   as the guest's init): mount tmpfs on ``/run`` and ``/tmp``, apply the
-  configuration, run ``sshd`` and the agent as children, reap zombies, and on
+  configuration, run ``sshd`` and, in systemd's place, every other enabled
+  ``banger-*.service`` unit of the image (what plugins installed, such as the
+  vsock plugin's agent) as children, reap zombies, and on
   SIGINT/SIGTERM stop everything, sync, unmount what it mounted and exit 0.
   As the real PID 1 of a guest kernel (``init=/usr/lib/banger/banger-boot``)
   it also mounts ``/proc``, ``/sys`` and ``/dev`` when the initrd did not,
@@ -31,6 +33,7 @@ import glob
 import json
 import os
 import select
+import shlex
 import signal
 import socket
 import subprocess
@@ -55,6 +58,8 @@ RESOLV_RUN = "/run/banger/resolv.conf"
 STOP_GRACE_SECONDS = 5.0
 INTERFACE_WAIT_SECONDS = 15.0
 """How long to wait for the guest's NIC to appear (its driver may load late)."""
+UNIT_WANTS = "/etc/systemd/system/multi-user.target.wants"
+"""Where image builds enable units; PID-1 mode starts the ``banger-*`` ones."""
 GUEST_MODULES = ("virtio_net", "vmw_vsock_virtio_transport")
 """Modules PID-1 mode loads itself (no udev): the NIC and the vsock transport."""
 
@@ -687,8 +692,41 @@ def prepare_real_init() -> None:
         log("error: cannot route Ctrl-Alt-Del to PID 1")
 
 
+def enabled_services(wants: str = UNIT_WANTS) -> list[tuple[str, list[str]]]:
+    """``(name, argv)`` of each enabled ``banger-*.service`` but banger-boot, by name.
+
+    PID-1 mode starts them in systemd's place: plugins ship their guest
+    programs as units (the vsock plugin's ``banger-agent``), and the boot
+    program needs to know none of them. ``argv`` is the unit's
+    ``ExecStart=`` split like a shell would (its ``-@:+!`` prefixes dropped).
+    """
+    found = []
+    for path in sorted(glob.glob(os.path.join(wants, "banger-*.service"))):
+        name = os.path.basename(path)[: -len(".service")]
+        if name == "banger-boot":
+            continue
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError as exc:
+            log(f"error: {path}: {exc}")
+            continue
+        for line in lines:
+            key, _, value = line.strip().partition("=")
+            if key.strip() == "ExecStart" and value.strip():
+                try:
+                    argv = shlex.split(value.strip().lstrip("-@:+!"))
+                except ValueError as exc:
+                    log(f"error: {path}: ExecStart: {exc}")
+                    break
+                if argv:
+                    found.append((name, argv))
+                break
+    return found
+
+
 class Init:
-    """PID-1 mode: supervise sshd and the agent (simulated guest, or a real kernel's init)."""
+    """PID-1 mode: supervise sshd and the image's banger units (simulated guest or real kernel)."""
 
     def __init__(self, real_kernel: bool = False) -> None:
         self.children: dict[int, tuple[str, subprocess.Popen]] = {}
@@ -769,7 +807,7 @@ class Init:
         return True
 
     def boot(self) -> None:
-        """Mount /run and /tmp, apply the config, start sshd and the agent."""
+        """Mount /run and /tmp, apply the config, start sshd and the enabled banger units."""
         for target, mode in (("/run", "0755"), ("/tmp", "1777")):
             if mount_tmpfs(target, mode):
                 self.mounted.append(target)
@@ -782,13 +820,13 @@ class Init:
         cfg, _ok = read_boot_config()
         applier = Applier("/")
         try:
-            port = applier.apply(cfg)
+            applier.apply(cfg)
         finally:
             self.mounted.extend(applier.mounted)
         if not self.stopping:
             self.start("sshd", ["/usr/sbin/sshd", "-D", "-e"])
-            agent = os.path.join(BANGER_LIB, "banger-agent")
-            self.start("agent", [sys.executable, agent, "--port", str(port)])
+            for name, argv in enabled_services():
+                self.start(name, argv)
             log("boot complete")
 
     def run(self) -> int:

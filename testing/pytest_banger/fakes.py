@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from banger_core.errors import CommandError
-from banger_core.lifecycle.context import LifecycleContext
+from banger_core.hookcontext import LifecycleContext
 from banger_core.lifecycle.vm import VM, ImageInfo
 from banger_core.system import Result
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from banger_core.errors import BangerError, NotFoundError
 from banger_core.images.build import BuiltImage, build_image, read_image, remove_tree
-from banger_core.images.recipe import Recipe, default_recipe
+from banger_core.images.recipe import InstalledFile, Recipe, default_recipe
 
 DEFAULT_CACHE = "/var/cache/banger-test/images"
 KEEP_BUILDS = 3
@@ -55,6 +55,17 @@ def _complete(directory: Path, fingerprint: str) -> BuiltImage | None:
 
 def _artifact_maker() -> tuple[Any, str]:
     """The installed plugins' image-artifact maker, as ``banger image build`` uses it."""
+    maker, providers, _files = _plugin_parts()
+    return maker, providers
+
+
+def _plugin_parts() -> tuple[Any, str, list[InstalledFile]]:
+    """What the installed plugins add to a build, as ``banger image build`` asks them.
+
+    The artifact maker (``banger_image_artifacts``), which plugins provide
+    artifacts, and the files of their ``banger_image_provision`` steps (the
+    vsock plugin's guest agent).
+    """
     from banger_core.config import load_settings
     from banger_core.images.artifacts import ArtifactCollector
     from banger_core.plugins import Hooks, get_plugin_manager
@@ -62,17 +73,27 @@ def _artifact_maker() -> tuple[Any, str]:
     hooks = Hooks(get_plugin_manager())
     settings = load_settings(hooks.config_defaults(), files=[])
     hooks.settings = settings
-    collector = ArtifactCollector(hooks, settings, {"name": "debian", "os": "debian"})
-    return collector, ",".join(collector.providers())
+    image = {"name": "debian", "os": "debian"}
+    collector = ArtifactCollector(hooks, settings, image)
+    steps: list[Any] = []
+    hooks.image_provision(image, steps)
+    files = [f for step in steps for f in step.installed_files()]
+    return collector, ",".join(collector.providers()), files
 
 
-def image_fingerprint(recipe: Recipe, providers: str | None = None) -> str:
-    """The cache key of ``recipe``: its fingerprint and which plugins add artifacts."""
+def image_fingerprint(
+    recipe: Recipe,
+    providers: str | None = None,
+    extra_files: list[InstalledFile] | None = None,
+) -> str:
+    """The cache key of ``recipe``: its fingerprint (with the plugins' provisioned
+    files) and which plugins add artifacts; what the installed plugins say when
+    ``providers`` is None."""
     import hashlib
 
     if providers is None:
-        providers = _artifact_maker()[1]
-    fingerprint = recipe.fingerprint()
+        _maker, providers, extra_files = _plugin_parts()
+    fingerprint = recipe.fingerprint(recipe.installed_files() + list(extra_files or []))
     if providers:
         fingerprint = hashlib.sha256(f"{fingerprint}\n{providers}".encode()).hexdigest()
     return fingerprint
@@ -85,8 +106,8 @@ def cached_image(recipe: Recipe, *, verbose: bool = True) -> BuiltImage:
     (the workdisk plugin's work seed); which plugins contribute is part of
     the cache key.
     """
-    maker, providers = _artifact_maker()
-    fingerprint = image_fingerprint(recipe, providers)
+    maker, providers, extra_files = _plugin_parts()
+    fingerprint = image_fingerprint(recipe, providers, extra_files)
     root = cache_root()
     directory = root / fingerprint
     image = _complete(directory, fingerprint)
@@ -113,7 +134,12 @@ def cached_image(recipe: Recipe, *, verbose: bool = True) -> BuiltImage:
                 )
 
         image = build_image(
-            recipe, directory, on_stage=on_stage, artifacts=maker, fingerprint_extra=providers
+            recipe,
+            directory,
+            on_stage=on_stage,
+            extra_files=extra_files,
+            artifacts=maker,
+            fingerprint_extra=providers,
         )
         if verbose:
             print(

@@ -241,7 +241,7 @@ def test_rpc_helper_is_callable_whatever_was_imported_first(monkeypatch) -> None
     """``banger_core.rpc`` is both the wire-format package and the CLI helper."""
     import banger_core.rpc.client  # noqa: F401  (the subpackage sets banger_core.rpc)
     from banger_core import rpc
-    from banger_core.cli import context
+    from banger_core.rpc import connect as context
 
     seen = []
     monkeypatch.setattr(context, "rpc", lambda m, p=None, autostart=True: seen.append((m, p)))

@@ -108,7 +108,10 @@ def test_sigterm_exits_cleanly(banger_daemon) -> None:
 
 def test_unknown_method_and_bad_json(banger_daemon) -> None:
     reply = raw_exchange(banger_daemon.socket, b'{"id": 7, "method": "no.such", "params": {}}\n')
-    assert reply == {"id": 7, "error": {"code": "not_found", "message": "unknown method 'no.such'"}}
+    assert reply == {
+        "id": 7,
+        "error": {"code": "unknown_method", "message": "unknown method 'no.such'"},
+    }
     reply = raw_exchange(banger_daemon.socket, b'{"id": 8, "method": \n')
     assert reply["error"]["code"] == "invalid"
     assert "not valid JSON" in reply["error"]["message"]

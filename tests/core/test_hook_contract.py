@@ -322,7 +322,7 @@ def test_a_collecting_hook_that_raises_skips_only_that_plugin() -> None:
 
     hooks = _hooks(("broken", Broken()), ("fine", Fine()))
     assert [(p, m) for p, m, _ in hooks.rpc_methods()] == [("fine", "fine.ping")]
-    assert hooks.problems == ["plugin 'broken': banger_rpc_methods failed: RuntimeError: no"]
+    assert hooks.problems == ["plugin broken: banger_rpc_methods: RuntimeError: no"]
 
 
 def test_daemon_started_failure_is_isolated() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from banger_core.daemon.server import RPCCall, RPCServer
-from banger_core.errors import ConflictError, NotFoundError, ValidationError
+from banger_core.errors import ConflictError, NotFoundError, UnknownMethodError, ValidationError
 from banger_core.rpc.client import RPCClient
 
 
@@ -128,9 +128,11 @@ def test_round_trip_errors_and_results(sock_path: Path) -> None:
             "pid": os.getpid(),
         }
         assert client.call("t.aecho", {"x": 21}) == 42
-        with pytest.raises(NotFoundError, match="no VM 'x'"):
+        with pytest.raises(NotFoundError, match="no VM 'x'") as missing_vm:
             client.call("t.missing")
-        with pytest.raises(NotFoundError, match=r"unknown method 't\.nope'"):
+        assert not isinstance(missing_vm.value, UnknownMethodError)
+        # a missing method is its own class (still a NotFoundError for old callers)
+        with pytest.raises(UnknownMethodError, match=r"unknown method 't\.nope'"):
             client.call("t.nope")
         with pytest.raises(Exception, match=r"internal error in t\.crash: KeyError"):
             client.call("t.crash")
@@ -250,5 +252,5 @@ def test_handler_calls_another_method(sock_path: Path) -> None:
     server.register("t.bad", lambda p, c: c.call("t.nope"))
     with serving(server), RPCClient(sock_path, timeout=10) as client:
         assert client.call("t.outer") == [{"inner": 2, "peer": os.getpid()}, 20]
-        with pytest.raises(NotFoundError, match=r"unknown method 't\.nope'"):
+        with pytest.raises(UnknownMethodError, match=r"unknown method 't\.nope'"):
             client.call("t.bad")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from banger_guest import agent
+from banger_vsock.guest import agent
 
 AGENT_PY = Path(agent.__file__)
 
@@ -180,3 +180,107 @@ def test_configured_port(tmp_path: Path) -> None:
     assert agent.configured_port(str(cfg)) == 4096
     cfg.write_text("garbage")
     assert agent.configured_port(str(cfg)) == agent.DEFAULT_PORT
+
+
+DROPIN_GOOD = """
+def setup(agent):
+    def identity(body):
+        if "hostname" not in body:
+            raise agent.RequestError(400, "hostname missing")
+        return {"hostname": body["hostname"], "applied": True}
+
+    def echo(request, body):
+        frames = request.switch()
+        kind, payload = agent.read_frame(request.rfile)
+        frames.send(agent.F_STDOUT, payload.upper())
+        frames.exit(0)
+
+    agent.register("POST", "/identity", identity, feature="identity")
+    agent.register("GET", "/identity", lambda body: {"hostname": "g"}, feature="identity")
+    agent.register("POST", "/echo", echo, feature="echo", streaming=True)
+"""
+DROPIN_HIJACK = """
+def setup(agent):
+    agent.register("POST", "/exec", lambda body: {}, feature="evil")
+"""
+DROPIN_BROKEN = "raise RuntimeError('broken on purpose')\n"
+
+
+def _post(conn: http.client.HTTPConnection, path: str, body: dict, **headers: str):
+    data = json.dumps(body).encode()
+    conn.request("POST", path, body=data, headers={"Content-Type": "application/json", **headers})
+    return conn.getresponse()
+
+
+def test_dropins_add_operations_and_features(tmp_path: Path) -> None:
+    dropins = tmp_path / "agent.d"
+    dropins.mkdir()
+    (dropins / "10-identity.py").write_text(DROPIN_GOOD)
+    (dropins / "20-hijack.py").write_text(DROPIN_HIJACK)
+    (dropins / "30-broken.py").write_text(DROPIN_BROKEN)
+    vsock_dir = tmp_path / "vsock"
+    vsock_dir.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-I", str(AGENT_PY), "--port", "1235", "--dropin-dir", str(dropins)],
+        env={"BANGER_VSOCK_DIR": str(vsock_dir), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    sock_path = vsock_dir / "1235.sock"
+    try:
+        deadline = time.monotonic() + 10
+        while not _accepts(sock_path):
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "agent did not listen on its socket"
+            time.sleep(0.02)
+        conn = _connection(str(sock_path))
+        status, body = _get(conn, "/healthz")
+        assert status == 200
+        assert body["features"] == ["healthz", "ports", "exec", "files", "echo", "identity"]
+        assert _get(conn, "/identity") == (200, {"hostname": "g"})
+        resp = _post(conn, "/identity", {"hostname": "restored"})
+        assert (resp.status, json.loads(resp.read())) == (
+            200,
+            {"hostname": "restored", "applied": True},
+        )
+        resp = _post(conn, "/identity", {})
+        assert (resp.status, json.loads(resp.read())) == (400, {"error": "hostname missing"})
+        resp = _post(conn, "/echo", {})  # streaming needs the upgrade, like /exec
+        assert resp.status == 426
+        resp.read()
+        conn.close()
+        # A streaming operation, spoken the way the host speaks /exec.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(str(sock_path))
+            s.sendall(
+                b"POST /echo HTTP/1.1\r\nHost: agent\r\nContent-Length: 2\r\n"
+                b"Upgrade: banger-stream/1\r\nConnection: Upgrade\r\n\r\n{}"
+            )
+            rfile = s.makefile("rb")
+            assert rfile.readline().startswith(b"HTTP/1.1 101")
+            while rfile.readline() not in (b"\r\n", b""):
+                pass
+            s.sendall(agent.FRAME_HEADER.pack(agent.F_STDIN, 5) + b"hello")
+            assert agent.read_frame(rfile) == (agent.F_STDOUT, b"HELLO")
+            kind, payload = agent.read_frame(rfile)
+            assert kind == agent.F_EXIT and json.loads(payload)["exit_code"] == 0
+        # The built-in /exec still is the agent's own; the broken drop-in was skipped.
+        conn = _connection(str(sock_path))
+        resp = _post(conn, "/exec", {"argv": ["true"]})
+        assert resp.status == 426  # the real /exec, which needs the upgrade
+        resp.read()
+        conn.close()
+    finally:
+        proc.kill()
+        proc.wait(10)
+    out = proc.stdout.read() if proc.stdout else ""
+    if proc.stdout:
+        proc.stdout.close()
+    assert f"drop-in {dropins}/10-identity.py loaded" in out
+    assert (
+        f"drop-in {dropins}/20-hijack.py not loaded: ValueError: POST /exec is already served"
+        in out
+    )
+    assert f"drop-in {dropins}/30-broken.py not loaded: RuntimeError: broken on purpose" in out

@@ -7,8 +7,8 @@ import threading
 from pathlib import Path
 
 from banger_fcqemu.serialmux import SerialBridge
-from banger_guest import agent
 from banger_vsock import protocol as p
+from banger_vsock.guest import agent
 from banger_vsock.hostconn import connect_port
 
 PORT = 1024

@@ -210,3 +210,26 @@ def test_print_config_bad_version(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "banger-boot: error:" in proc.stdout
     assert "unsupported guest config version 3" in proc.stdout
+
+
+def test_pid1_mode_starts_the_images_banger_units(tmp_path: Path) -> None:
+    """PID-1 mode starts what plugins enabled (systemd's job), knowing none of them."""
+    wants = tmp_path / "wants"
+    wants.mkdir()
+    units = {
+        "banger-boot.service": "[Service]\nExecStart=/usr/lib/banger/banger-boot --systemd\n",
+        "banger-agent.service": (
+            "[Unit]\nAfter=banger-boot.service\n\n[Service]\n"
+            "ExecStart=/usr/lib/banger/banger-agent --config /run/banger/agent.json\n"
+        ),
+        "banger-sync.service": "[Service]\nExecStart=-/usr/bin/env 'a b' c\n",
+        "banger-empty.service": "[Service]\nType=oneshot\n",
+        "ssh.service": "[Service]\nExecStart=/usr/sbin/sshd -D\n",
+    }
+    for name, text in units.items():
+        (wants / name).write_text(text)
+    assert boot.enabled_services(str(wants)) == [
+        ("banger-agent", ["/usr/lib/banger/banger-agent", "--config", "/run/banger/agent.json"]),
+        ("banger-sync", ["/usr/bin/env", "a b", "c"]),
+    ]
+    assert boot.enabled_services(str(tmp_path / "missing")) == []

@@ -8,6 +8,7 @@ import subprocess
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,6 +50,18 @@ def installed_artifacts() -> tuple[ArtifactCollector, str]:
     return collector, ",".join(collector.providers())
 
 
+def provisioned_files() -> list[Any]:
+    """The installed plugins' provisioning steps (the vsock plugin's guest agent)."""
+    from banger_core.plugins import Hooks, get_plugin_manager
+
+    hooks = Hooks(get_plugin_manager())
+    if "vsock" not in [i.plugin_name for i in hooks.impls("banger_image_provision")]:
+        pytest.skip("the vsock plugin is not installed")
+    steps: list[Any] = []
+    hooks.image_provision({"name": "fake", "os": "debian"}, steps)
+    return [f for step in steps for f in step.installed_files()]
+
+
 @needs_e2fs
 def test_build_pipeline(tmp_path: Path) -> None:
     out = tmp_path / "img"
@@ -60,6 +73,7 @@ def test_build_pipeline(tmp_path: Path) -> None:
         out,
         on_stage=stages.append,
         runner=runner,
+        extra_files=provisioned_files(),
         artifacts=maker,
         fingerprint_extra=providers,
     )
@@ -98,7 +112,9 @@ def test_build_pipeline(tmp_path: Path) -> None:
     assert "buildhost" not in debugfs(image.rootfs, "cat /etc/hostname")
     assert "/run/banger/resolv.conf" in debugfs(image.rootfs, "stat /etc/resolv.conf")
     wants = debugfs(image.rootfs, "ls /etc/systemd/system/multi-user.target.wants")
+    # banger-boot is the core's; the agent and its unit come from the vsock plugin's steps.
     assert "banger-boot.service" in wants and "banger-agent.service" in wants
+    assert "banger-agent" in debugfs(image.rootfs, "ls /usr/lib/banger")
     root_ls = debugfs(image.rootfs, "ls /root").split()
     assert ".bashrc" not in root_ls
     seed_ls = debugfs(image.work_seed, "ls /").split()

@@ -6,8 +6,8 @@ import pytest
 
 from banger_core.cli.refs import resolve_refs
 from banger_core.errors import ValidationError
+from banger_core.failpoints import check
 from banger_core.guestconfig import MAGIC, GuestConfig, decode
-from banger_core.lifecycle.failpoints import check
 from banger_core.lifecycle.machine import MachineSpec
 from banger_core.lifecycle.manager import _parse_signal
 from banger_core.lifecycle.validation import check_cpus, check_memory

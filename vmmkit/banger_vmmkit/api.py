@@ -181,7 +181,8 @@ def _compact(data: Any) -> bytes:
 
 def _serde(body: bytes, t: sd.T) -> dict[str, Any]:
     try:
-        return sd.from_slice(body, t)
+        parsed: dict[str, Any] = sd.from_slice(body, t)
+        return parsed
     except sd.SerdeError as exc:
         raise ApiError(
             f"An error occurred when deserializing the json body of a request: {exc}."
@@ -242,7 +243,7 @@ class DriveState:
 
     @property
     def drive_id(self) -> str:
-        return self.config["drive_id"]
+        return str(self.config["drive_id"])
 
     @property
     def path(self) -> str:
@@ -266,7 +267,7 @@ class NetState:
 
     @property
     def iface_id(self) -> str:
-        return self.config["iface_id"]
+        return str(self.config["iface_id"])
 
 
 @dataclass
@@ -278,7 +279,7 @@ class VsockState:
 
     @property
     def uds_path(self) -> str:
-        return self.config["uds_path"]
+        return str(self.config["uds_path"])
 
 
 @dataclass

@@ -306,7 +306,7 @@ class Simulator:
             resp = self.vmm.handle(Request(method, url, json.dumps(body).encode(), {}))
             if resp.status >= 300:
                 message = json.loads(resp.body or b"{}").get("fault_message", "")
-                return message
+                return str(message)
         return None
 
     def run(self) -> int:

@@ -207,7 +207,7 @@ class DNSServer:
         self.stats["malformed"] += 1
         self.malformed.add(peer, why)
 
-    def _forwarded(self, task: asyncio.Future, send: Any, *args: Any) -> None:
+    def _forwarded(self, task: asyncio.Future[Any], send: Any, *args: Any) -> None:
         self._forwarding -= 1
         if task.cancelled() or task.exception() is not None:
             return
@@ -287,7 +287,7 @@ class _UDPProtocol(asyncio.DatagramProtocol):
 
 
 class _OneReply(asyncio.DatagramProtocol):
-    def __init__(self, future: asyncio.Future) -> None:
+    def __init__(self, future: asyncio.Future[bytes]) -> None:
         self.future = future
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
@@ -301,7 +301,7 @@ class _OneReply(asyncio.DatagramProtocol):
 
 async def _udp_query(data: bytes, host: str, port: int) -> bytes:
     loop = asyncio.get_running_loop()
-    future: asyncio.Future = loop.create_future()
+    future: asyncio.Future[bytes] = loop.create_future()
     transport, _ = await loop.create_datagram_endpoint(
         lambda: _OneReply(future), remote_addr=(host, port)
     )

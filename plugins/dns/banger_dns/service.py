@@ -81,7 +81,8 @@ def describe() -> dict[str, Any]:
     server = _state.get("server")
     if server is None:
         return {"listeners": ["(not started)"], "records": len(ZONE.records())}
-    return server.describe()
+    described: dict[str, Any] = server.describe()
+    return described
 
 
 def guest_nameserver() -> str | None:

@@ -218,7 +218,8 @@ class QemuGuest:
                 proc.kill()
         with contextlib.suppress(Exception):
             proc.wait(timeout=10)
-        return proc.poll()
+        code: int | None = proc.poll()
+        return code
 
     def teardown(self) -> None:
         """Kill QEMU and stop the bridge (idempotent, safe from a signal handler)."""

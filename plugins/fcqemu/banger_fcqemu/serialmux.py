@@ -22,7 +22,7 @@ EOF        both         the sender sends no more on ``channel``
 CLOSE      both         abort ``channel``
 =========  ===========  ==========================================
 
-The guest side is in ``guest/banger_guest/agent.py`` (standalone, so it
+The guest side is in ``plugins/vsock/banger_vsock/guest/agent.py`` (standalone, so it
 carries its own copy of these constants; a test checks they agree).
 Limits: no per-channel flow control (a client that stops reading stalls the
 others), guest-initiated connections are not bridged, and only the ports the

@@ -27,6 +27,7 @@ import signal
 import stat
 import sys
 import time
+from typing import Any
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -75,7 +76,7 @@ def console_write(fd: int, text: str) -> None:
         pass
 
 
-def setup_dev(root: str, spec: dict) -> None:
+def setup_dev(root: str, spec: dict[str, Any]) -> None:
     """tmpfs /dev with the drive nodes, the usual character devices and devpts."""
     dev = os.path.join(root, "dev")
     mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=755,size=65536k")
@@ -120,7 +121,7 @@ def setup_dev(root: str, spec: dict) -> None:
     mount(spec["vsock_dir"], vsock_target, None, MS_BIND)
 
 
-def child(spec: dict, status_fd: int, console_fd: int) -> None:
+def child(spec: dict[str, Any], status_fd: int, console_fd: int) -> None:
     """PID 1 of the guest: build the root, chroot, exec init. Never returns."""
     stuck = spec.get("stuck")
     if stuck:

@@ -31,7 +31,7 @@ def _mount(source: str, target: str, fstype: str, data: str | None) -> bool:
         ctypes.c_ulong(0),
         None if data is None else data.encode(),
     )
-    return ret == 0
+    return bool(ret == 0)
 
 
 def unmount(target: str | Path) -> None:

@@ -10,7 +10,7 @@ and it succeeds when they are already gone.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from banger_core import Runner, run
@@ -144,7 +144,7 @@ def owners(runner: Runner = run) -> set[str]:
     return {tag[len(COMMENT_PREFIX) :] for _, tag, _ in listed(runner)}
 
 
-def remove_where(match, runner: Runner = run) -> int:
+def remove_where(match: Callable[[str], bool], runner: Runner = run) -> int:
     """Delete every banger rule whose comment satisfies ``match(comment)``."""
     count = 0
     for table, tag, args in listed(runner):

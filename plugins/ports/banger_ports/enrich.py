@@ -25,7 +25,9 @@ def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def rows(listeners: list[dict[str, Any]], host: str, vm_ip: str, probe: Probe) -> list[dict]:
+def rows(
+    listeners: list[dict[str, Any]], host: str, vm_ip: str, probe: Probe
+) -> list[dict[str, Any]]:
     """One row per distinct (PROTO, ENDPOINT), web endpoints as ``http(s)://host:port/``.
 
     :param host: what the user reaches the VM by (``web.vm``, else its IP).

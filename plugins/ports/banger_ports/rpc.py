@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from banger_core import BangerError, ConflictError, Field, ValidationError, rpc_params
+from banger_core import (
+    BangerError,
+    ConflictError,
+    Field,
+    UnknownMethodError,
+    ValidationError,
+    rpc_params,
+)
 
 NAME = "ports"
 
@@ -30,12 +37,8 @@ def ports(params: dict[str, Any], call: Any) -> dict[str, Any]:
         raise ConflictError(f"VM {info['name']} is {info['state']}; start it to see its ports")
     try:
         answer = call.call("vm.agent", {"ref": info["id"], "path": "/ports"})
-    except BangerError as exc:
-        if "unknown method" in str(exc):
-            raise BangerError(
-                "vm ports needs the guest agent channel: install banger-vsock"
-            ) from None
-        raise
+    except UnknownMethodError:
+        raise BangerError("vm ports needs the guest agent channel: install banger-vsock") from None
     names = info.get("dns_names") or []
     host = names[0] if names else info["ip"]
     timeout = float(_plugin_config(call).get("probe_timeout_seconds", 1.0))

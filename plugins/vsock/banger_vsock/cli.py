@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 
@@ -68,7 +70,7 @@ def health(refs: tuple[str, ...], as_json: bool) -> None:
         emit_json([rpc("vm.health", {"ref": r}) for r in refs])
         return
 
-    def action(vm: dict) -> str:
+    def action(vm: dict[str, Any]) -> str:
         body = rpc("vm.health", {"ref": vm["id"]})
         return (
             f"healthy (agent {body.get('agent_version')}, hostname "

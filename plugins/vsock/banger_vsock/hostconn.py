@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 from banger_core import BangerError
 
@@ -42,7 +43,9 @@ def connect_port(uds_path: Path | str, port: int, timeout: float = 2.0) -> socke
     return sock
 
 
-def wait_healthy(uds_path: Path | str, port: int, timeout: float, cancelled: object = None) -> dict:
+def wait_healthy(
+    uds_path: Path | str, port: int, timeout: float, cancelled: object = None
+) -> dict[str, Any]:
     """Poll ``GET /healthz`` until it answers ok; the health body, or :class:`BangerError`."""
     from banger_core import CancelledError
     from banger_vsock import replies
@@ -56,7 +59,7 @@ def wait_healthy(uds_path: Path | str, port: int, timeout: float, cancelled: obj
         try:
             with AgentConnection(connect_port(uds_path, port, timeout=1.0)) as conn:
                 conn.sock.settimeout(2.0)
-                body = replies.health(conn.get_json("/healthz"))
+                body: dict[str, Any] = replies.health(conn.get_json("/healthz"))
                 if body["status"] == "ok":
                     return body
                 last = f"status {body['status']!r}"

@@ -54,6 +54,14 @@ def banger_config_defaults() -> dict[str, Any]:
 
 
 @hookimpl
+def banger_image_provision(image: dict[str, Any], steps: list[Any]) -> None:
+    """Install the guest agent and its unit into every image built."""
+    from banger_vsock.guest import provision_steps
+
+    steps.extend(provision_steps())
+
+
+@hookimpl
 def banger_doctor_checks(ctx: Any) -> list[Any]:
     from banger_vsock.doctor import vhost_vsock_check
 

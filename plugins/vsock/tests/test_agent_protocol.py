@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from banger_guest import agent
 from banger_vsock import protocol as p
+from banger_vsock.guest import agent
 
 AGENT_PY = Path(agent.__file__)
 

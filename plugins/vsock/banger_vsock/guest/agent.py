@@ -24,6 +24,13 @@ Connections are multiplexed over the port in frames (see
 repeated here because this file is standalone).
 
 The HTTP handler works on any byte stream, so both transports serve it.
+
+Extension points (docs/agent-protocol.md, "Extending the agent"): a drop-in
+module in ``/usr/lib/banger/agent.d/*.py`` (installed by a plugin's image
+provisioning step) defines ``setup(agent)`` and calls
+``agent.register(method, path, handler, feature=..., streaming=...)``; the
+operation is served next to the built-in ones and its feature is listed by
+``GET /healthz``, so the host can tell whether a guest supports it.
 """
 
 from __future__ import annotations
@@ -44,8 +51,9 @@ import sys
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import Any, NamedTuple
 
 AGENT_VERSION = 2
 """Version of the agent's HTTP API (bumped on incompatible changes)."""
@@ -666,13 +674,95 @@ def send_tree(path: str, writer: DataWriter) -> None:
 # HTTP
 
 
+# --------------------------------------------------------------------------
+# Extension points: operations added by drop-ins
+# --------------------------------------------------------------------------
+
+DROPIN_DIR = "/usr/lib/banger/agent.d"
+"""Where plugins' image steps put agent drop-ins (``NAME.py`` with ``setup(agent)``)."""
+BUILTIN_FEATURES = ("healthz", "ports", "exec", "files")
+BUILTIN_PATHS = ("/healthz", "/ports", "/exec", "/files/get", "/files/put")
+
+
+class Operation(NamedTuple):
+    """An operation a drop-in added (see :func:`register`)."""
+
+    feature: str
+    handler: Callable[..., Any]
+    streaming: bool
+
+
+#: Added operations by ``(method, path)``.
+EXTENSIONS: dict[tuple[str, str], Operation] = {}
+
+
+def register(
+    method: str,
+    path: str,
+    handler: Callable[..., Any],
+    *,
+    feature: str,
+    streaming: bool = False,
+) -> None:
+    """Serve ``method path`` with ``handler``; ``feature`` is listed by ``/healthz``.
+
+    Plain (``streaming=False``): ``handler(body)`` gets the request's JSON
+    object (``{}`` for a GET) and returns the JSON object to answer with 200.
+    Streaming (POST only, the request must carry ``Upgrade: banger-stream/1``):
+    ``handler(request, body)`` gets the :class:`Handler`; it answers with
+    ``request.switch()`` (a :class:`FrameWriter`) and then reads frames with
+    ``read_frame(request.rfile)``, like ``/exec`` and ``/files/put``.
+    Either raises :class:`RequestError` for a clean 4xx. Built-in paths and
+    features cannot be replaced.
+    """
+    method = method.upper()
+    if method not in ("GET", "POST") or (method == "GET" and streaming):
+        raise ValueError(f"cannot register {method} {path} (streaming={streaming})")
+    if not path.startswith("/") or path in BUILTIN_PATHS or (method, path) in EXTENSIONS:
+        raise ValueError(f"{method} {path} is already served")
+    if not feature or feature in BUILTIN_FEATURES:
+        raise ValueError(f"feature {feature!r} is empty or built in")
+    EXTENSIONS[(method, path)] = Operation(feature, handler, streaming)
+
+
+def load_dropins(directory: str = DROPIN_DIR) -> list[str]:
+    """Run every ``directory/*.py`` drop-in's ``setup(agent)``; return one line per drop-in.
+
+    A drop-in that fails to load is reported and skipped: the agent's own
+    operations always stay available.
+    """
+    import importlib.util
+
+    lines = []
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(".py"))
+    except OSError:
+        return lines
+    agent = sys.modules[__name__]
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            spec = importlib.util.spec_from_file_location(f"banger_agent_dropin_{name[:-3]}", path)
+            if spec is None or spec.loader is None:
+                raise ImportError("not a Python module")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            module.setup(agent)
+        except Exception as exc:
+            lines.append(f"drop-in {path} not loaded: {type(exc).__name__}: {exc}")
+        else:
+            lines.append(f"drop-in {path} loaded")
+    return lines
+
+
 def healthz() -> dict[str, Any]:
     """The body of ``GET /healthz``."""
+    added = sorted({op.feature for op in EXTENSIONS.values()})
     return {
         "status": "ok",
         "agent_version": AGENT_VERSION,
         "protocol": PROTOCOL,
-        "features": ["healthz", "ports", "exec", "files"],
+        "features": [*BUILTIN_FEATURES, *added],
         "hostname": socket.gethostname(),
         "uptime_seconds": round(_uptime(), 3),
     }
@@ -700,6 +790,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(200, healthz())
         elif path == "/ports":
             self.send_json(200, {"agent_version": AGENT_VERSION, "ports": listening_ports()})
+        elif ("GET", path) in EXTENSIONS:
+            self.extension(EXTENSIONS[("GET", path)], path)
         else:
             self.send_json(404, {"error": "not_found", "path": path})
 
@@ -708,6 +800,9 @@ class Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         routes = {"/exec": self.exec_, "/files/get": self.files_get, "/files/put": self.files_put}
         route = routes.get(path)
+        if route is None and ("POST", path) in EXTENSIONS:
+            self.extension(EXTENSIONS[("POST", path)], path)
+            return
         if route is None:
             self.send_json(404, {"error": "not_found", "path": path})
             return
@@ -718,6 +813,26 @@ class Handler(BaseHTTPRequestHandler):
             route(body)
         except RequestError as exc:
             self.send_json(exc.status, {"error": str(exc)})
+
+    def extension(self, op: Operation, path: str) -> None:
+        """Serve an operation a drop-in registered."""
+        try:
+            body = self.read_json() if self.command == "POST" else {}
+            if op.streaming:
+                if self.headers.get("Upgrade", "").lower() != UPGRADE_TOKEN:
+                    raise RequestError(426, f"{path} needs 'Upgrade: {UPGRADE_TOKEN}'")
+                op.handler(self, body)
+                return
+            reply = op.handler(body)
+            if not isinstance(reply, dict):
+                raise TypeError(f"{path} returned {type(reply).__name__}, not a JSON object")
+            self.send_json(200, reply)
+        except RequestError as exc:
+            self.send_json(exc.status, {"error": str(exc)})
+        except Exception as exc:
+            print(f"banger-agent: {path}: {type(exc).__name__}: {exc}", flush=True)
+            if not op.streaming:
+                self.send_json(500, {"error": f"{path} failed: {type(exc).__name__}"})
 
     def read_json(self) -> dict[str, Any]:
         """The request's JSON object body."""
@@ -1093,6 +1208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="banger-agent")
     parser.add_argument("--port", type=int, default=None)
     parser.add_argument("--config", default=AGENT_CONFIG)
+    parser.add_argument("--dropin-dir", default=DROPIN_DIR, help="where drop-ins are loaded from")
     parser.add_argument(
         "--request-timeout",
         type=float,
@@ -1101,6 +1217,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     Handler.timeout = args.request_timeout
+    for line in load_dropins(args.dropin_dir):
+        print(f"banger-agent: {line}", flush=True)
     port = args.port if args.port is not None else configured_port(args.config)
     vsock_dir = os.environ.get("BANGER_VSOCK_DIR") or None
     where = f"{vsock_dir}/{port}.sock" if vsock_dir else f"vsock port {port}"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from banger_core.access import check_host_paths
-from banger_core.daemon.server import PassFd, RPCCall
 from banger_core.errors import ValidationError
+from banger_core.rpc.protocol import PassFd
 from banger_core.rpc.schema import Field, with_params
+
+if TYPE_CHECKING:
+    from banger_core.daemon.server import RPCCall
 
 MAX_LOG_CHUNK = 4 << 20
 READS = {"vm.list", "vm.show", "vm.ssh_config", "vm.stats", "vm.logs", "image.list", "image.show"}

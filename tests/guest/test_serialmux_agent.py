@@ -18,7 +18,7 @@ import pytest
 
 from banger_fcqemu import serialmux
 from banger_fcqemu.serialmux import FrameReader, SerialBridge, encode_frame
-from banger_guest import agent
+from banger_vsock.guest import agent
 from pytest_banger.fcsim import http_get_over, vsock_connect
 
 PORT = 1024
