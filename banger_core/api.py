@@ -100,8 +100,17 @@ class PluginCall:
         return self.daemon.plugin_config(self.plugin_name)
 
     def vm(self, ref: str) -> VM:
-        """A VM by name, id or unique id prefix (errors as the core gives them)."""
-        return self.daemon.vm(ref)
+        """A VM by name, id or unique id prefix (errors as the core gives them).
+
+        :raise banger_core.ForbiddenError: the caller (a ``socket_group``
+            member) may not use that VM: it is another member's and VMs are
+            not shared. Resolve VMs through this, not ``call.daemon.vm``.
+        """
+        vm = self.daemon.vm(ref)
+        check = getattr(self.daemon, "check_vm_access", None)
+        if check is not None:
+            check(vm, self.peer_uid, self.method)
+        return vm
 
     @property
     def runner(self) -> Runner:

@@ -33,6 +33,12 @@ CORE_SCHEMA: dict[str, dict[str, Option]] = {
             "register image files (root may use any path)",
             type=list,
         ),
+        "shared_vms": Option(
+            False,
+            "socket_group members may use each other's VMs (off: a member uses only the VMs "
+            "they created)",
+            type=bool,
+        ),
         "netns": Option(
             "",
             "run the daemon and its VMs' network in this network namespace "

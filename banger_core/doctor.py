@@ -30,6 +30,7 @@ PROGRAMS: dict[str, tuple[str, str, bool]] = {
     "resize2fs": ("growing work disks", "e2fsprogs", True),
     "losetup": ("the simulator's drives, dm-snapshot", "util-linux", False),
     "cp": ("root disk clones", "coreutils", True),
+    "head": ("reading host paths with a socket_group member's permissions", "coreutils", True),
     "ssh": ("banger vm ssh", "openssh-client", False),
     "ssh-keygen": ("banger's SSH key", "openssh-client", True),
     "mmdebstrap": ("banger image build", "mmdebstrap", False),

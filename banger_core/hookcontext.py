@@ -113,7 +113,7 @@ class LifecycleContext:
         """Fail here when ``BANGER_FAILPOINTS`` lists ``<plugin>.<name>``.
 
         Lets a plugin's tests prove that its own undos run when a step of it
-        fails half-way (``BANGER_FAILPOINTS=workdisk.after-create``).
+        fails half-way (``BANGER_FAILPOINTS=<plugin>.after-create``).
         """
         from banger_core import failpoints
 

@@ -334,8 +334,8 @@ def banger_vm_set(vm: VM, changes: dict[str, Any], ctx: LifecycleContext) -> Non
     """Apply a change to a VM (``vm set``).
 
     :param changes: the fields the user changed: core fields (``cpus``,
-        ``memory_mib``) and plugin options by their key (``disk_size`` in
-        bytes, ``nat``), already validated. Options declared with
+        ``memory_mib``) and plugin options by their key (``scratch_size``
+        in bytes, ``nat``), already validated. Options declared with
         ``set_requires_stopped`` (the default) are only changed while the VM
         is stopped.
     Register undos on ``ctx`` like :func:`banger_vm_create`; the new values
@@ -465,7 +465,8 @@ def banger_image_artifacts(
     Called once per ``banger image build`` (and by the test image cache),
     after the guest OS is bootstrapped and provisioned and before ``root``
     becomes the read-only ``rootfs.ext4``. A plugin may move content out of
-    the tree (the workdisk plugin moves ``/root`` into its work seed) and
+    the tree (a plugin that gives each VM a disk may move a directory into
+    its seed image) and
     write files into ``ctx.out_dir``; ``ctx.make_ext4(source, dest, label=...)``
     turns a directory into an ext4 image, ``ctx.runner`` runs programs. Which
     plugins implement this hook is part of the image's fingerprint. When the
@@ -474,6 +475,6 @@ def banger_image_artifacts(
     :param image: ``{"name": ..., "os": ...}`` of the image being built.
     :param root: the image's root file system tree (a directory).
     :return: :class:`banger_core.ImageArtifact` items (a name such as
-        ``"work-seed"`` and a file directly in ``ctx.out_dir``); hooks find
+        ``"scratch-seed"`` and a file directly in ``ctx.out_dir``); hooks find
         them as ``vm.image.artifact(name)``.
     """

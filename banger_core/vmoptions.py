@@ -75,7 +75,7 @@ class VMOption:
 
     @property
     def key(self) -> str:
-        """The name as a Python identifier / JSON key (``disk_size``)."""
+        """The name as a Python identifier / JSON key (``scratch_size``)."""
         return self.name.replace("-", "_")
 
     def effective_default(self, config: Mapping[str, Any] | None = None) -> Any:
@@ -87,9 +87,17 @@ class VMOption:
             return [] if self.type == "list" else None
         return self.coerce(value)
 
-    def coerce(self, value: Any) -> Any:
-        """Type-check and convert ``value`` (from JSON or the CLI); raise a one-line error."""
+    def coerce(self, value: Any, *, strict: bool = False) -> Any:
+        """Type-check and convert ``value`` (from the config or the CLI); raise a one-line error.
+
+        :param strict: a value from an RPC request, which is typed JSON: a bool
+            option takes only ``true``/``false``, an int option only an integer,
+            a list option only a list of strings (no ``"yes"``, ``"5"`` or a
+            lone string). A size still takes a string such as ``"8G"``.
+        """
         what = f"--{self.name}"
+        if strict:
+            self._check_json_type(value)
         if self.type == "bool":
             if isinstance(value, bool):
                 return value
@@ -135,9 +143,30 @@ class VMOption:
             raise ValidationError(f"{what} {value!r} is not allowed: use a string")
         return value
 
-    def check(self, value: Any) -> Any:
-        """:meth:`coerce` then the plugin's ``validator``; errors name the option."""
-        value = self.coerce(value)
+    def _check_json_type(self, value: Any) -> None:
+        """Refuse a JSON value of the wrong type (strict :meth:`coerce`)."""
+        what = f"--{self.name}"
+        if self.type == "bool" and not isinstance(value, bool):
+            raise ValidationError(f"{what} {value!r} is not allowed: use true or false (JSON)")
+        if self.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValidationError(f"{what} {value!r} is not allowed: use an integer (JSON)")
+        if self.type == "list" and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            raise ValidationError(f"{what} {value!r} is not allowed: use a list of strings (JSON)")
+        if self.type == "size" and (isinstance(value, bool) or not isinstance(value, (int, str))):
+            raise ValidationError(
+                f"{what} {value!r} is not allowed: use an integer (bytes) or a string like '8G'"
+            )
+        if self.type == "str" and not isinstance(value, str):
+            raise ValidationError(f"{what} {value!r} is not allowed: use a string (JSON)")
+
+    def check(self, value: Any, *, strict: bool = False) -> Any:
+        """:meth:`coerce` then the plugin's ``validator``; errors name the option.
+
+        :param strict: the value came over RPC (see :meth:`coerce`).
+        """
+        value = self.coerce(value, strict=strict)
         if self.validator is not None:
             try:
                 result = self.validator(value)
@@ -196,7 +225,7 @@ class DeclaredOption:
 
 
 def index_options(declared: list[DeclaredOption]) -> dict[str, DeclaredOption]:
-    """``{option key: declaration}`` for lookups by JSON key (``disk_size``)."""
+    """``{option key: declaration}`` for lookups by JSON key (``scratch_size``)."""
     return {d.option.key: d for d in declared}
 
 

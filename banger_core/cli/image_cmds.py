@@ -34,7 +34,8 @@ def build(name: str, os_name: str) -> None:
     "artifacts",
     multiple=True,
     metavar="NAME=PATH",
-    help="a plugin's image artifact, e.g. work-seed=/path/work-seed.ext4 (repeatable)",
+    help="a plugin's image artifact, NAME=PATH, e.g. work-seed=/path/work-seed.ext4 "
+    "(repeatable; `banger plugins` shows which plugins make artifacts)",
 )
 @click.option(
     "--work-seed",

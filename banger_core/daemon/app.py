@@ -13,9 +13,11 @@ from loguru import logger
 import banger_core
 from banger_core.config import Settings, load_settings
 from banger_core.daemon.operations import OperationManager
+from banger_core.daemon.policy import CORE_RULES, PLUGIN_DEFAULT, Policy
 from banger_core.daemon.server import RPCCall, RPCServer, install_signal_handlers
 from banger_core.errors import BangerError, DaemonError
 from banger_core.plugins import BangerPluginManager, Hooks, failure_lines, get_plugin_manager
+from banger_core.rpc.access import Access, access_of
 from banger_core.rpc.client import RPCClient
 from banger_core.rpc.schema import Field, with_params
 from banger_core.vmmbackends import FIRECRACKER, backend_for, choose_for
@@ -42,6 +44,8 @@ class Daemon:
         self.operations = OperationManager()
         self.server = RPCServer(self.paths.socket, group=settings.get("daemon", "socket_group"))
         self.server.error_translators.append(self._translate)
+        self.policy = Policy(self._owner_of, shared_vms=bool(settings.get("daemon", "shared_vms")))
+        self.server.policy = self.policy
         self.operations.error_translators.append(self._translate)
         self.started_at = time.time()
         self.store: Any = None
@@ -58,6 +62,23 @@ class Daemon:
         if space.is_disk_full(exc):
             return space.full_error(self.paths.state_dir)
         return None
+
+    def _owner_of(self, kind: str, ref: str) -> tuple[str, int]:
+        """``(name, owner uid)`` of the VM, image or operation ``ref`` (for the policy)."""
+        if kind == Access.VM:
+            vm = self.vms.resolve(ref)
+            return vm.name, vm.owner_uid
+        if kind == Access.IMAGE:
+            image = self.images.get(ref)
+            return image.name, int(image.owner_uid)
+        op = self.operations.get(ref)
+        return f"{op.kind} {op.target} ({op.id})", op.owner_uid
+
+    def check_vm_access(self, vm: Any, uid: int, method: str) -> None:
+        """Refuse ``uid`` a VM it may not use (plugins' ``call.vm(ref)`` goes through this)."""
+        self.policy.check(method, self.policy_rule_vm, {"ref": vm.id}, uid)
+
+    policy_rule_vm = CORE_RULES["vm.show"]
 
     def plugin_config(self, name: str) -> dict[str, Any]:
         """The effective ``[plugins.<name>]`` section."""
@@ -145,12 +166,14 @@ class Daemon:
         return self.operations.cancel(params["id"]).as_dict()
 
     def methods(self, params: dict[str, Any], call: RPCCall) -> list[dict[str, Any]]:
-        """``daemon.methods``: every RPC method, who provides it, and its declared params."""
+        """``daemon.methods``: every RPC method, who provides it, its declared params and
+        its access rule (:mod:`banger_core.daemon.policy`)."""
         return [
             {
                 "name": m.name,
                 "owner": m.owner,
                 "params": sorted(m.schema.fields) if m.schema else None,
+                "access": m.access.kind if m.access else None,
             }
             for m in sorted(self.server.methods.values(), key=lambda m: m.name)
         ]
@@ -169,14 +192,23 @@ class Daemon:
             "operation.cancel": with_params(self.op_cancel, id=op_id),
             "daemon.methods": with_params(self.methods),
         }.items():
-            self.server.register(name, handler, early=True, read=name != "daemon.stop")
+            self.server.register(
+                name,
+                handler,
+                early=True,
+                read=name != "daemon.stop",
+                access=CORE_RULES.get(name),
+            )
 
     def register_plugin_methods(self) -> None:
         """Register the methods plugins add; a clash is logged and skipped."""
         for plugin, name, handler in self.hooks.rpc_methods():
             try:
                 self.server.register(
-                    name, self._plugin_handler(plugin, handler), owner=f"plugin {plugin}"
+                    name,
+                    self._plugin_handler(plugin, handler),
+                    owner=f"plugin {plugin}",
+                    access=access_of(handler) or PLUGIN_DEFAULT,
                 )
             except Exception as exc:
                 logger.error("{}", exc)

@@ -2,10 +2,10 @@
 
 A plugin implementing ``banger_image_artifacts`` gets the image's root tree
 before it becomes ``rootfs.ext4``; it may move content out of the tree and
-write files of its own (the workdisk plugin turns ``/root`` into a work-seed
-ext4 image). Each returned :class:`ImageArtifact` is published in the image
-directory, listed in ``image.json`` and the store, and reaches hooks as
-``vm.image.artifact(name)``.
+write files of its own (a plugin may turn a directory of the tree into an
+ext4 image each VM then gets a copy of). Each returned
+:class:`ImageArtifact` is published in the image directory, listed in
+``image.json`` and the store, and reaches hooks as ``vm.image.artifact(name)``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ RESERVED_FILES = frozenset({"vmlinux", "vmlinuz", "initrd.img", "rootfs.ext4", "
 class ImageArtifact:
     """A file a plugin made for an image.
 
-    :param name: how hooks ask for it (``vm.image.artifact("work-seed")``):
+    :param name: how hooks ask for it (``vm.image.artifact("scratch-seed")``):
         lower case, digits, dashes; unique per image.
     :param path: the file, written under ``ctx.out_dir``; it is moved into
         the image directory under its own file name.

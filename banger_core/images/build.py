@@ -7,7 +7,7 @@ An image is a directory holding::
     initrd.img       its initrd (when the kernel package made one)
     rootfs.ext4      the root file system (read-only base for every VM)
     <artifacts>      files plugins made at build time (``banger_image_artifacts``):
-                     the workdisk plugin's work-seed.ext4 holds the image's /root
+                     ``<name>.ext4`` and the like, one per artifact name
     image.json       metadata, written last: its presence marks a complete image
 
 Everything is built in a temp dir under the output directory and moved in

@@ -11,8 +11,6 @@ A recipe is a TOML file (the default is ``banger_guest/recipes/debian.toml``)::
     [rootfs]
     min_size_mib = 1024
     headroom_mib = 512
-    [work_seed]
-    size_mib = 64
 
 The fingerprint covers the recipe and every file the build installs into the
 image (the guest programs, units and sshd drop-in), so editing ``boot.py``
@@ -85,7 +83,6 @@ class Recipe:
     packages: tuple[str, ...]
     rootfs_min_size_mib: int
     rootfs_headroom_mib: int
-    work_seed_size_mib: int
     text: str = field(repr=False)
     source: str = "<recipe>"
 
@@ -163,7 +160,7 @@ def parse_recipe(text: str, *, source: str = "<recipe>") -> Recipe:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValidationError(f"{source}: not valid TOML: {exc}") from None
-    _unknown(doc, {"name", "os", "bootstrap", "rootfs", "work_seed"}, source)
+    _unknown(doc, {"name", "os", "bootstrap", "rootfs"}, source)
     name = doc.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name):
         raise ValidationError(
@@ -203,8 +200,6 @@ def parse_recipe(text: str, *, source: str = "<recipe>") -> Recipe:
 
     rootfs = _table(doc, "rootfs", source)
     _unknown(rootfs, {"min_size_mib", "headroom_mib"}, f"{source} [rootfs]")
-    seed = _table(doc, "work_seed", source)
-    _unknown(seed, {"size_mib"}, f"{source} [work_seed]")
     return Recipe(
         name=name,
         os=os_name,
@@ -213,7 +208,6 @@ def parse_recipe(text: str, *, source: str = "<recipe>") -> Recipe:
         packages=tuple(packages),
         rootfs_min_size_mib=_int(rootfs, "min_size_mib", 1024, f"{source}: rootfs", minimum=64),
         rootfs_headroom_mib=_int(rootfs, "headroom_mib", 512, f"{source}: rootfs", minimum=0),
-        work_seed_size_mib=_int(seed, "size_mib", 64, f"{source}: work_seed", minimum=8),
         text=text,
         source=source,
     )

@@ -111,6 +111,7 @@ class VMManager:
             last_error=rec.last_error,
             created_at=rec.created_at,
             started_at=rec.started_at,
+            owner_uid=rec.owner_uid,
             plugin_states=dict(rec.plugin_state or {}),
             option_defaults=self.option_defaults,
         )
@@ -220,7 +221,7 @@ class VMManager:
         self.images.get(spec.image)
         return spec
 
-    def create(self, op: Any, params: dict[str, Any]) -> dict[str, Any]:
+    def create(self, op: Any, params: dict[str, Any], owner_uid: int = 0) -> dict[str, Any]:
         """``vm create`` (runs inside an operation): every stage rolls back on failure."""
         ctx = LifecycleContext(self.settings)
         vm: VM | None = None
@@ -238,7 +239,7 @@ class VMManager:
             # wait for the create to finish (or roll back) instead of racing it.
             with self.locked(vm_id):
                 with op.stage("disks"):
-                    vm = self._reserve(vm_id, spec, image, ctx)
+                    vm = self._reserve(vm_id, spec, image, ctx, owner_uid)
                     op.target = vm.name
                     self._make_root_disk(vm, ctx)
                     self.hooks.vm_create(vm, ctx)
@@ -263,8 +264,9 @@ class VMManager:
             if self.root_strategy() in ("dm-snapshot", "reflink")
             else space.allocated(Path(image.rootfs))
         )
-        seed = space.allocated(Path(image.work_seed)) if image.work_seed else 0
-        space.check_room(self.paths.vms_dir, root + seed + space.RESERVE_BYTES, f"VM {name}")
+        # Plugins may copy their image artifacts per VM (a seed for a per-VM disk).
+        copies = sum(space.allocated(Path(p)) for p in image_artifacts(image).values())
+        space.check_room(self.paths.vms_dir, root + copies + space.RESERVE_BYTES, f"VM {name}")
 
     def _with_warnings(self, summary: dict[str, Any]) -> dict[str, Any]:
         warning = space.overcommit_warning(self.paths.vms_dir)
@@ -273,7 +275,9 @@ class VMManager:
             summary["warnings"] = [warning]
         return summary
 
-    def _reserve(self, vm_id: str, spec: VMSpec, image: Image, ctx: LifecycleContext) -> VM:
+    def _reserve(
+        self, vm_id: str, spec: VMSpec, image: Image, ctx: LifecycleContext, owner_uid: int = 0
+    ) -> VM:
         with self._alloc_lock:
             if VMRecord.get_or_none(VMRecord.name == spec.name):
                 raise ConflictError(f"a VM named {spec.name!r} already exists")
@@ -290,6 +294,7 @@ class VMManager:
                 ip=ip,
                 mac=ipam.mac_for_ip(ip),
                 plugin_state={"core": {"options": spec.options}} if spec.options else {},
+                owner_uid=owner_uid,
             )
         ctx.add_undo(lambda: VMRecord.delete_by_id(rec.id), "store row")
         vm = self._to_vm(rec)
@@ -622,7 +627,8 @@ class VMManager:
                 ctx.rollback()
                 raise
             result = {**vm.summary(), "changed": sorted(changes)}
-            return self._with_warnings(result) if "disk_size" in changes else result
+            # A plugin option may grow a VM's disks (the work disk's size): say so if overcommitted.
+            return self._with_warnings(result) if option_changes else result
 
     # -- inspection ------------------------------------------------------------------------
     def stats(self, ref: str) -> dict[str, Any]:
@@ -708,14 +714,23 @@ class VMManager:
         sock.settimeout(None)
         return {"name": vm.name, "ip": vm.ip, "port": port}, sock.detach()
 
-    def ssh_config(self, refs: builtins.list[str] | None = None) -> dict[str, Any]:
-        """``Host`` blocks for ``refs`` (every VM when empty) and the kept-current file's path."""
+    def ssh_config(
+        self,
+        refs: builtins.list[str] | None = None,
+        visible: Callable[[VM], bool] = lambda vm: True,
+    ) -> dict[str, Any]:
+        """``Host`` blocks for ``refs`` (every VM ``visible`` lets the caller see when
+        empty) and the kept-current file's path."""
         from banger_core.lifecycle import sshconfig
 
         vms = (
             [self.resolve(r) for r in refs]
             if refs
-            else [self._to_vm(r) for r in VMRecord.select().order_by(VMRecord.name)]
+            else [
+                vm
+                for vm in (self._to_vm(r) for r in VMRecord.select().order_by(VMRecord.name))
+                if visible(vm)
+            ]
         )
         seen: set[str] = set()
         infos = []
@@ -725,8 +740,14 @@ class VMManager:
                 infos.append({**vm.summary(), "dns_names": self.hooks.vm_dns_names(vm)})
         # The key's path (it exists once any VM was created; no ssh-keygen here).
         key = self.paths.ssh_dir / "id_ed25519"
-        text = sshconfig.render(infos, key, self.settings.get("daemon", "netns"))
-        return {"text": text, "path": str(self.paths.ssh_dir / sshconfig.INCLUDED_NAME)}
+        netns = self.settings.get("daemon", "netns")
+        text = sshconfig.render(infos, key, netns)
+        return {
+            "text": text,
+            "path": str(self.paths.ssh_dir / sshconfig.INCLUDED_NAME),
+            "hosts": [{k: info[k] for k in ("id", "name", "ip", "dns_names")} for info in infos],
+            "netns": netns,
+        }
 
     def write_ssh_config(self) -> None:
         """Rewrite the file ``vm ssh-config --install`` includes (every VM); never raises."""

@@ -2,7 +2,7 @@
 
 The CLI sends plugin options as ``params["options"] = {key: value}`` (keys
 are option names with ``_`` for ``-``); a top-level key equal to an option's
-key is accepted too (``{"disk_size": "20G"}``), so older clients keep working.
+key is accepted too (``{"scratch_size": "20G"}``), so older clients keep working.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def for_create(
     for d in declared:
         key = d.option.key
         if key in given:
-            value = d.option.check(given[key])
+            value = d.option.check(given[key], strict=True)
         else:
             value = d.option.effective_default(_config(settings, d.plugin))
             if value is not None and d.option.validator is not None:
@@ -74,7 +74,7 @@ def for_set(
         key = d.option.key
         if key not in given:
             continue
-        value = d.option.check(given[key])
+        value = d.option.check(given[key], strict=True)
         if current.get(d.plugin, {}).get(key) != value:
             out.setdefault(d.plugin, {})[key] = value
     return out

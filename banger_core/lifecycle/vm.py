@@ -8,7 +8,7 @@ from typing import Any
 
 
 class OptionValues(dict[str, Any]):
-    """A plugin's option values; ``values["disk-size"]`` and ``values["disk_size"]`` agree."""
+    """A plugin's option values; ``values["scratch-size"]`` and ``values["scratch_size"]`` agree."""
 
     def __getitem__(self, key: str) -> Any:
         return super().__getitem__(key.replace("-", "_"))
@@ -73,6 +73,8 @@ class VM:
     last_error: str = ""
     created_at: float = 0.0
     started_at: float | None = None
+    owner_uid: int = 0
+    """The uid that created the VM (0: root)."""
     plugin_states: dict[str, dict[str, Any]] = field(default_factory=dict)
     option_defaults: dict[str, dict[str, Any]] = field(
         default_factory=dict, repr=False, compare=False
@@ -92,8 +94,8 @@ class VM:
     def plugin_options(self, name: str) -> OptionValues:
         """Plugin ``name``'s per-VM options: declared defaults, then the stored values.
 
-        Keys are the option names with ``_`` for ``-`` (``disk_size``); looking
-        one up by its dashed name (``"disk-size"``) works too.
+        Keys are the option names with ``_`` for ``-`` (``scratch_size``); looking
+        one up by its dashed name (``"scratch-size"``) works too.
         """
         return OptionValues({**self.option_defaults.get(name, {}), **self.options.get(name, {})})
 
@@ -145,6 +147,7 @@ class VM:
             "last_error": self.last_error,
             "created_at": self.created_at,
             "started_at": self.started_at,
+            "owner_uid": self.owner_uid,
             "plugins": self._shown_states(),
             "options": {
                 name: dict(self.plugin_options(name))

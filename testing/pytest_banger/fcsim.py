@@ -108,6 +108,7 @@ echo "tiny-boot: cmdline $(cat /proc/cmdline)"
 echo "tiny-boot: hostname $(hostname)"
 echo "tiny-boot: devices $(ls /dev | tr '\\n' ' ')"
 echo "tiny-boot: vsockdir $BANGER_VSOCK_DIR simulated=$BANGER_GUEST_SIMULATED"
+echo "tiny-boot: uptime $(cat /proc/uptime)"
 trap 'echo "tiny-boot: SIGINT, halting"; exit 0' INT
 echo "tiny-boot: ready"
 while :; do sleep 0.1; done

@@ -52,8 +52,11 @@ def test_failed_start_rolls_back(debian_image):
         assert len(links(host, "bgtap")) == pool_before
 
 
-def test_ctrl_c_cancels_create_and_rolls_back(debian_image):
-    with SimulatedHost(env={"BANGER_FCSIM_BOOT_DELAY": "8"}) as host:
+def test_ctrl_c_cancels_create_and_rolls_back(debian_image, tmp_path):
+    # The guest's init waits for a gate file that is never made: once the VMM runs,
+    # the create is known to be mid-boot, whatever the machine's load.
+    gate = tmp_path / "boot-gate"
+    with SimulatedHost(env={"BANGER_FCSIM_BOOT_GATE": str(gate)}) as host:
         host.start()
         host.register_image(debian_image)
         proc = cli_until_vmm_starts(host, "vm", "create", "slow")
@@ -61,6 +64,7 @@ def test_ctrl_c_cancels_create_and_rolls_back(debian_image):
         _out, err = proc.communicate(timeout=60)
         assert proc.returncode != 0
         assert "cancelled" in err.decode() and "rolled back" in err.decode()
+        assert not gate.exists()  # the guest never got past the gate: it was mid-boot
         assert_nothing_left(host)
 
 
@@ -147,13 +151,16 @@ def test_eight_concurrent_creates_all_reach_ssh(debian_image):
         assert_nothing_left(host)
 
 
-def test_ctrl_c_cancels_start_and_rolls_back(debian_image):
-    with SimulatedHost(env={"BANGER_FCSIM_BOOT_DELAY": "4"}) as host:
+def test_ctrl_c_cancels_start_and_rolls_back(debian_image, tmp_path):
+    gate = tmp_path / "boot-gate"
+    gate.touch()  # open for the create
+    with SimulatedHost(env={"BANGER_FCSIM_BOOT_GATE": str(gate)}) as host:
         host.start()
         host.register_image(debian_image)
         host.cli("vm", "create", "later", "--memory", "256")
         host.cli("vm", "stop", "later")
         pool = len(links(host, "bgtap"))
+        gate.unlink()  # closed: the start's guest stays mid-boot until interrupted
         proc = cli_until_vmm_starts(host, "vm", "start", "later")
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=60)

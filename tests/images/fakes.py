@@ -19,8 +19,6 @@ packages = ["openssh-server", "python3"]
 [rootfs]
 min_size_mib = 64
 headroom_mib = 8
-[work_seed]
-size_mib = 8
 """
 )
 

@@ -27,18 +27,16 @@ def test_default_recipe() -> None:
     assert r.variant == "minbase"
     assert {"openssh-server", "python3", "iproute2", "linux-image-cloud-amd64"} <= set(r.packages)
     assert r.rootfs_min_size_mib >= 512
-    assert r.work_seed_size_mib >= 8
     assert len(r.fingerprint()) == 64
     assert r.fingerprint() == default_recipe().fingerprint()
 
 
 def test_defaults_applied() -> None:
     r = parse_recipe(GOOD)
-    assert (r.variant, r.rootfs_min_size_mib, r.rootfs_headroom_mib, r.work_seed_size_mib) == (
+    assert (r.variant, r.rootfs_min_size_mib, r.rootfs_headroom_mib) == (
         "minbase",
         1024,
         512,
-        64,
     )
 
 
@@ -102,7 +100,7 @@ def test_load_recipe_file(tmp_path: Path) -> None:
         (GOOD + "[rootfs]\nmin_size_mib = -5\n", "rootfs.min_size_mib must be an integer"),
         (GOOD + "[rootfs]\nheadroom_mib = true\n", "headroom_mib must be an integer"),
         (GOOD + "[rootfs]\nsize = 3\n", r"\[rootfs\]: unknown key"),
-        (GOOD + "[work_seed]\nsize_mib = 1\n", "work_seed.size_mib must be an integer >= 8"),
+        (GOOD + "[work_seed]\nsize_mib = 64\n", "unknown key"),  # plugins own their artifacts
         ('rootfs = "big"\n' + GOOD, r"\[rootfs\] must be a table"),
     ],
 )

@@ -165,6 +165,14 @@ MAC_RE = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 ID_RE = re.compile(r"^\w+$")
 
 
+HINTING_START = sd.struct("StartHintingCmd", [("acknowledge_on_stop", sd.opt(sd.BOOL))])
+PMEM_UPDATE = sd.struct(
+    "PmemDeviceUpdateConfig", [("id", sd.STR), ("rate_limiter", sd.opt(RATE_LIMITER))]
+)
+MMDS_LIMIT_EXCEEDED = "MMDS limit exceeded error: The MMDS patch request doesn't fit."
+"""fc ``VmmActionError::MmdsLimitExceeded(DataStoreLimitExceeded)`` @ v1.16.1 (HTTP 413)."""
+
+
 class ApiError(Exception):
     """A request error with a fault message (400 unless said otherwise)."""
 
@@ -291,6 +299,8 @@ class VmmOptions:
     metrics_from_cli: bool = False
     version: str = VMM_VERSION
     """The emulated Firecracker version (:mod:`banger_vmmkit.emulation`)."""
+    mmds_size_limit: int = 51200
+    """``--mmds-size-limit`` (default ``--http-api-max-payload-size``, 51200)."""
 
 
 @dataclass
@@ -330,6 +340,9 @@ class Vmm:
     cpu_config: Any = None
     guest: Any = None
     started_at: float = field(default_factory=time.monotonic)
+    hint_host_cmd: int = 0
+    """The last free page hinting command sent to the guest (FREE_PAGE_HINT_STOP = 0)."""
+    hint_last_cmd: int = 1
 
     # ------------------------------------------------------------------ dispatch
 
@@ -347,8 +360,9 @@ class Vmm:
         try:
             resp = self._route(req)
         except ApiError as exc:
+            reason = "Payload too large" if exc.status == 413 else "Bad Request"
             self.logger.error(
-                f"Received Error. Status code: {exc.status} Bad Request. Message: {exc.message}",
+                f"Received Error. Status code: {exc.status} {reason}. Message: {exc.message}",
                 "fc_api",
             )
             return Response(exc.status, _compact({"fault_message": exc.message}))
@@ -382,7 +396,7 @@ class Vmm:
                 if path == "mmds":
                     return self._json({} if self.mmds is None else self.mmds)
                 if path == "balloon":
-                    return self.get_balloon(sub)
+                    return self.get_balloon(sub, tokens[2:])
                 if path == "hotplug" and sub == "memory":
                     raise ApiError(HOTPLUG_UNSUPPORTED)
             else:
@@ -419,6 +433,8 @@ class Vmm:
                 self._preboot()
                 raise ApiError(HOTPLUG_UNSUPPORTED)
         elif m == "PATCH":
+            if path == "balloon" and sub == "hinting":
+                return self.patch_balloon_hinting(body, tokens[2] if len(tokens) > 2 else None)
             if path == "balloon":
                 return self.patch_balloon(body, sub)
             if body is None:
@@ -433,6 +449,15 @@ class Vmm:
                 return self.patch_net(body, sub)
             if path == "vm":
                 return self.patch_vm(body)
+            if path == "pmem":
+                return self.patch_pmem(body, sub)
+        elif m == "DELETE":
+            # fc parsed_request.rs @ v1.16.1: DELETE /drives|pmem|network-interfaces/{id}
+            # (hot-unplug); a body makes it method_to_error(Delete).
+            if body is not None:
+                raise ApiError("Empty Delete request.")
+            if path in ("drives", "pmem", "network-interfaces"):
+                return self.delete_device(path, sub)
         raise ApiError(f"Invalid request method and/or path: {m} {path}.")
 
     @staticmethod
@@ -501,11 +526,13 @@ class Vmm:
                     "iface_id": c["iface_id"],
                     "host_dev_name": c["host_dev_name"],
                     "guest_mac": c.get("guest_mac"),
+                    "mtu": c.get("mtu"),
                     "rx_rate_limiter": c.get("rx_rate_limiter"),
                     "tx_rate_limiter": c.get("tx_rate_limiter"),
                 }
             )
-        boot = None
+        # Before PUT /boot-source upstream serializes BootSourceConfig::default().
+        boot: dict[str, Any] = {"kernel_image_path": "", "initrd_path": None, "boot_args": None}
         if self.boot_source is not None:
             boot = {
                 "kernel_image_path": self.boot_source["kernel_image_path"],
@@ -515,21 +542,35 @@ class Vmm:
         vsock = None
         if self.vsock is not None:
             vsock = {"guest_cid": self.vsock.config["guest_cid"], "uds_path": self.vsock.uds_path}
+        # fc src/vmm/src/resources.rs @ v1.16.1 `impl From<&VmResources> for VmmConfig`:
+        # cpu_config, logger and metrics are always None; pmem and memory-hotplug are
+        # there (no pmem device or memory hotplug is simulated: [] and null).
         return {
             "balloon": self.balloon,
             "drives": drives,
             "boot-source": boot,
-            "cpu-config": self.cpu_config,
-            "logger": self.logger_config,
+            "cpu-config": None,
+            "logger": None,
             "machine-config": self.machine_json(),
-            "metrics": self.metrics_config,
+            "metrics": None,
             "mmds-config": self.mmds_config,
             "network-interfaces": nets,
             "vsock": vsock,
             "entropy": self.entropy,
+            "pmem": [],
+            "memory-hotplug": None,
         }
 
-    def get_balloon(self, sub: str | None) -> Response:
+    def get_balloon(self, sub: str | None, rest: list[str]) -> Response:
+        """``GET /balloon[/statistics|/hinting/status]`` (fc ``request/balloon.rs`` @ v1.16.1)."""
+        if sub == "hinting":
+            what = rest[0] if rest else None
+            if what != "status":
+                raise ApiError(f"Unrecognized GET request path `/hinting/{what or ''}`.")
+            self._postboot()
+            return self._json(self._hinting("status"))
+        if sub is not None and sub != "statistics":
+            raise ApiError(f"Unrecognized GET request path `{sub}`.")
         if self.balloon is None:
             raise ApiError("Balloon config error: No balloon device found.")
         if sub == "statistics":
@@ -537,6 +578,29 @@ class Vmm:
                 "Balloon config error: Statistics for the balloon device are not enabled"
             )
         return self._json(self.balloon)
+
+    def _hinting(self, action: str, body: bytes | None = None) -> dict[str, Any]:
+        """Free page hinting (fc ``devices/virtio/balloon/device.rs`` @ v1.16.1).
+
+        ``start`` sends a new command id (2, 3, ...), ``stop`` sends DONE (1);
+        the simulated guest has no balloon driver, so ``guest_cmd`` stays null.
+        """
+        if self.balloon is None:
+            raise ApiError(
+                "Balloon update error: Failed perform action on device: Device not found"
+            )
+        if not self.balloon.get("free_page_hinting"):
+            raise ApiError(
+                "Balloon update error: Balloon: Attempting to use hinting when not enabled"
+            )
+        if action == "start":
+            if body is not None and body.strip():
+                _serde(body, HINTING_START)
+            self.hint_last_cmd = max(2, self.hint_last_cmd + 1)
+            self.hint_host_cmd = self.hint_last_cmd
+        elif action == "stop":
+            self.hint_host_cmd = 1  # FREE_PAGE_HINT_DONE
+        return {"host_cmd": self.hint_host_cmd, "guest_cmd": None}
 
     # ------------------------------------------------------------------ pre-boot PUTs
 
@@ -837,6 +901,8 @@ class Vmm:
             "amount_mib": cfg["amount_mib"],
             "deflate_on_oom": cfg["deflate_on_oom"],
             "stats_polling_interval_s": cfg.get("stats_polling_interval_s") or 0,
+            "free_page_hinting": bool(cfg.get("free_page_hinting") or False),
+            "free_page_reporting": bool(cfg.get("free_page_reporting") or False),
         }
         return self._ok()
 
@@ -849,6 +915,16 @@ class Vmm:
         if body is not None and sub is None:
             cfg = _serde(body, sd.struct("BalloonUpdateConfig", [("amount_mib", sd.U32)]))
             self.balloon["amount_mib"] = cfg["amount_mib"]
+        return self._ok()
+
+    def patch_balloon_hinting(self, body: bytes | None, what: str | None) -> Response:
+        """``PATCH /balloon/hinting/start|stop`` (fc ``request/balloon.rs`` @ v1.16.1)."""
+        if what not in ("start", "stop"):
+            raise ApiError(f"Unrecognized PATCH request path `/hinting/{what or ''}`.")
+        if what == "start" and body is not None and body.strip():
+            _serde(body, HINTING_START)
+        self._postboot()
+        self._hinting(what, body)
         return self._ok()
 
     def put_cpu_config(self, body: bytes) -> Response:
@@ -884,12 +960,25 @@ class Vmm:
         if sub is not None:
             raise ApiError(f"Invalid request method and/or path: PUT mmds/{sub}.")
         try:
-            self.mmds = sd.from_slice(body, sd.ANY)
+            value = sd.from_slice(body, sd.ANY)
         except sd.SerdeError as exc:
             raise ApiError(
                 f"An error occurred when deserializing the json body of a request: {exc}."
             ) from None
+        self.mmds_put(value)
         return self._ok()
+
+    def _mmds_fits(self, value: Any) -> None:
+        """fc ``src/vmm/src/mmds/data_store.rs`` @ v1.16.1: the serialized store
+        may not exceed the limit (413, ``MmdsLimitExceeded``)."""
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > self.opts.mmds_size_limit:
+            raise ApiError(MMDS_LIMIT_EXCEEDED, status=413)
+
+    def mmds_put(self, value: Any) -> None:
+        """Replace the MMDS data store (``PUT /mmds``, ``--metadata``)."""
+        self._mmds_fits(value)
+        self.mmds = value
 
     def patch_mmds(self, body: bytes) -> Response:
         try:
@@ -912,8 +1001,49 @@ class Vmm:
 
         if self.mmds is None:
             raise ApiError("MMDS error: The MMDS data store is not initialized.")
-        self.mmds = merge(self.mmds, patch)
+        merged = merge(self.mmds, patch)
+        self._mmds_fits(merged)
+        self.mmds = merged
         return self._ok()
+
+    def patch_pmem(self, body: bytes, sub: str | None) -> Response:
+        """``PATCH /pmem/{id}`` (fc ``request/pmem.rs``, ``rpc_interface.rs`` @ v1.16.1)."""
+        pmem_id = checked_id(sub)
+        cfg = _serde(body, PMEM_UPDATE)
+        if cfg["id"] != pmem_id:
+            raise ApiError("The id from the path does not match the id from the body!")
+        if not self.booted:
+            raise ApiError(NOT_BEFORE)
+        if cfg.get("rate_limiter") is not None:  # no pmem device exists in a stand-in
+            raise ApiError(
+                "Pmem config error: Unable to patch the pmem device: Failed perform action on "
+                "device: Device not found Please verify the request arguments."
+            )
+        return self._ok()
+
+    def delete_device(self, kind: str, sub: str | None) -> Response:
+        """``DELETE /{drives,pmem,network-interfaces}/{id}``: hot-unplug (v1.16.1).
+
+        fc ``rpc_interface.rs`` (``OperationNotSupportedPreBoot`` before boot),
+        ``device_manager/mod.rs`` ``hot_unplug_device``: PCI only, the device must
+        exist and not be the root device. The stand-ins do not hot-unplug.
+        """
+        dev_id = checked_id(sub)
+        if not self.booted:
+            raise ApiError(NOT_BEFORE)
+        if not self.opts.enable_pci:
+            raise ApiError("PCI is not enabled")
+        found = False
+        if kind == "drives":
+            drive = next((d for d in self.drives if d.config["drive_id"] == dev_id), None)
+            if drive is not None and drive.config.get("is_root_device"):
+                raise ApiError("Cannot unplug root device")
+            found = drive is not None
+        elif kind == "network-interfaces":
+            found = any(n.iface_id == dev_id for n in self.nets)
+        if not found:
+            raise ApiError("Device not found")
+        raise ApiError("The requested operation is not supported: hot-unplug is not simulated")
 
     def put_snapshot(self, body: bytes, sub: str | None) -> Response:
         if sub == "create":

@@ -21,7 +21,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
-METHODS = {"GET", "PUT", "PATCH"}
+METHODS = {"GET", "PUT", "PATCH", "DELETE"}
 
 
 @dataclass

@@ -309,6 +309,28 @@ class Simulator:
                 return str(message)
         return None
 
+    def load_metadata(self, path: str) -> str | None:
+        """``--metadata FILE``: the MMDS data store's first content (None, or the error).
+
+        fc ``src/vmm/src/rpc_interface.rs`` @ v1.16.1
+        ``build_microvm_from_requests``: ``put_data`` of the file's JSON, so the
+        size limit applies; unreadable or invalid JSON ends the process.
+        """
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            return "Unable to open or read from the mmds content file"
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return "MMDS error: metadata provided not valid json"
+        try:
+            self.vmm.mmds_put(value)
+        except ApiError as exc:
+            return exc.message
+        self.logger.info("Successfully added metadata to mmds from file")
+        return None
+
     def run(self) -> int:
         """Run until the guest reboots (0) or a fatal startup error."""
         code = self.configure_from_cli()
@@ -323,6 +345,19 @@ class Simulator:
         except ValueError:
             sys.stderr.write("Arguments parsing error: invalid --http-api-max-payload-size\n")
             return EXIT_ARG_PARSING
+        # fc src/firecracker/src/main.rs @ v1.16.1: the MMDS data store limit is
+        # --mmds-size-limit, else --http-api-max-payload-size.
+        try:
+            self.vmm.opts.mmds_size_limit = int(str(self.args.get("mmds-size-limit", max_payload)))
+        except ValueError:
+            sys.stderr.write("Arguments parsing error: invalid --mmds-size-limit\n")
+            return EXIT_ARG_PARSING
+        if "metadata" in self.args:
+            err = self.load_metadata(str(self.args["metadata"]))
+            if err is not None:
+                self.logger.error(err)
+                sys.stderr.write(f"Error: {err}\n")
+                return EXIT_GENERIC
 
         listener = None
         if not self.args.get("no-api"):

@@ -151,6 +151,7 @@ class Guest:
                 "BANGER_VSOCK_DIR": GUEST_VSOCK_DIR,
             },
             "boot_delay": self.boot_delay,
+            "boot_gate": os.environ.get("BANGER_FCSIM_BOOT_GATE") or None,
             "vcpus": self.vmm.machine["vcpu_count"],
             "cgroup_procs": cgroup_procs,
             "stuck": self._stuck(plan, cmdline),

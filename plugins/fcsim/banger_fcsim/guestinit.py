@@ -5,7 +5,10 @@ library only, so it runs without importing banger). It plays the kernel's
 part of booting:
 
 1. die with the simulator (``PR_SET_PDEATHSIG``), join the guest network
-   namespace, unshare mount/UTS/IPC/PID namespaces, make ``/`` private;
+   namespace, unshare mount/UTS/IPC/PID namespaces and a time namespace whose
+   ``CLOCK_MONOTONIC`` and ``CLOCK_BOOTTIME`` start at zero now (the guest's
+   own boot clock: ``/proc/uptime``, ``uptime`` and ``vm health`` count from
+   InstanceStart, as on a real VM), make ``/`` private;
 2. fork: the child is PID 1 of the new PID namespace. It mounts the root
    drive (ext4, ``ro`` when read-only), a tmpfs ``/dev`` with device nodes
    (``vda``, ``vdb``... for the drives, null, zero, full, random, urandom, tty,
@@ -34,6 +37,7 @@ CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWTIME = 0x00000080
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
@@ -121,6 +125,26 @@ def setup_dev(root: str, spec: dict[str, Any]) -> None:
     mount(spec["vsock_dir"], vsock_target, None, MS_BIND)
 
 
+def boot_clock() -> None:
+    """A new time namespace for the guest (our children): its clocks start at zero.
+
+    After ``unshare(CLONE_NEWTIME)`` this process stays in the host's time
+    namespace and its children enter the new one, whose offsets may be set
+    until the first process enters it (``time_namespaces(7)``). The offsets
+    are minus the whole seconds of the host's clocks, so the guest's
+    ``CLOCK_MONOTONIC`` / ``CLOCK_BOOTTIME`` (and ``/proc/uptime``) begin
+    below one second. A host kernel without time namespaces (before 5.6, or
+    no ``CONFIG_TIME_NS``) keeps the host's clocks, as before.
+    """
+    if libc.unshare(CLONE_NEWTIME) != 0:
+        return
+    lines = []
+    for name, clock in (("monotonic", time.CLOCK_MONOTONIC), ("boottime", time.CLOCK_BOOTTIME)):
+        lines.append(f"{name} {-int(time.clock_gettime(clock))} 0\n")
+    with open("/proc/self/timens_offsets", "w") as fh:
+        fh.write("".join(lines))
+
+
 def child(spec: dict[str, Any], status_fd: int, console_fd: int) -> None:
     """PID 1 of the guest: build the root, chroot, exec init. Never returns."""
     stuck = spec.get("stuck")
@@ -167,6 +191,11 @@ def child(spec: dict[str, Any], status_fd: int, console_fd: int) -> None:
     delay = float(spec.get("boot_delay") or 0)
     if delay > 0:
         time.sleep(delay)
+    gate = spec.get("boot_gate")
+    if gate:
+        # A test holds the boot here (the kernel is "still booting") until it opens the gate.
+        while not os.path.exists(gate):
+            time.sleep(0.05)
     os.chroot(root)
     os.chdir("/")
     init = spec["init"]
@@ -201,6 +230,7 @@ def main() -> int:
     _check(libc.setns(netfd, CLONE_NEWNET), "setns")
     os.close(netfd)
     _check(libc.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID), "unshare")
+    boot_clock()
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     pid = os.fork()
     if pid == 0:
