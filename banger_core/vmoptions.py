@@ -42,8 +42,9 @@ class VMOption:
     :param on_set: offered by ``vm set`` (the plugin's ``banger_vm_set``
         gets the change in ``changes``).
     :param set_requires_stopped: ``vm set`` refuses the change while the VM runs.
-    :param validator: ``fn(value) -> value`` called by the daemon after
-        the type check; raise :class:`~banger_core.errors.ValidationError`
+    :param validator: ``fn(value) -> value`` or ``fn(value, config) -> value``
+        (``config``: the plugin's ``[plugins.<name>]`` section) called by the
+        daemon after the type check; raise :class:`~banger_core.errors.ValidationError`
         (one line naming the value and what is allowed) to refuse it. May
         return a normalised value.
     :param metavar: what ``--help`` shows for the value.
@@ -57,7 +58,7 @@ class VMOption:
     on_create: bool = True
     on_set: bool = True
     set_requires_stopped: bool = True
-    validator: Callable[[Any], Any] | None = field(default=None, compare=False)
+    validator: Callable[..., Any] | None = field(default=None, compare=False)
     metavar: str | None = None
 
     def __post_init__(self) -> None:
@@ -161,15 +162,22 @@ class VMOption:
         if self.type == "str" and not isinstance(value, str):
             raise ValidationError(f"{what} {value!r} is not allowed: use a string (JSON)")
 
-    def check(self, value: Any, *, strict: bool = False) -> Any:
+    def check(
+        self, value: Any, config: Mapping[str, Any] | None = None, *, strict: bool = False
+    ) -> Any:
         """:meth:`coerce` then the plugin's ``validator``; errors name the option.
 
+        :param config: the declaring plugin's ``[plugins.<name>]`` section,
+            passed to a validator that takes a second argument.
         :param strict: the value came over RPC (see :meth:`coerce`).
         """
         value = self.coerce(value, strict=strict)
         if self.validator is not None:
             try:
-                result = self.validator(value)
+                if _takes_config(self.validator):
+                    result = self.validator(value, dict(config or {}))
+                else:
+                    result = self.validator(value)
             except ValidationError as exc:
                 message = str(exc)
                 if f"--{self.name}" not in message:
@@ -251,3 +259,19 @@ def clash_problems(
         owners[name] = f"plugin {d.plugin!r}"
         kept.append(d)
     return kept, problems
+
+
+def _takes_config(fn: Callable[..., Any]) -> bool:
+    """Whether a validator accepts ``(value, config)`` (older ones take ``value`` only)."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)

@@ -11,6 +11,7 @@ from typing import Any
 from loguru import logger
 
 import banger_core
+from banger_core.api import PluginDaemon
 from banger_core.config import Settings, load_settings
 from banger_core.daemon.operations import OperationManager
 from banger_core.daemon.policy import CORE_RULES, PLUGIN_DEFAULT, Policy
@@ -29,7 +30,7 @@ def _log_problem(line: str) -> None:
 
 
 class Daemon:
-    """Everything ``bangerd`` runs. Plugins receive it in ``banger_daemon_started``."""
+    """Everything ``bangerd`` runs (plugins get :attr:`plugin_api`, never this object)."""
 
     def __init__(self, settings: Settings, pm: BangerPluginManager) -> None:
         self.settings = settings
@@ -54,6 +55,10 @@ class Daemon:
         self.loading_problems: list[str] = []  # misbehaving plugins seen before logging was set
         self.vms: Any = None
         self.images: Any = None
+        #: what plugins get as ``daemon`` (each its own view): never this object
+        self.plugin_api = PluginDaemon(
+            settings, lambda: self.vms, self.paths.state_dir, vm_access=self.check_vm_access
+        )
 
     def _translate(self, exc: BaseException) -> BangerError | None:
         """A clear error for failures with a known cause (a full state file system)."""
@@ -80,35 +85,6 @@ class Daemon:
 
     policy_rule_vm = CORE_RULES["vm.show"]
 
-    def plugin_config(self, name: str) -> dict[str, Any]:
-        """The effective ``[plugins.<name>]`` section."""
-        return self.settings.plugin(name)
-
-    # -- what plugins get (banger_core.DaemonAPI) ----------------------------
-    def vm(self, ref: str) -> Any:
-        """A VM by name, id or unique id prefix."""
-        return self.vms.resolve(ref)
-
-    def list_vms(self) -> list[Any]:
-        """Every VM, by name."""
-        return self.vms.all()
-
-    def save_plugin_state(self, vm: Any, name: str) -> None:
-        """Store ``vm.plugin_state(name)`` (after an RPC handler changed it)."""
-        self.vms.save_plugin_state(vm, name)
-
-    @property
-    def state_dir(self) -> Path:
-        """banger's state directory."""
-        return self.paths.state_dir
-
-    @property
-    def runner(self) -> Any:
-        """Runs external programs."""
-        from banger_core import system
-
-        return system.run
-
     # -- core RPC methods ----------------------------------------------------
     def status(self, params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
         """``daemon.status``: who is running, where, with which plugins."""
@@ -129,7 +105,7 @@ class Daemon:
             "services": {
                 name: getattr(svc, "describe", lambda: {})() for name, svc in self.services.items()
             },
-            "plugin_services": self.hooks.daemon_status(self),
+            "plugin_services": self.hooks.daemon_status(self.plugin_api),
             "vmm": self.vmm_status(),
         }
 
@@ -220,17 +196,20 @@ class Daemon:
 
         from banger_core.api import PluginCall
 
+        def api() -> PluginDaemon:
+            return self.plugin_api.for_plugin(plugin)
+
         if inspect.iscoroutinefunction(handler):
 
             @functools.wraps(handler)
             async def run_async(params: dict[str, Any], call: RPCCall) -> Any:
-                return await handler(params, PluginCall.wrap(call, plugin, self))
+                return await handler(params, PluginCall.wrap(call, plugin, api()))
 
             return run_async
 
         @functools.wraps(handler)
         def run(params: dict[str, Any], call: RPCCall) -> Any:
-            return handler(params, PluginCall.wrap(call, plugin, self))
+            return handler(params, PluginCall.wrap(call, plugin, api()))
 
         return run
 
@@ -298,12 +277,12 @@ class Daemon:
                 start()
         # A plugin's service failing does not stop the others or the daemon:
         # `banger daemon status` shows the daemon as degraded, naming it.
-        for line in self.hooks.daemon_started(self):
+        for line in self.hooks.daemon_started(self.plugin_api):
             logger.error("{}", line)
             self.degraded.append(line)
 
     def _shutdown(self) -> None:
-        for line in self.hooks.daemon_stopping(self):
+        for line in self.hooks.daemon_stopping(self.plugin_api):
             logger.error("{}", line)
         for svc in reversed(list(self.services.values())):
             stop = getattr(svc, "stop", None)
@@ -375,6 +354,7 @@ def build_daemon(config_files: list[Path] | None = None) -> Daemon:
     loading = Hooks(pm)
     schema = loading.config_defaults()
     settings = load_settings(schema, files=config_files, paths=settings.paths)
+    settings.plugin_names = tuple(pm.order)
     daemon = Daemon(settings, pm)
     daemon.loading_problems = list(loading.problems)  # logged once logging is set up
     daemon.hooks.problems.extend(loading.problems)
