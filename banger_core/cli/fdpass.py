@@ -51,11 +51,11 @@ def ssh_options(info: dict[str, Any]) -> list[str]:
 
 
 def readable_key(info: dict[str, Any]) -> Path:
-    """The daemon's key path, or (for a socket_group member, who gets the key's text)
-    a copy in the member's private directory (:mod:`banger_core.cli.userdir`)."""
+    """The daemon's key path, or (for a socket_group member, who gets the text of the
+    VM's own key) a copy in the member's private directory (:mod:`banger_core.cli.userdir`)."""
     from banger_core.cli.userdir import private_dir, write_private
 
-    key = Path(info["key"])
     if not info.get("key_text"):
-        return key
-    return write_private(private_dir() / f"vm-key-{os.getuid()}", info["key_text"])
+        return Path(info["key"])
+    name = "".join(c for c in str(info.get("id") or info["name"]) if c.isalnum() or c in "-_")
+    return write_private(private_dir() / f"vm-key-{name}", info["key_text"])

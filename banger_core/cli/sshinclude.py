@@ -41,20 +41,27 @@ MEMBER_CONFIG = "ssh_config"
 
 
 def member_view(info: dict[str, Any]) -> tuple[str, Path | None]:
-    """``vm.ssh_config``'s text as this user can use it, and the key copy (if one was made).
+    """``vm.ssh_config``'s text as this user can use it, and the directory of key copies.
 
     Root reads the daemon's key and file as they are. A ``socket_group``
-    member (the daemon sent the key's text) gets Host blocks naming a copy of
-    the key in their private directory, and a ProxyCommand that keeps this
-    command's ``BANGER_STATE_DIR`` / ``BANGER_CONFIG``.
+    member (the daemon sent each VM's own key) gets Host blocks naming copies
+    of those keys in their private directory, and a ProxyCommand that keeps
+    this command's ``BANGER_STATE_DIR`` / ``BANGER_CONFIG``. A VM whose key
+    did not come (it booted before VMs had keys) is left out.
     """
-    if not info.get("key_text"):
+    if not info.get("member"):
         return info["text"], None
     from banger_core.cli.fdpass import readable_key
     from banger_core.lifecycle import sshconfig
 
-    key = readable_key({"key": "", "key_text": info["key_text"]})
-    return sshconfig.render(info.get("hosts") or [], key, info.get("netns") or ""), key
+    hosts = []
+    key = None
+    for host in info.get("hosts") or []:
+        if host.get("key_text"):
+            key = readable_key(host)
+            hosts.append({**host, "identity": str(key)})
+    folder = key.parent if key is not None else None
+    return sshconfig.render(hosts, Path("/dev/null"), info.get("netns") or ""), folder
 
 
 def member_config_path() -> Path:
@@ -68,7 +75,7 @@ def write_member_config(info: dict[str, Any]) -> Path:
     """Write the member's own SSH config (every VM they may use) and return its path."""
     from banger_core.cli.userdir import write_private
 
-    text, _key = member_view(info)
+    text, _keys = member_view(info)
     return write_private(member_config_path(), text)
 
 

@@ -451,7 +451,7 @@ def ssh_config(refs: tuple[str, ...], install: bool) -> None:
     # Root includes the file the daemon keeps current; a member (who cannot read
     # it, nor the key it names) includes a copy of their own, which their
     # banger commands keep current.
-    path = str(sshinclude.write_member_config(info)) if info.get("key_text") else info["path"]
+    path = str(sshinclude.write_member_config(info)) if info.get("member") else info["path"]
     user_config = sshinclude.user_ssh_config()
     try:
         changed, user_config = sshinclude.install_include(path, user_config)

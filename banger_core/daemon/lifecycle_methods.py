@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from banger_core.access import check_host_paths
 from banger_core.daemon.policy import CORE_RULES, privileged
-from banger_core.errors import ValidationError
+from banger_core.errors import BangerError, ValidationError
 from banger_core.rpc.protocol import PassFd
 from banger_core.rpc.schema import Field, with_params
 
@@ -76,8 +76,14 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
     def ssh_config(params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
         info = vms.ssh_config(params.get("refs") or [], visible=_visible(call))
         if not privileged(call.peer_uid):
-            # A member cannot read the daemon's files: the CLI writes its own copy.
-            info["key_text"] = vms.ssh_key().read_text()
+            # A member cannot read the daemon's files: the CLI writes its own copy of
+            # each VM's own key (never the daemon's, which opens every VM).
+            info["member"] = True
+            for host in info["hosts"]:
+                try:
+                    host["key_text"] = vms.member_key_text(vms.resolve(host["id"]))
+                except BangerError:
+                    host["key_text"] = ""  # booted before VMs had keys: left out
         return info
 
     def _visible(call: RPCCall) -> Any:

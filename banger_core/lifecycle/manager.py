@@ -24,6 +24,7 @@ import peewee
 from loguru import logger
 
 from banger_core import failpoints, system
+from banger_core.access import privileged
 from banger_core.disks import rootdisk, space
 from banger_core.doctor import run_checks
 from banger_core.errors import (
@@ -38,7 +39,7 @@ from banger_core.hookcontext import LifecycleContext
 from banger_core.images.kernelcaps import KernelCaps, kernel_format
 from banger_core.images.kernelformat import check_format
 from banger_core.images.registry import image_artifacts
-from banger_core.lifecycle import boot, states
+from banger_core.lifecycle import boot, console, states
 from banger_core.lifecycle import options as vm_options
 from banger_core.lifecycle.hostnet import TAP_PREFIX, HostNetwork
 from banger_core.lifecycle.machine import MachineSpec
@@ -194,11 +195,37 @@ class VMManager:
 
     # -- keys ---------------------------------------------------------------------
     def ssh_key(self) -> Path:
-        """banger's private key (created on first use); its public half goes into every VM."""
-        key = self.paths.ssh_dir / "id_ed25519"
+        """banger's private key (created on first use); its public half goes into every VM.
+
+        Only root (and the daemon's user) gets it: it opens every VM.
+        """
+        return self._make_key(self.paths.ssh_dir / "id_ed25519")
+
+    def vm_key(self, vm: VM) -> Path:
+        """The VM's own key pair (made at its first boot): what a socket_group member
+        who may use the VM receives. It opens that VM only, so a member holding it
+        cannot reach another VM even where VM addresses are reachable directly."""
+        return self._make_key(vm.dir / "ssh" / "id_ed25519")
+
+    def member_key_text(self, vm: VM) -> str:
+        """The VM's own private key, for a member allowed to use it.
+
+        :raise ConflictError: the VM last booted before VMs had keys of their own.
+        """
+        key = vm.dir / "ssh" / "id_ed25519"
+        try:
+            return key.read_text()
+        except FileNotFoundError:
+            raise ConflictError(
+                f"VM {vm.name} booted before VMs had keys of their own; restart it "
+                f"(`banger vm restart {vm.name}`) to use it as a socket_group member"
+            ) from None
+
+    def _make_key(self, key: Path) -> Path:
+        """An ed25519 key pair at ``key`` (+ ``.pub``), made once."""
         with self._key_lock:  # concurrent first creates must not race ssh-keygen
             if not key.exists():
-                self.paths.ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 tmp = key.with_name(key.name + ".new")
                 for stale in (tmp, tmp.with_suffix(".new.pub")):
                     stale.unlink(missing_ok=True)
@@ -405,7 +432,10 @@ class VMManager:
         machine.add_nic(vm.tap, vm.mac)
         guest = GuestConfig(
             hostname=vm.name,
-            authorized_keys=[key.with_suffix(".pub").read_text().strip()],
+            authorized_keys=[
+                key.with_suffix(".pub").read_text().strip(),
+                self.vm_key(vm).with_suffix(".pub").read_text().strip(),
+            ],
             nameservers=list(self.net.nameservers),
             address=vm.ip,
             prefixlen=vm.prefixlen,
@@ -685,16 +715,18 @@ class VMManager:
             raise ConflictError(
                 f"VM {vm.name} is not running; start it with `banger vm start {vm.name}`"
             )
-        key = self.ssh_key()
+        member = not privileged(uid)
+        key = vm.dir / "ssh" / "id_ed25519" if member else self.ssh_key()
         info = {
+            "id": vm.id,
             "name": vm.name,
             "ip": vm.ip,
             "user": "root",
             "key": str(key),
             "daemon_pid": os.getpid(),
         }
-        if uid not in (0, os.geteuid()):
-            info["key_text"] = key.read_text()
+        if member:  # they cannot read the daemon's files: the CLI keeps a copy
+            info["key_text"] = self.member_key_text(vm)
         return info
 
     def connect(self, ref: str, port: int) -> tuple[dict[str, Any], int]:
@@ -814,6 +846,8 @@ class VMManager:
                 vm = self.resolve(rec.id)
                 if self._settle(vm) in ("release", "kill_release"):
                     gone.append(vm.name)
+                elif console.cap(vm.console_log):  # the guest writes it: keep it bounded
+                    logger.info("VM {}: console log cut to its last lines", vm.name)
             except NotFoundError:
                 pass
             finally:

@@ -35,7 +35,12 @@ def proxy_command(name: str, env: Mapping[str, str] | None = None) -> str:
 
 
 def host_block(vm: dict[str, Any], key: Path, netns: str) -> str:
-    """One ``Host`` block: the VM's name, ``<name>.vm`` and its other DNS names."""
+    """One ``Host`` block: the VM's name, ``<name>.vm`` and its other DNS names.
+
+    ``vm["identity"]``, when set, is the key file for this VM instead of ``key``
+    (a member's copy of the VM's own key).
+    """
+    key = Path(vm.get("identity") or key)
     aliases = [vm["name"], f"{vm['name']}.vm"]
     for name in vm.get("dns_names") or []:
         if name not in aliases:

@@ -198,6 +198,31 @@ def test_members_use_only_their_own_vms_unless_vms_are_shared(debian_image, user
         # Root may do anything to anyone's VM.
         assert host.cli("vm", "ssh", "mine", "--", "true").returncode == 0
 
+        # The key a member receives is the VM's own: it opens that VM and no other,
+        # even for someone who reaches the other VM's SSH port directly.
+        assert banger_as(host, owner, "vm", "ssh", "mine", "--", "true").returncode == 0
+        copy = Path(f"/tmp/{owner}-home/.cache/banger/vm-key-{shown['id']}")
+        assert copy.stat().st_uid == users.uid(owner) and copy.stat().st_mode & 0o077 == 0
+
+        def ssh_with(key: Path, vm: str) -> system.Result:
+            proxy = f"{host.env['PATH'].split(':')[0]}/banger _fdpass {vm}"
+            return system.run(
+                [
+                    *("ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"),
+                    *("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"),
+                    *("-o", f"ProxyCommand={proxy}", "-o", "ProxyUseFdpass=yes"),
+                    f"root@{vm}",
+                    "hostname",
+                ],
+                check=False,
+                timeout=60,
+                env=host.env,
+            )
+
+        assert ssh_with(copy, "mine").stdout.strip() == "mine"
+        stolen = ssh_with(copy, "roots")
+        assert stolen.returncode == 255 and "Permission denied" in stolen.stderr, stolen
+
         # Shared VMs: the other member may use it after the daemon restarts so configured.
         host.cli("daemon", "stop")
         text = host.config_path.read_text().replace("[daemon]\n", "[daemon]\nshared_vms = true\n")
@@ -243,6 +268,20 @@ def test_a_members_cli_never_shows_an_internal_error(debian_image, users):
         # Without a writable home: ssh works (a private runtime directory holds the key copy).
         ssh = run("vm", "ssh", "box", "--", "hostname", **nohome)
         assert ssh.returncode == 0 and ssh.stdout.strip() == "box", ssh.stderr
+        for args in (("vm", "exec", "box", "--", "true"), ("vm", "health", "box")):
+            assert run(*args, **nohome).returncode == 0, results[-1]
+        # A host file written for a member is written by the member's own process.
+        dest = Path(f"/tmp/{member}-dest")
+        system.run(["runuser", "-u", member, "--", "mkdir", "-p", str(dest)])
+        try:
+            copied = run("vm", "cp", "box:/etc/hostname", str(dest), **nohome)
+            assert copied.returncode == 0, copied.stderr
+            assert (dest / "hostname").stat().st_uid == users.uid(member)
+            # ... so it cannot write where the member could not.
+            denied = run("vm", "cp", "box:/etc/hostname", "/root/", **nohome)
+            assert denied.returncode != 0 and not Path("/root/hostname").exists()
+        finally:
+            system.run(["rm", "-rf", str(dest)])
         install = run("vm", "ssh-config", "--install", **nohome)
         _one_line_error(install, "cannot add `Include")
         _one_line_error(run("daemon", "stop", **nohome), "only root may stop")
