@@ -10,10 +10,10 @@ checks that name it in ``needed_by``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from banger_core import system
 from banger_core.vmmbackends import (
@@ -24,6 +24,9 @@ from banger_core.vmmbackends import (
     backend_for,
     choose_for,
 )
+
+if TYPE_CHECKING:
+    from banger_core.plugins import Hooks
 
 BOOT_OPERATIONS = ("vm.create", "vm.start")
 """Operations every failing ``required`` check stops."""
@@ -51,7 +54,6 @@ PROGRAMS: dict[str, tuple[str, str, bool]] = {
     "lz4": ("bzImage → vmlinux (image build, image convert-kernel)", "lz4", False),
     "zstd": ("bzImage → vmlinux (zstd kernels), zstd initrds", "zstd", False),
     "dmsetup": ("dm-snapshot root disks", "dmsetup", False),
-    "ethtool": ("the simulator's guest network", "ethtool", False),
 }
 
 
@@ -107,7 +109,7 @@ class DoctorContext:
     """What checks may look at."""
 
     settings: Any
-    which: Any = field(default=system.which)
+    which: Callable[[str], str | None] = field(default=system.which)
     #: True in the preflight of ``vm create``/``vm start``: skip slow probes
     #: (name resolution, network round trips) that only ``banger doctor`` needs.
     preflight: bool = False
@@ -309,7 +311,7 @@ def image_checks(settings: Any) -> list[Check]:
     return checks
 
 
-def run_checks(settings: Any, hooks: Any, *, preflight: bool = False) -> list[Check]:
+def run_checks(settings: Any, hooks: Hooks, *, preflight: bool = False) -> list[Check]:
     """Core checks, each image's kernel, then every plugin's (``preflight``: quick ones only)."""
     backends = tuple(backend for _, backend in hooks.vmm_backends())
     ctx = DoctorContext(settings, preflight=preflight, backends=backends)

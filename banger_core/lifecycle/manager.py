@@ -39,7 +39,7 @@ from banger_core.hookcontext import LifecycleContext
 from banger_core.images.kernelcaps import KernelCaps, kernel_format
 from banger_core.images.kernelformat import check_format
 from banger_core.images.registry import image_artifacts
-from banger_core.lifecycle import boot, states
+from banger_core.lifecycle import boot, console, states
 from banger_core.lifecycle import options as vm_options
 from banger_core.lifecycle.hostnet import TAP_PREFIX, HostNetwork
 from banger_core.lifecycle.machine import MachineSpec
@@ -872,6 +872,8 @@ class VMManager:
                 vm = self.resolve(rec.id)
                 if self._settle(vm) in ("release", "kill_release"):
                     gone.append(vm.name)
+                elif console.cap(vm.console_log):  # the guest writes it: keep it bounded
+                    logger.info("VM {}: console log cut to its last lines", vm.name)
             except NotFoundError:
                 pass
             finally:

@@ -272,8 +272,18 @@ def FakeRPCCall(
     from banger_core.api import PluginCall
 
     handlers = dict(methods or {})
+    cancelled = threading.Event()
 
     class _Server:
+        """The daemon's side of the request (a ``banger_core.api.ServerCall``)."""
+
+        def __init__(self) -> None:
+            self.method = method
+            self.peer_pid = os.getpid()
+            self.peer_uid = peer_uid
+            self.peer_gid = 0
+            self.cancelled = cancelled
+
         def call(self, name: str, params: dict[str, Any] | None = None) -> Any:
             from banger_core.errors import UnknownMethodError
 
@@ -287,7 +297,7 @@ def FakeRPCCall(
         peer_pid=os.getpid(),
         peer_uid=peer_uid,
         peer_gid=0,
-        cancelled=threading.Event(),
+        cancelled=cancelled,
         plugin_name=plugin,
         daemon=daemon,
         _server_call=_Server(),

@@ -34,7 +34,7 @@ def test_a_planted_tmp_dir_is_refused(tmp_path, monkeypatch):
     target = tmp_path / "elsewhere"
     target.mkdir()
     (tmp_path / f"banger-{os.getuid()}").symlink_to(target)
-    with pytest.raises(BangerError, match=r"is not a directory .a symlink or file is there"):
+    with pytest.raises(BangerError, match=r"is not a directory \(a symlink or file is there\)"):
         userdir.private_dir()
     (tmp_path / f"banger-{os.getuid()}").unlink()
     planted = tmp_path / f"banger-{os.getuid()}"

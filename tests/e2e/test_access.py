@@ -268,6 +268,20 @@ def test_a_members_cli_never_shows_an_internal_error(debian_image, users):
         # Without a writable home: ssh works (a private runtime directory holds the key copy).
         ssh = run("vm", "ssh", "box", "--", "hostname", **nohome)
         assert ssh.returncode == 0 and ssh.stdout.strip() == "box", ssh.stderr
+        for args in (("vm", "exec", "box", "--", "true"), ("vm", "health", "box")):
+            assert run(*args, **nohome).returncode == 0, results[-1]
+        # A host file written for a member is written by the member's own process.
+        dest = Path(f"/tmp/{member}-dest")
+        system.run(["runuser", "-u", member, "--", "mkdir", "-p", str(dest)])
+        try:
+            copied = run("vm", "cp", "box:/etc/hostname", str(dest), **nohome)
+            assert copied.returncode == 0, copied.stderr
+            assert (dest / "hostname").stat().st_uid == users.uid(member)
+            # ... so it cannot write where the member could not.
+            denied = run("vm", "cp", "box:/etc/hostname", "/root/", **nohome)
+            assert denied.returncode != 0 and not Path("/root/hostname").exists()
+        finally:
+            system.run(["rm", "-rf", str(dest)])
         install = run("vm", "ssh-config", "--install", **nohome)
         _one_line_error(install, "cannot add `Include")
         _one_line_error(run("daemon", "stop", **nohome), "only root may stop")
