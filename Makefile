@@ -5,8 +5,13 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*)
+# Debian 12's own interpreter (3.11.2: no tarfile extraction filters): vm cp must be safe there too.
+DEBIAN_PY ?= /usr/bin/python3
+DEBIAN_VENV ?= .venv-debian-python
+DEBIAN_TESTS := tests/core/test_safeextract.py plugins/vsock/tests/test_e2e_hostile_guest.py \
+	plugins/vsock/tests/test_e2e_cp.py
 
-.PHONY: deps dev test test-fast conformance lint docs demo bench clean
+.PHONY: deps dev test test-fast test-debian-python conformance lint docs demo bench clean
 
 deps:  ## Debian packages (root; installs only what is missing)
 	scripts/install-host-deps
@@ -19,9 +24,19 @@ $(BIN)/banger: pyproject.toml $(wildcard plugins/*/pyproject.toml) vmmkit/pyproj
 
 dev: $(BIN)/banger  ## create .venv with the core, every plugin, vmmkit and pytest-banger installed editable
 
-test: deps dev lint  ## lint, the whole test suite (root: namespaces, TAPs, loop devices), scaffold check
+test: deps dev lint  ## lint, the whole test suite (root: namespaces, TAPs, loop devices), scaffold check, Debian's python
 	$(BIN)/python -m pytest -q
 	$(BIN)/python scripts/check_scaffold.py
+	$(MAKE) test-debian-python
+
+$(DEBIAN_VENV)/bin/banger: pyproject.toml $(wildcard plugins/*/pyproject.toml) vmmkit/pyproject.toml testing/pyproject.toml
+	$(DEBIAN_PY) -m venv $(DEBIAN_VENV)
+	$(DEBIAN_VENV)/bin/pip install -q pytest pytest-timeout -e . -e vmmkit $(foreach p,$(PLUGINS),-e $(p)) -e testing
+	touch $@
+
+test-debian-python: $(DEBIAN_VENV)/bin/banger  ## the vm cp and hostile-guest tests, everything (CLI, daemon) on $(DEBIAN_PY)
+	@$(DEBIAN_VENV)/bin/python -c 'import sys, tarfile; print("test-debian-python: Python", sys.version.split()[0], "tarfile.data_filter:", hasattr(tarfile, "data_filter"))'
+	$(DEBIAN_VENV)/bin/python -m pytest -q -p no:cacheprovider $(DEBIAN_TESTS)
 
 test-fast: dev  ## tests that build no image
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -47,6 +62,7 @@ bench: dev
 	$(BIN)/python bench/create.py
 	$(BIN)/python bench/exec.py
 	$(BIN)/python bench/dns.py
+	$(BIN)/python bench/extract.py
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(DEBIAN_VENV)

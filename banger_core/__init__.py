@@ -19,6 +19,7 @@ from banger_core.errors import (
     ConfigError,
     ConflictError,
     DaemonError,
+    ForbiddenError,
     NotFoundError,
     PluginError,
     UnknownMethodError,
@@ -77,6 +78,9 @@ _LAZY: dict[str, str] = {
     # declared RPC parameters
     "Field": "banger_core.rpc.schema",
     "rpc_params": "banger_core.rpc.schema",
+    # who may call an RPC method
+    "Access": "banger_core.rpc.access",
+    "rpc_access": "banger_core.rpc.access",
     "format_size": "banger_core.units",
     # readiness, handing over descriptors
     "ReadyCheck": "banger_core.lifecycle.ready",
@@ -90,6 +94,7 @@ _LAZY: dict[str, str] = {
 
 __all__ = [
     "VM",
+    "Access",
     "BackendProbe",
     "BangerError",
     "CancelledError",
@@ -104,6 +109,7 @@ __all__ = [
     "ExtractLimits",
     "ExtractResult",
     "Field",
+    "ForbiddenError",
     "GuestConfig",
     "GuestOS",
     "ImageArtifact",
@@ -139,6 +145,7 @@ __all__ = [
     "human_bytes",
     "parse_size",
     "rpc",
+    "rpc_access",
     "rpc_params",
     "run",
     "run_on_vms",
@@ -176,6 +183,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from banger_core.lifecycle.ready import ReadyCheck
     from banger_core.lifecycle.vm import VM, ImageInfo, OptionValues, VMSpec
     from banger_core.pluginconfig import Option
+    from banger_core.rpc.access import Access, rpc_access
     from banger_core.rpc.connect import connect, rpc
     from banger_core.rpc.protocol import PassFd
     from banger_core.rpc.schema import Field, rpc_params

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from banger_core.errors import ConfigError
+from banger_core.errors import ConfigError, NotFoundError
 from banger_core.paths import Paths, config_files
 from banger_core.pluginconfig import Option
 
@@ -32,6 +32,12 @@ CORE_SCHEMA: dict[str, dict[str, Option]] = {
             "directories under which socket_group members may "
             "register image files (root may use any path)",
             type=list,
+        ),
+        "shared_vms": Option(
+            False,
+            "socket_group members may use each other's VMs (off: a member uses only the VMs "
+            "they created)",
+            type=bool,
         ),
         "netns": Option(
             "",
@@ -101,14 +107,30 @@ class Settings:
     #: The VMM the daemon chose at start (a ``banger_core.vmmbackends.VMMChoice``);
     #: ``[firecracker] binary`` then holds its program.
     vmm: Any = None
+    #: names of the loaded plugins (set by whoever loaded them; a plugin that
+    #: declares no configuration still has a section, an empty one)
+    plugin_names: tuple[str, ...] = ()
 
     def get(self, section: str, key: str) -> Any:
         """Return the effective value of ``[section] key``."""
         return self.values[section][key]
 
     def plugin(self, name: str) -> dict[str, Any]:
-        """Return the effective ``[plugins.<name>]`` values."""
+        """Return the effective ``[plugins.<name>]`` values (``{}`` for any other name)."""
         return dict(self.values.get(f"plugins.{name}", {}))
+
+    def plugin_config(self, name: str) -> dict[str, Any]:
+        """The effective ``[plugins.<name>]`` section of a plugin that exists.
+
+        :raise NotFoundError: no loaded plugin is called ``name`` and none
+            declared a section of that name (a typo is an error, not ``{}``).
+        """
+        if f"plugins.{name}" in self.values or name in self.plugin_schema:
+            return self.plugin(name)
+        if name in self.plugin_names:
+            return {}
+        known = ", ".join(sorted(set(self.plugin_names) | set(self.plugin_schema))) or "none"
+        raise NotFoundError(f"no plugin {name!r} (plugins: {known})")
 
     def rows(self) -> list[dict[str, Any]]:
         """Every effective value as ``{section, key, value, source}`` rows."""

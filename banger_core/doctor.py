@@ -30,6 +30,7 @@ PROGRAMS: dict[str, tuple[str, str, bool]] = {
     "resize2fs": ("growing work disks", "e2fsprogs", True),
     "losetup": ("the simulator's drives, dm-snapshot", "util-linux", False),
     "cp": ("root disk clones", "coreutils", True),
+    "head": ("reading host paths with a socket_group member's permissions", "coreutils", True),
     "ssh": ("banger vm ssh", "openssh-client", False),
     "ssh-keygen": ("banger's SSH key", "openssh-client", True),
     "mmdebstrap": ("banger image build", "mmdebstrap", False),
@@ -78,10 +79,28 @@ class DoctorContext:
     #: The VMM back-ends plugins registered (``banger_vmm_backends``).
     backends: tuple[VMMBackend, ...] = ()
 
+    #: the plugin whose ``banger_doctor_checks`` gets this context ("" for the core)
+    plugin_name: str = ""
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """This plugin's effective ``[plugins.<name>]`` section."""
+        from banger_core.hookcontext import plugin_section
+
+        return plugin_section(self.settings, self.plugin_name, own=True) if self.plugin_name else {}
+
     def plugin_config(self, name: str) -> dict[str, Any]:
-        """The effective ``[plugins.<name>]`` section."""
-        section: dict[str, Any] = self.settings.plugin(name)
-        return section
+        """The effective ``[plugins.<name>]`` section (prefer :attr:`config` for your own).
+
+        :raise banger_core.NotFoundError: no plugin is called ``name``.
+        """
+        from banger_core.hookcontext import plugin_section
+
+        return plugin_section(self.settings, name, own=name == self.plugin_name)
+
+    def for_plugin(self, name: str) -> DoctorContext:
+        """The view plugin ``name``'s checks get (its own :attr:`config`)."""
+        return DoctorContext(self.settings, self.which, self.preflight, self.backends, name)
 
 
 def vmm_kind(path: str, backends: Iterable[VMMBackend] = ()) -> str:

@@ -30,6 +30,21 @@ class Undo:
     fn: Callable[[], Any]
 
 
+def plugin_section(settings: Any, name: str, *, own: bool = False) -> dict[str, Any]:
+    """The ``[plugins.<name>]`` section: the one way every context reads plugin settings.
+
+    ``own``: the asking plugin's own section, which always exists (empty when
+    it declares no keys). Another name must be a loaded plugin or a declared
+    section (``Settings.plugin_config``), else :class:`NotFoundError`.
+    """
+    if settings is None:
+        return {}
+    strict = getattr(settings, "plugin_config", None)
+    if own or strict is None:
+        return dict(settings.plugin(name))
+    return dict(strict(name))
+
+
 class PluginLogger(logging.LoggerAdapter[logging.Logger]):
     """A logger whose lines start with the plugin's name (``plugin nat: ...``)."""
 
@@ -84,7 +99,7 @@ class LifecycleContext:
             return self._config
         if not self.plugin_name:
             return {}
-        return self.plugin_config(self.plugin_name)
+        return plugin_section(self.settings, self.plugin_name, own=True)
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -120,8 +135,11 @@ class LifecycleContext:
         failpoints.check(f"{self.plugin_name}.{name}" if self.plugin_name else name)
 
     def plugin_config(self, name: str) -> dict[str, Any]:
-        """The effective ``[plugins.<name>]`` section (prefer :attr:`config` for your own)."""
-        return self.settings.plugin(name) if self.settings is not None else {}
+        """The effective ``[plugins.<name>]`` section (prefer :attr:`config` for your own).
+
+        :raise banger_core.NotFoundError: no plugin is called ``name``.
+        """
+        return plugin_section(self.settings, name, own=name == self.plugin_name)
 
     # -- what the core uses ----------------------------------------------------
     def for_plugin(self, name: str, hook: str = "") -> LifecycleContext:

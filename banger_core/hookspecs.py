@@ -231,7 +231,9 @@ def banger_doctor_checks(ctx: DoctorContext) -> list[Check]:
     Called by ``banger doctor`` and by the preflight stage of ``vm create``
     and ``vm start`` (a failing check with ``required=True`` stops them).
 
-    :param ctx: settings, plugin config and the ``which`` helper.
+    :param ctx: this plugin's :class:`banger_core.DoctorContext`:
+        ``ctx.config`` (its own section), ``ctx.settings``, ``ctx.which`` and
+        ``ctx.preflight``.
     :return: :class:`banger_core.Check` items, each with a fix hint
         when it fails. Must be quick and side-effect free.
     """
@@ -261,7 +263,7 @@ def banger_vmm_backends() -> list[VMMBackend]:
 
 
 @hookspec
-def banger_vm_validate(spec: VMSpec) -> None:
+def banger_vm_validate(spec: VMSpec, ctx: LifecycleContext) -> None:
     """Reject bad input before anything changes.
 
     Called by ``vm create`` (``spec.is_create``) and ``vm set`` before the
@@ -269,6 +271,10 @@ def banger_vm_validate(spec: VMSpec) -> None:
 
     :param spec: the requested name, image, cpus, memory and disk size, and
         for ``vm set`` the current VM and the changed fields.
+    :param ctx: this plugin's :class:`banger_core.LifecycleContext` (its
+        ``ctx.config``, ``ctx.runner``, ``ctx.log``; nothing to undo here, so
+        ``ctx.add_undo`` refuses). Implementations written before it existed
+        omit the argument and keep working.
     :raise banger_core.ValidationError: one line naming the bad value
         and what is allowed.
     """

@@ -51,8 +51,11 @@ class Paths:
             state = Path(override).absolute()
             return cls(state_dir=state, run_dir=state / "run")
         system = cls(state_dir=Path("/var/lib/banger"), run_dir=Path("/run/banger"))
-        if os.geteuid() == 0 or os.path.exists(system.socket):
-            # A member of a system daemon's socket_group uses that daemon.
+        if os.geteuid() == 0 or any(
+            os.path.exists(p) for p in (system.socket, system.run_dir, system.state_dir)
+        ):
+            # A member of a system daemon's socket_group uses that daemon, running or not
+            # (when it is stopped they are told so, never given a daemon of their own).
             return system
         state = _xdg("XDG_STATE_HOME", ".local/state") / "banger"
         runtime = os.environ.get("XDG_RUNTIME_DIR")

@@ -302,6 +302,7 @@ class Hooks:
     #: hooks that get a per-plugin :class:`LifecycleContext` as ``ctx``
     CTX_HOOKS = frozenset(
         {
+            "banger_vm_validate",
             "banger_vm_create",
             "banger_vm_configure",
             "banger_vm_set",
@@ -384,6 +385,9 @@ class Hooks:
         kwargs: dict[str, object],
         ctx: LifecycleContext | None,
     ) -> dict[str, object]:
+        daemon = kwargs.get("daemon")
+        if daemon is not None and hasattr(daemon, "for_plugin"):
+            kwargs = {**kwargs, "daemon": daemon.for_plugin(impl.plugin_name)}
         if hook_name not in self.CTX_HOOKS:
             return kwargs
         from banger_core.hookcontext import LifecycleContext
@@ -510,7 +514,9 @@ class Hooks:
         out: dict[str, dict[str, object]] = {}
         for impl in self.impls(hook):
             try:
-                result, problems = self.checked_call(hook, impl, {"daemon": daemon})
+                result, problems = self.checked_call(
+                    hook, impl, self._kwargs(hook, impl, {"daemon": daemon}, None)
+                )
             except Exception as exc:
                 self.note(impl.plugin_name, hook, _detail(exc))
                 result, problems = {"error": _detail(exc)}, []
@@ -536,7 +542,7 @@ class Hooks:
         for impl in self.impls(hook):
             name = impl.plugin_name
             try:
-                result, problems = self.checked_call(hook, impl, {"ctx": ctx})
+                result, problems = self.checked_call(hook, impl, {"ctx": ctx.for_plugin(name)})
             except Exception as exc:
                 result, problems = None, [_detail(exc)]
             for check in result or []:
@@ -560,7 +566,7 @@ class Hooks:
 
     # -- lifecycle ---------------------------------------------------------
     def vm_validate(self, spec: VMSpec) -> None:
-        """Let plugins reject a create or set request."""
+        """Let plugins reject a create or set request (each gets its read-only ``ctx``)."""
         self.each("banger_vm_validate", spec=spec)
 
     def vm_create(self, vm: VM, ctx: LifecycleContext) -> None:

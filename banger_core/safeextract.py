@@ -206,6 +206,7 @@ class _Extraction:
         self.limits = limits
         self.root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.created: list[tuple[tuple[str, ...], bool]] = []  # (path, is_dir)
+        self.created_files: set[tuple[str, ...]] = set()
         self.replaced: list[tuple[tuple[str, ...], str]] = []  # (path, backup name)
         self.files: dict[tuple[str, ...], tuple[int, int]] = {}  # path -> (st_dev, st_ino)
         self.dirs: list[tuple[tuple[str, ...], int, float | None]] = []  # deferred modes and times
@@ -263,13 +264,17 @@ class _Extraction:
             if stat.S_ISDIR(st.st_mode):
                 os.unlink(temp, dir_fd=dirfd)
                 raise ValueError(f"{'/'.join(parts)} is a directory in the destination")
+            self.files.pop(parts, None)
+            if parts in self.created_files:  # an earlier member of this archive: no backup
+                os.rename(temp, final, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+                return
             backup = self._temp_name(final)
             os.rename(final, backup, src_dir_fd=dirfd, dst_dir_fd=dirfd)
             self.replaced.append((parts, backup))
-            self.files.pop(parts, None)
         os.rename(temp, final, src_dir_fd=dirfd, dst_dir_fd=dirfd)
         if st is None:
             self.created.append((parts, False))
+            self.created_files.add(parts)
 
     def directory(self, parts: tuple[str, ...], mode: int, mtime: float | None) -> None:
         """Make (or enter) the directory ``parts``."""

@@ -81,6 +81,41 @@ def run(
     return result
 
 
+def run_as(uid: int, argv: Sequence[str], *, timeout: float | None = DEFAULT_TIMEOUT) -> Result:
+    """Run ``argv`` to completion as user ``uid`` (their primary and supplementary groups).
+
+    For doing something with a ``socket_group`` member's permissions, never
+    root's (reading a host path the member named). Never raises for a
+    non-zero exit; a missing program or a timeout raises :class:`CommandError`.
+    """
+    import pwd
+
+    try:
+        account = pwd.getpwuid(uid)
+        gid, groups = account.pw_gid, os.getgrouplist(account.pw_name, account.pw_gid)
+    except KeyError:
+        gid, groups = uid, []  # no account: no supplementary groups either
+    args = [str(a) for a in argv]
+    try:
+        proc = subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            user=uid,
+            group=gid,
+            extra_groups=groups,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            cwd="/",
+        )
+    except subprocess.TimeoutExpired:
+        raise CommandError(args, None, "timed out") from None
+    except FileNotFoundError:
+        raise CommandError(args, 127, f"{args[0]}: command not found") from None
+    return Result(args, proc.returncode, proc.stdout, proc.stderr)
+
+
 def spawn(
     argv: Sequence[str],
     *,

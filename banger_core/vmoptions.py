@@ -42,8 +42,9 @@ class VMOption:
     :param on_set: offered by ``vm set`` (the plugin's ``banger_vm_set``
         gets the change in ``changes``).
     :param set_requires_stopped: ``vm set`` refuses the change while the VM runs.
-    :param validator: ``fn(value) -> value`` called by the daemon after
-        the type check; raise :class:`~banger_core.errors.ValidationError`
+    :param validator: ``fn(value) -> value`` or ``fn(value, config) -> value``
+        (``config``: the plugin's ``[plugins.<name>]`` section) called by the
+        daemon after the type check; raise :class:`~banger_core.errors.ValidationError`
         (one line naming the value and what is allowed) to refuse it. May
         return a normalised value.
     :param metavar: what ``--help`` shows for the value.
@@ -57,7 +58,7 @@ class VMOption:
     on_create: bool = True
     on_set: bool = True
     set_requires_stopped: bool = True
-    validator: Callable[[Any], Any] | None = field(default=None, compare=False)
+    validator: Callable[..., Any] | None = field(default=None, compare=False)
     metavar: str | None = None
 
     def __post_init__(self) -> None:
@@ -87,9 +88,17 @@ class VMOption:
             return [] if self.type == "list" else None
         return self.coerce(value)
 
-    def coerce(self, value: Any) -> Any:
-        """Type-check and convert ``value`` (from JSON or the CLI); raise a one-line error."""
+    def coerce(self, value: Any, *, strict: bool = False) -> Any:
+        """Type-check and convert ``value`` (from the config or the CLI); raise a one-line error.
+
+        :param strict: a value from an RPC request, which is typed JSON: a bool
+            option takes only ``true``/``false``, an int option only an integer,
+            a list option only a list of strings (no ``"yes"``, ``"5"`` or a
+            lone string). A size still takes a string such as ``"8G"``.
+        """
         what = f"--{self.name}"
+        if strict:
+            self._check_json_type(value)
         if self.type == "bool":
             if isinstance(value, bool):
                 return value
@@ -135,12 +144,40 @@ class VMOption:
             raise ValidationError(f"{what} {value!r} is not allowed: use a string")
         return value
 
-    def check(self, value: Any) -> Any:
-        """:meth:`coerce` then the plugin's ``validator``; errors name the option."""
-        value = self.coerce(value)
+    def _check_json_type(self, value: Any) -> None:
+        """Refuse a JSON value of the wrong type (strict :meth:`coerce`)."""
+        what = f"--{self.name}"
+        if self.type == "bool" and not isinstance(value, bool):
+            raise ValidationError(f"{what} {value!r} is not allowed: use true or false (JSON)")
+        if self.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValidationError(f"{what} {value!r} is not allowed: use an integer (JSON)")
+        if self.type == "list" and not (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            raise ValidationError(f"{what} {value!r} is not allowed: use a list of strings (JSON)")
+        if self.type == "size" and (isinstance(value, bool) or not isinstance(value, (int, str))):
+            raise ValidationError(
+                f"{what} {value!r} is not allowed: use an integer (bytes) or a string like '8G'"
+            )
+        if self.type == "str" and not isinstance(value, str):
+            raise ValidationError(f"{what} {value!r} is not allowed: use a string (JSON)")
+
+    def check(
+        self, value: Any, config: Mapping[str, Any] | None = None, *, strict: bool = False
+    ) -> Any:
+        """:meth:`coerce` then the plugin's ``validator``; errors name the option.
+
+        :param config: the declaring plugin's ``[plugins.<name>]`` section,
+            passed to a validator that takes a second argument.
+        :param strict: the value came over RPC (see :meth:`coerce`).
+        """
+        value = self.coerce(value, strict=strict)
         if self.validator is not None:
             try:
-                result = self.validator(value)
+                if _takes_config(self.validator):
+                    result = self.validator(value, dict(config or {}))
+                else:
+                    result = self.validator(value)
             except ValidationError as exc:
                 message = str(exc)
                 if f"--{self.name}" not in message:
@@ -222,3 +259,19 @@ def clash_problems(
         owners[name] = f"plugin {d.plugin!r}"
         kept.append(d)
     return kept, problems
+
+
+def _takes_config(fn: Callable[..., Any]) -> bool:
+    """Whether a validator accepts ``(value, config)`` (older ones take ``value`` only)."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = [
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)

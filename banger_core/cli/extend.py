@@ -111,7 +111,11 @@ def click_param(d: DeclaredOption) -> click.Option:
             help=help_text + "  (repeatable)",
         )
     metavar = opt.metavar or {"int": "N", "size": "SIZE"}.get(opt.type, "TEXT")
-    return click.Option([f"--{opt.name}", dest], default=None, metavar=metavar, help=help_text)
+    # Sent as typed JSON: the daemon takes only an integer for an int option.
+    kind = click.INT if opt.type == "int" else None
+    return click.Option(
+        [f"--{opt.name}", dest], type=kind, default=None, metavar=metavar, help=help_text
+    )
 
 
 def _with_options(command: click.Command, declared: list[DeclaredOption]) -> click.Command:

@@ -10,9 +10,7 @@ to ssh, which runs it as ``ProxyCommand`` with ``ProxyUseFdpass yes``. No
 from __future__ import annotations
 
 import os
-import shlex
 import socket
-import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,6 @@ from typing import Any
 import click
 
 from banger_core.cli.context import connect
-from banger_core.errors import BangerError
 
 
 @click.command("_fdpass", hidden=True)
@@ -40,10 +37,12 @@ def fdpass(ref: str, port: int) -> None:
 
 def ssh_options(info: dict[str, Any]) -> list[str]:
     """ssh options that reach the VM through ``banger _fdpass`` with a key we can read."""
-    proxy = shlex.join([sys.executable, "-m", "banger_core.cli.main", "_fdpass", info["name"]])
+    from banger_core.lifecycle.sshconfig import proxy_command
+
+    proxy = proxy_command(info["name"])
     return [
         "-i",
-        str(_readable_key(info)),
+        str(readable_key(info)),
         "-o",
         f"ProxyCommand={proxy}",
         "-o",
@@ -51,22 +50,12 @@ def ssh_options(info: dict[str, Any]) -> list[str]:
     ]
 
 
-def _readable_key(info: dict[str, Any]) -> Path:
-    """The daemon's key path, or (for a socket_group member) a private copy of it."""
-    key = Path(info["key"])
-    if os.access(key, os.R_OK) or not info.get("key_text"):
-        return key
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(runtime) if runtime else Path.home() / ".cache"
-    copy = base / "banger" / f"vm-key-{os.getuid()}"
-    copy.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        if stat.S_IMODE(os.fstat(fd).st_mode) != 0o600:
-            os.fchmod(fd, 0o600)
-        os.write(fd, info["key_text"].encode())
-    finally:
-        os.close(fd)
-    if copy.stat().st_uid != os.getuid():
-        raise BangerError(f"{copy} is not yours; remove it and try again")
-    return copy
+def readable_key(info: dict[str, Any]) -> Path:
+    """The daemon's key path, or (for a socket_group member, who gets the text of the
+    VM's own key) a copy in the member's private directory (:mod:`banger_core.cli.userdir`)."""
+    from banger_core.cli.userdir import private_dir, write_private
+
+    if not info.get("key_text"):
+        return Path(info["key"])
+    name = "".join(c for c in str(info.get("id") or info["name"]) if c.isalnum() or c in "-_")
+    return write_private(private_dir() / f"vm-key-{name}", info["key_text"])

@@ -65,6 +65,7 @@ def create(
         params["options"] = options
     result = follow_operation(rpc("vm.create", params), quiet=as_json)
     _warn(result)
+    _refresh_member_ssh_config()
     if as_json:
         emit_json(result)
         return
@@ -148,11 +149,22 @@ def list_(as_json: bool) -> None:
                 v["ip"],
                 v["cpus"],
                 human_bytes(v["memory_mib"] << 20),
+                _owner(v.get("owner_uid", 0)),
             )
             for v in vms
         ],
-        ["NAME", "ID", "STATE", "IMAGE", "IP", "CPUS", "MEMORY"],
+        ["NAME", "ID", "STATE", "IMAGE", "IP", "CPUS", "MEMORY", "OWNER"],
     )
+
+
+def _owner(uid: int) -> str:
+    """A VM owner's user name (the uid when it has no account here)."""
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 @vm.command()
@@ -254,7 +266,17 @@ def kill(refs: tuple[str, ...], sig: str) -> None:
 @click.option("--force", "-f", is_flag=True, help="stop running VMs first")
 def delete(refs: tuple[str, ...], force: bool) -> None:
     """Delete VMs and their disks."""
-    run_on_vms(list(refs), _call("vm.delete", force=force))
+    try:
+        run_on_vms(list(refs), _call("vm.delete", force=force))
+    finally:
+        _refresh_member_ssh_config()
+
+
+def _refresh_member_ssh_config() -> None:
+    """Keep a member's installed SSH config current (root's is the daemon's job)."""
+    from banger_core.cli.sshinclude import refresh_member_config
+
+    refresh_member_config()
 
 
 @vm.command("set")
@@ -418,16 +440,27 @@ def ssh_config(refs: tuple[str, ...], install: bool) -> None:
     rewrites that file whenever a VM is created or deleted, so scp, rsync
     and editors' remote-SSH always see every VM.
     """
+    from banger_core.cli import sshinclude
+
+    if install and refs:
+        raise click.UsageError("--install covers every VM; give no VM names with it")
     info = rpc("vm.ssh_config", {"refs": list(refs)})
     if not install:
-        click.echo(info["text"], nl=False)
+        click.echo(sshinclude.member_view(info)[0], nl=False)
         return
-    if refs:
-        raise click.UsageError("--install covers every VM; give no VM names with it")
-    from banger_core.cli.sshinclude import install_include
-
-    changed, user_config = install_include(info["path"])
+    # Root includes the file the daemon keeps current; a member (who cannot read
+    # it, nor the key it names) includes a copy of their own, which their
+    # banger commands keep current.
+    path = str(sshinclude.write_member_config(info)) if info.get("member") else info["path"]
+    user_config = sshinclude.user_ssh_config()
+    try:
+        changed, user_config = sshinclude.install_include(path, user_config)
+    except OSError as exc:
+        raise BangerError(
+            f"cannot add `Include {path}` to {user_config}: {exc.strerror or exc}; "
+            f"add that line yourself, or use `ssh -F {path} NAME`"
+        ) from None
     if changed:
-        click.echo(f"added `Include {info['path']}` to {user_config}")
+        click.echo(f"added `Include {path}` to {user_config}")
     else:
-        click.echo(f"{user_config} already includes {info['path']}")
+        click.echo(f"{user_config} already includes {path}")

@@ -11,11 +11,14 @@ from typing import Any
 from loguru import logger
 
 import banger_core
+from banger_core.api import PluginDaemon
 from banger_core.config import Settings, load_settings
 from banger_core.daemon.operations import OperationManager
+from banger_core.daemon.policy import CORE_RULES, PLUGIN_DEFAULT, Policy
 from banger_core.daemon.server import RPCCall, RPCServer, install_signal_handlers
 from banger_core.errors import BangerError, DaemonError
 from banger_core.plugins import BangerPluginManager, Hooks, failure_lines, get_plugin_manager
+from banger_core.rpc.access import Access, access_of
 from banger_core.rpc.client import RPCClient
 from banger_core.rpc.schema import Field, with_params
 from banger_core.vmmbackends import FIRECRACKER, backend_for, choose_for
@@ -27,7 +30,7 @@ def _log_problem(line: str) -> None:
 
 
 class Daemon:
-    """Everything ``bangerd`` runs. Plugins receive it in ``banger_daemon_started``."""
+    """Everything ``bangerd`` runs (plugins get :attr:`plugin_api`, never this object)."""
 
     def __init__(self, settings: Settings, pm: BangerPluginManager) -> None:
         self.settings = settings
@@ -42,6 +45,8 @@ class Daemon:
         self.operations = OperationManager()
         self.server = RPCServer(self.paths.socket, group=settings.get("daemon", "socket_group"))
         self.server.error_translators.append(self._translate)
+        self.policy = Policy(self._owner_of, shared_vms=bool(settings.get("daemon", "shared_vms")))
+        self.server.policy = self.policy
         self.operations.error_translators.append(self._translate)
         self.started_at = time.time()
         self.store: Any = None
@@ -50,6 +55,10 @@ class Daemon:
         self.loading_problems: list[str] = []  # misbehaving plugins seen before logging was set
         self.vms: Any = None
         self.images: Any = None
+        #: what plugins get as ``daemon`` (each its own view): never this object
+        self.plugin_api = PluginDaemon(
+            settings, lambda: self.vms, self.paths.state_dir, vm_access=self.check_vm_access
+        )
 
     def _translate(self, exc: BaseException) -> BangerError | None:
         """A clear error for failures with a known cause (a full state file system)."""
@@ -59,34 +68,22 @@ class Daemon:
             return space.full_error(self.paths.state_dir)
         return None
 
-    def plugin_config(self, name: str) -> dict[str, Any]:
-        """The effective ``[plugins.<name>]`` section."""
-        return self.settings.plugin(name)
+    def _owner_of(self, kind: str, ref: str) -> tuple[str, int]:
+        """``(name, owner uid)`` of the VM, image or operation ``ref`` (for the policy)."""
+        if kind == Access.VM:
+            vm = self.vms.resolve(ref)
+            return vm.name, vm.owner_uid
+        if kind == Access.IMAGE:
+            image = self.images.get(ref)
+            return image.name, int(image.owner_uid)
+        op = self.operations.get(ref)
+        return f"{op.kind} {op.target} ({op.id})", op.owner_uid
 
-    # -- what plugins get (banger_core.DaemonAPI) ----------------------------
-    def vm(self, ref: str) -> Any:
-        """A VM by name, id or unique id prefix."""
-        return self.vms.resolve(ref)
+    def check_vm_access(self, vm: Any, uid: int, method: str) -> None:
+        """Refuse ``uid`` a VM it may not use (plugins' ``call.vm(ref)`` goes through this)."""
+        self.policy.check(method, self.policy_rule_vm, {"ref": vm.id}, uid)
 
-    def list_vms(self) -> list[Any]:
-        """Every VM, by name."""
-        return self.vms.all()
-
-    def save_plugin_state(self, vm: Any, name: str) -> None:
-        """Store ``vm.plugin_state(name)`` (after an RPC handler changed it)."""
-        self.vms.save_plugin_state(vm, name)
-
-    @property
-    def state_dir(self) -> Path:
-        """banger's state directory."""
-        return self.paths.state_dir
-
-    @property
-    def runner(self) -> Any:
-        """Runs external programs."""
-        from banger_core import system
-
-        return system.run
+    policy_rule_vm = CORE_RULES["vm.show"]
 
     # -- core RPC methods ----------------------------------------------------
     def status(self, params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
@@ -108,7 +105,7 @@ class Daemon:
             "services": {
                 name: getattr(svc, "describe", lambda: {})() for name, svc in self.services.items()
             },
-            "plugin_services": self.hooks.daemon_status(self),
+            "plugin_services": self.hooks.daemon_status(self.plugin_api),
             "vmm": self.vmm_status(),
         }
 
@@ -145,12 +142,14 @@ class Daemon:
         return self.operations.cancel(params["id"]).as_dict()
 
     def methods(self, params: dict[str, Any], call: RPCCall) -> list[dict[str, Any]]:
-        """``daemon.methods``: every RPC method, who provides it, and its declared params."""
+        """``daemon.methods``: every RPC method, who provides it, its declared params and
+        its access rule (:mod:`banger_core.daemon.policy`)."""
         return [
             {
                 "name": m.name,
                 "owner": m.owner,
                 "params": sorted(m.schema.fields) if m.schema else None,
+                "access": m.access.kind if m.access else None,
             }
             for m in sorted(self.server.methods.values(), key=lambda m: m.name)
         ]
@@ -169,14 +168,23 @@ class Daemon:
             "operation.cancel": with_params(self.op_cancel, id=op_id),
             "daemon.methods": with_params(self.methods),
         }.items():
-            self.server.register(name, handler, early=True, read=name != "daemon.stop")
+            self.server.register(
+                name,
+                handler,
+                early=True,
+                read=name != "daemon.stop",
+                access=CORE_RULES.get(name),
+            )
 
     def register_plugin_methods(self) -> None:
         """Register the methods plugins add; a clash is logged and skipped."""
         for plugin, name, handler in self.hooks.rpc_methods():
             try:
                 self.server.register(
-                    name, self._plugin_handler(plugin, handler), owner=f"plugin {plugin}"
+                    name,
+                    self._plugin_handler(plugin, handler),
+                    owner=f"plugin {plugin}",
+                    access=access_of(handler) or PLUGIN_DEFAULT,
                 )
             except Exception as exc:
                 logger.error("{}", exc)
@@ -188,17 +196,20 @@ class Daemon:
 
         from banger_core.api import PluginCall
 
+        def api() -> PluginDaemon:
+            return self.plugin_api.for_plugin(plugin)
+
         if inspect.iscoroutinefunction(handler):
 
             @functools.wraps(handler)
             async def run_async(params: dict[str, Any], call: RPCCall) -> Any:
-                return await handler(params, PluginCall.wrap(call, plugin, self))
+                return await handler(params, PluginCall.wrap(call, plugin, api()))
 
             return run_async
 
         @functools.wraps(handler)
         def run(params: dict[str, Any], call: RPCCall) -> Any:
-            return handler(params, PluginCall.wrap(call, plugin, self))
+            return handler(params, PluginCall.wrap(call, plugin, api()))
 
         return run
 
@@ -266,12 +277,12 @@ class Daemon:
                 start()
         # A plugin's service failing does not stop the others or the daemon:
         # `banger daemon status` shows the daemon as degraded, naming it.
-        for line in self.hooks.daemon_started(self):
+        for line in self.hooks.daemon_started(self.plugin_api):
             logger.error("{}", line)
             self.degraded.append(line)
 
     def _shutdown(self) -> None:
-        for line in self.hooks.daemon_stopping(self):
+        for line in self.hooks.daemon_stopping(self.plugin_api):
             logger.error("{}", line)
         for svc in reversed(list(self.services.values())):
             stop = getattr(svc, "stop", None)
@@ -343,6 +354,7 @@ def build_daemon(config_files: list[Path] | None = None) -> Daemon:
     loading = Hooks(pm)
     schema = loading.config_defaults()
     settings = load_settings(schema, files=config_files, paths=settings.paths)
+    settings.plugin_names = tuple(pm.order)
     daemon = Daemon(settings, pm)
     daemon.loading_problems = list(loading.problems)  # logged once logging is set up
     daemon.hooks.problems.extend(loading.problems)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from banger_core.access import check_host_paths
-from banger_core.errors import ValidationError
+from banger_core.daemon.policy import CORE_RULES, privileged
+from banger_core.errors import BangerError, ValidationError
 from banger_core.rpc.protocol import PassFd
 from banger_core.rpc.schema import Field, with_params
 
@@ -25,14 +26,20 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
         # Bad input is refused before an operation exists, so it changes nothing.
         vms.validate_create(dict(params))
         name = params.get("name")
-        op = ops.begin("vm.create", str(name), lambda op: vms.create(op, dict(params)))
+        uid = call.peer_uid
+        op = ops.begin(
+            "vm.create", str(name), lambda op: vms.create(op, dict(params), uid), owner_uid=uid
+        )
         return op.as_dict()
 
     def build(params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
         name = params["name"]
         os_name = params.get("os") or "debian"
         images.validate_build(name, os_name)
-        op = ops.begin("image.build", name, lambda op: images.build(op, name, os_name))
+        uid = call.peer_uid
+        op = ops.begin(
+            "image.build", name, lambda op: images.build(op, name, os_name, uid), owner_uid=uid
+        )
         return op.as_dict()
 
     def register_image(params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
@@ -54,6 +61,7 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
             params.get("work_seed"),
             artifacts=artifacts,
             kernel_config=params.get("kernel_config"),
+            owner_uid=call.peer_uid,
         )
 
     def doctor(params: dict[str, Any], call: RPCCall) -> list[dict[str, Any]]:
@@ -66,7 +74,22 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
         return {**vm.summary(), "dns_names": daemon.hooks.vm_dns_names(vm)}
 
     def ssh_config(params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
-        return vms.ssh_config(params.get("refs") or [])
+        info = vms.ssh_config(params.get("refs") or [], visible=_visible(call))
+        if not privileged(call.peer_uid):
+            # A member cannot read the daemon's files: the CLI writes its own copy of
+            # each VM's own key (never the daemon's, which opens every VM).
+            info["member"] = True
+            for host in info["hosts"]:
+                try:
+                    host["key_text"] = vms.member_key_text(vms.resolve(host["id"]))
+                except BangerError:
+                    host["key_text"] = ""  # booted before VMs had keys: left out
+        return info
+
+    def _visible(call: RPCCall) -> Any:
+        """Whether the caller may see a VM (members: their own, unless VMs are shared)."""
+        policy = daemon.policy
+        return lambda vm: policy.may_use_vm(call.peer_uid, vm.owner_uid)
 
     ref = Field.str(required=True, max=255)
     path = Field.str(max=4096, nullable=True)
@@ -149,4 +172,4 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
         "doctor.run": with_params(doctor),
     }
     for name, handler in methods.items():
-        daemon.server.register(name, handler, read=name in READS)
+        daemon.server.register(name, handler, read=name in READS, access=CORE_RULES.get(name))

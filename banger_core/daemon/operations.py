@@ -58,6 +58,8 @@ class Operation:
     error: dict[str, str] | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
     cancel_reason: str = ""
+    owner_uid: int = 0
+    """The uid that began it: only it (and root) may see or cancel it."""
 
     @contextmanager
     def stage(self, name: str, detail: str = "") -> Iterator[Stage]:
@@ -119,9 +121,11 @@ class OperationManager:
         self._lock = threading.Lock()
         self.error_translators: list[Callable[[BaseException], BangerError | None]] = []
 
-    def begin(self, kind: str, target: str, work: Callable[[Operation], Any]) -> Operation:
+    def begin(
+        self, kind: str, target: str, work: Callable[[Operation], Any], owner_uid: int = 0
+    ) -> Operation:
         """Start ``work(op)`` in a thread and return the operation at once."""
-        op = Operation(id=uuid.uuid4().hex[:12], kind=kind, target=target)
+        op = Operation(id=uuid.uuid4().hex[:12], kind=kind, target=target, owner_uid=owner_uid)
         with self._lock:
             self._prune()
             self._ops[op.id] = op

@@ -39,6 +39,7 @@ from banger_core.errors import (
     ValidationError,
 )
 from banger_core.rpc import protocol
+from banger_core.rpc.access import Rule
 from banger_core.rpc.protocol import PassFd
 from banger_core.rpc.schema import Schema, schema_of
 
@@ -47,6 +48,12 @@ ErrorTranslator = Callable[[BaseException], "BangerError | None"]
 
 MAX_IN_FLIGHT = 32
 """Requests one connection may have in progress before the server stops reading it."""
+MAX_CONNECTIONS = 512
+"""Connections open at once; more wait in the kernel's listen queue."""
+ACCEPT_BATCH = 16
+"""Connections accepted per turn of the event loop, at most."""
+LISTEN_BACKLOG = 512
+"""Connections the kernel queues for the daemon before a client's connect waits."""
 REFUSAL_DRAIN_SECONDS = 1.0
 """How long a refused connection is read (and discarded) after the refusal is sent."""
 
@@ -83,6 +90,7 @@ class Method:
     early: bool = False  # served before start-up completes (status, stop)
     read: bool = False  # a quick read: runs in the read pool, never behind lock waits
     schema: Schema | None = None
+    access: Rule | None = None  # who may call it (banger_core.daemon.policy)
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
@@ -106,11 +114,16 @@ class RPCServer:
         self._calls: set[RPCCall] = set()
         self._connections: set[asyncio.StreamWriter] = set()
         self._stopping = False
-        self._server: asyncio.base_events.Server | None = None
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task | None = None
+        self._accepted: set[asyncio.Task] = set()  # connection tasks (kept referenced)
         self._stopped: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: asyncio.Event | None = None
         self._group_gid = grp.getgrnam(group).gr_gid if group else None
+        self.policy: Any = None
+        """A :class:`banger_core.daemon.policy.Policy`: checks every call's rule (the daemon
+        always sets one; a bare server in a unit test serves every method)."""
 
     # -- registration ----------------------------------------------------------
     def register(
@@ -121,13 +134,15 @@ class RPCServer:
         *,
         early: bool = False,
         read: bool = False,
+        access: Rule | None = None,
     ) -> None:
         """Add a method; a name already taken is refused naming both owners.
 
         Requests wait until :meth:`mark_ready` (services started) unless the
         method is ``early``. ``read`` methods (quick, lock-free reads) run in
         a pool of their own. A schema declared with ``@rpc_params`` on the
-        handler is checked before every call.
+        handler is checked before every call. ``access`` is who may call it
+        (with a policy set, a method without one is refused to everyone).
         """
         if not name or "." not in name:
             raise ValidationError(f"RPC method name {name!r} must look like 'area.verb'")
@@ -136,7 +151,7 @@ class RPCServer:
                 f"RPC method {name!r} from {owner} clashes with the one from "
                 f"{self.methods[name].owner}"
             )
-        self.methods[name] = Method(name, handler, owner, early, read, schema_of(handler))
+        self.methods[name] = Method(name, handler, owner, early, read, schema_of(handler), access)
 
     def call_method(self, name: str, params: dict[str, Any], parent: RPCCall) -> Any:
         """Run method ``name`` for a handler already running in a worker thread."""
@@ -145,6 +160,7 @@ class RPCServer:
             raise UnknownMethodError(f"unknown method {name!r}")
         if method.schema is not None:
             params = method.schema.validate(name, params)
+        self.authorize(method, params, parent.peer_uid)
         sub = RPCCall(
             name, parent.peer_pid, parent.peer_uid, parent.peer_gid, parent.cancelled, self
         )
@@ -160,6 +176,12 @@ class RPCServer:
         return result
 
     # -- access control ------------------------------------------------------
+    def authorize(self, method: Method, params: dict[str, Any], uid: int) -> None:
+        """Raise :class:`~banger_core.errors.ForbiddenError` when ``uid`` may not make
+        this call (the one place every request, and every call between handlers, passes)."""
+        if self.policy is not None:
+            self.policy.check(method.name, method.access, params, uid)
+
     def allowed(self, uid: int, gid: int) -> bool:
         """Whether a peer with these credentials may use the daemon."""
         if uid in (0, os.geteuid()):
@@ -190,11 +212,10 @@ class RPCServer:
             self._ready.set()
         old_umask = os.umask(0o177 if self._group_gid is None else 0o117)
         try:
-            self._server = await asyncio.start_unix_server(
-                self._handle, path=self.socket_path, limit=protocol.MAX_LINE
-            )
+            self._listener = self._listen()
         finally:
             os.umask(old_umask)
+        self._accepting = asyncio.create_task(self._accept_loop(self._listener))
         if self._group_gid is not None:
             os.chown(self.socket_path, -1, self._group_gid)
             os.chmod(self.socket_path, 0o660)
@@ -244,8 +265,10 @@ class RPCServer:
         and connections get a moment to collect the final status of their work.
         """
         self._stopping = True
-        if self._server is not None:
-            self._server.close()
+        if self._accepting is not None:
+            self._accepting.cancel()
+        if self._listener is not None:
+            self._listener.close()
         try:
             os.unlink(self.socket_path)
         except FileNotFoundError:
@@ -267,6 +290,102 @@ class RPCServer:
             writer.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.read_executor.shutdown(wait=False, cancel_futures=True)
+
+    def _listen(self) -> socket.socket:
+        """The listening socket (a stale socket file left by a dead daemon is replaced)."""
+        import stat
+
+        try:
+            if stat.S_ISSOCK(os.stat(self.socket_path).st_mode):
+                os.unlink(self.socket_path)
+        except FileNotFoundError:
+            pass
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(self.socket_path)
+            listener.listen(LISTEN_BACKLOG)
+            listener.setblocking(False)
+        except BaseException:
+            listener.close()
+            raise
+        return listener
+
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        """Accept connections, a few per turn of the event loop.
+
+        asyncio's own server accepts up to a hundred connections per turn and
+        starts a task for each; clients that connect and close in a loop then
+        keep hundreds of tasks runnable, and every step of a real request
+        (read, check, run, reply) waits behind all of them: ``vm list`` took
+        seconds (issue 14). Here a turn accepts at most :data:`ACCEPT_BATCH`
+        connections, so connections being served stay ahead of ones that just
+        arrived; one whose client already hung up is closed at once (no task);
+        and at most :data:`MAX_CONNECTIONS` are open at once (more wait in the
+        kernel's queue), so clients cannot use up the daemon's descriptors
+        (``bench/connection_churn.py`` measures it).
+        """
+        loop = asyncio.get_running_loop()
+        room = asyncio.Event()
+        room.set()
+        while True:
+            await room.wait()
+            try:
+                first, _addr = await loop.sock_accept(listener)
+            except OSError as exc:
+                if listener.fileno() < 0:
+                    return  # closed by close()
+                logger.warning("accepting a connection failed: {}", exc)
+                await asyncio.sleep(0.1)  # out of descriptors: let connections finish
+                continue
+            self._take(first, room)
+            # A few more that are already queued, then everyone else's turn
+            # (sock_accept returns without yielding while connections are queued).
+            for _ in range(ACCEPT_BATCH - 1):
+                if not room.is_set():
+                    break
+                try:
+                    fd, _addr = listener._accept()  # type: ignore[attr-defined]
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    break  # reported by sock_accept on the next turn
+                self._take(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fd), room)
+            await asyncio.sleep(0)
+
+    def _take(self, conn: socket.socket, room: asyncio.Event) -> None:
+        """Serve an accepted connection; one whose client already left is just closed.
+
+        A client that connected and hung up without a byte costs one ``recv``
+        instead of a transport, a task and several turns of the loop.
+        """
+        try:
+            if conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                conn.close()
+                return
+        except (BlockingIOError, InterruptedError):
+            pass  # connected, nothing sent yet: a live client
+        except OSError:
+            conn.close()
+            return
+        task = asyncio.create_task(self._serve_connection(conn))
+        self._accepted.add(task)
+        if len(self._accepted) >= MAX_CONNECTIONS:
+            room.clear()
+
+        def done(t: asyncio.Task) -> None:
+            self._accepted.discard(t)
+            if len(self._accepted) < MAX_CONNECTIONS:
+                room.set()
+
+        task.add_done_callback(done)
+
+    async def _serve_connection(self, conn: socket.socket) -> None:
+        try:
+            reader, writer = await asyncio.open_unix_connection(sock=conn, limit=protocol.MAX_LINE)
+        except OSError:
+            conn.close()
+            return
+        await self._handle(reader, writer)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sock = writer.get_extra_info("socket")
@@ -386,6 +505,13 @@ class RPCServer:
                 params = method.schema.validate(method_name, params)
             elif not isinstance(params, dict):
                 raise ValidationError(f"params of {method_name} must be a JSON object")
+            if self.policy is not None and self.policy.reads_store(method.access, uid):
+                # Owner checks read the store: off the event loop.
+                await asyncio.get_running_loop().run_in_executor(
+                    self.read_executor, self.authorize, method, params, uid
+                )
+            else:
+                self.authorize(method, params, uid)
             if self._stopping and not method.early:
                 raise ConflictError("bangerd is stopping; try again once it runs")
             if not method.early and self._ready is not None and not self._ready.is_set():

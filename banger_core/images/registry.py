@@ -44,6 +44,7 @@ def image_dict(image: Image, vmm_version: tuple[int, int, int] | None = None) ->
         "os": image.os,
         "fingerprint": image.fingerprint,
         "created_at": image.created_at,
+        "owner_uid": image.owner_uid,
         "size": sum(Path(f).stat().st_size for f in files if f and Path(f).exists()),
         "vms": VMRecord.select().where(VMRecord.image == image.id).count(),
         "kernel_caps": caps.summary(),
@@ -139,6 +140,7 @@ class ImageService:
         work_seed: str | None = None,
         artifacts: dict[str, str] | None = None,
         kernel_config: str | None = None,
+        owner_uid: int = 0,
     ) -> dict[str, Any]:
         """Record an image made elsewhere; files are used where they are.
 
@@ -182,6 +184,7 @@ class ImageService:
                 artifacts={k: str(Path(v).absolute()) for k, v in extra.items()},
                 managed=False,
                 kernel_caps=caps.to_dict(),
+                owner_uid=owner_uid,
             )
         logger.info("registered image {} ({})", name, image.id)
         return image_dict(image, self.vmm_version())
@@ -278,7 +281,7 @@ class ImageService:
             raise ConflictError(f"image {name!r} already exists")
         return provider
 
-    def build(self, op: Any, name: str, os_name: str) -> dict[str, Any]:
+    def build(self, op: Any, name: str, os_name: str, owner_uid: int = 0) -> dict[str, Any]:
         """Build an image (runs inside an operation) and register it."""
         provider = self.validate_build(name, os_name)
         image_id = uuid.uuid4().hex[:12]
@@ -310,6 +313,7 @@ class ImageService:
                     os=os_name,
                     fingerprint=built.fingerprint,
                     kernel_caps=caps.to_dict(),
+                    owner_uid=owner_uid,
                 )
         except BaseException:
             stages.fail()

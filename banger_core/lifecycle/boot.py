@@ -30,12 +30,10 @@ GUEST_STUCK_MARKERS = ("Kernel panic - not syncing", "Dropping to a shell!")
 
 
 def console_tail(vm: VM, lines: int = 5) -> str:
-    """The last lines of the serial console, for error messages."""
-    try:
-        text = vm.console_log.read_text(errors="replace")
-    except OSError:
-        return ""
-    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
+    """The last lines of the serial console, for error messages (printable, bounded)."""
+    from banger_core.lifecycle.console import tail_lines
+
+    return " | ".join(tail_lines(vm.console_log, lines))
 
 
 def boot_vmm(
@@ -101,7 +99,9 @@ def guest_stuck(vm: VM) -> str | None:
         return None
     for line in text.splitlines():
         if any(marker in line for marker in GUEST_STUCK_MARKERS):
-            return line.strip()
+            from banger_core.lifecycle.console import printable
+
+            return printable(line.strip())
     return None
 
 

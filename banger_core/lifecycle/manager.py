@@ -24,6 +24,7 @@ import peewee
 from loguru import logger
 
 from banger_core import failpoints, system
+from banger_core.access import privileged
 from banger_core.disks import rootdisk, space
 from banger_core.doctor import run_checks
 from banger_core.errors import (
@@ -38,7 +39,7 @@ from banger_core.hookcontext import LifecycleContext
 from banger_core.images.kernelcaps import KernelCaps, kernel_format
 from banger_core.images.kernelformat import check_format
 from banger_core.images.registry import image_artifacts
-from banger_core.lifecycle import boot, states
+from banger_core.lifecycle import boot, console, states
 from banger_core.lifecycle import options as vm_options
 from banger_core.lifecycle.hostnet import TAP_PREFIX, HostNetwork
 from banger_core.lifecycle.machine import MachineSpec
@@ -111,6 +112,7 @@ class VMManager:
             last_error=rec.last_error,
             created_at=rec.created_at,
             started_at=rec.started_at,
+            owner_uid=rec.owner_uid,
             plugin_states=dict(rec.plugin_state or {}),
             option_defaults=self.option_defaults,
         )
@@ -193,11 +195,37 @@ class VMManager:
 
     # -- keys ---------------------------------------------------------------------
     def ssh_key(self) -> Path:
-        """banger's private key (created on first use); its public half goes into every VM."""
-        key = self.paths.ssh_dir / "id_ed25519"
+        """banger's private key (created on first use); its public half goes into every VM.
+
+        Only root (and the daemon's user) gets it: it opens every VM.
+        """
+        return self._make_key(self.paths.ssh_dir / "id_ed25519")
+
+    def vm_key(self, vm: VM) -> Path:
+        """The VM's own key pair (made at its first boot): what a socket_group member
+        who may use the VM receives. It opens that VM only, so a member holding it
+        cannot reach another VM even where VM addresses are reachable directly."""
+        return self._make_key(vm.dir / "ssh" / "id_ed25519")
+
+    def member_key_text(self, vm: VM) -> str:
+        """The VM's own private key, for a member allowed to use it.
+
+        :raise ConflictError: the VM last booted before VMs had keys of their own.
+        """
+        key = vm.dir / "ssh" / "id_ed25519"
+        try:
+            return key.read_text()
+        except FileNotFoundError:
+            raise ConflictError(
+                f"VM {vm.name} booted before VMs had keys of their own; restart it "
+                f"(`banger vm restart {vm.name}`) to use it as a socket_group member"
+            ) from None
+
+    def _make_key(self, key: Path) -> Path:
+        """An ed25519 key pair at ``key`` (+ ``.pub``), made once."""
         with self._key_lock:  # concurrent first creates must not race ssh-keygen
             if not key.exists():
-                self.paths.ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 tmp = key.with_name(key.name + ".new")
                 for stale in (tmp, tmp.with_suffix(".new.pub")):
                     stale.unlink(missing_ok=True)
@@ -220,7 +248,7 @@ class VMManager:
         self.images.get(spec.image)
         return spec
 
-    def create(self, op: Any, params: dict[str, Any]) -> dict[str, Any]:
+    def create(self, op: Any, params: dict[str, Any], owner_uid: int = 0) -> dict[str, Any]:
         """``vm create`` (runs inside an operation): every stage rolls back on failure."""
         ctx = LifecycleContext(self.settings)
         vm: VM | None = None
@@ -238,7 +266,7 @@ class VMManager:
             # wait for the create to finish (or roll back) instead of racing it.
             with self.locked(vm_id):
                 with op.stage("disks"):
-                    vm = self._reserve(vm_id, spec, image, ctx)
+                    vm = self._reserve(vm_id, spec, image, ctx, owner_uid)
                     op.target = vm.name
                     self._make_root_disk(vm, ctx)
                     self.hooks.vm_create(vm, ctx)
@@ -274,7 +302,9 @@ class VMManager:
             summary["warnings"] = [warning]
         return summary
 
-    def _reserve(self, vm_id: str, spec: VMSpec, image: Image, ctx: LifecycleContext) -> VM:
+    def _reserve(
+        self, vm_id: str, spec: VMSpec, image: Image, ctx: LifecycleContext, owner_uid: int = 0
+    ) -> VM:
         with self._alloc_lock:
             if VMRecord.get_or_none(VMRecord.name == spec.name):
                 raise ConflictError(f"a VM named {spec.name!r} already exists")
@@ -291,6 +321,7 @@ class VMManager:
                 ip=ip,
                 mac=ipam.mac_for_ip(ip),
                 plugin_state={"core": {"options": spec.options}} if spec.options else {},
+                owner_uid=owner_uid,
             )
         ctx.add_undo(lambda: VMRecord.delete_by_id(rec.id), "store row")
         vm = self._to_vm(rec)
@@ -401,7 +432,10 @@ class VMManager:
         machine.add_nic(vm.tap, vm.mac)
         guest = GuestConfig(
             hostname=vm.name,
-            authorized_keys=[key.with_suffix(".pub").read_text().strip()],
+            authorized_keys=[
+                key.with_suffix(".pub").read_text().strip(),
+                self.vm_key(vm).with_suffix(".pub").read_text().strip(),
+            ],
             nameservers=list(self.net.nameservers),
             address=vm.ip,
             prefixlen=vm.prefixlen,
@@ -599,7 +633,9 @@ class VMManager:
                 params, self.declared_options, SET_KEYS, for_create=False
             )
             current = {d.plugin: vm.plugin_options(d.plugin) for d in self.declared_options}
-            option_changes = vm_options.for_set(given, self.declared_options, current)
+            option_changes = vm_options.for_set(
+                given, self.declared_options, current, self.settings
+            )
             running = boot.live_pid(vm)
             if running and (
                 core or vm_options.requires_stopped(option_changes, self.declared_options)
@@ -679,16 +715,18 @@ class VMManager:
             raise ConflictError(
                 f"VM {vm.name} is not running; start it with `banger vm start {vm.name}`"
             )
-        key = self.ssh_key()
+        member = not privileged(uid)
+        key = vm.dir / "ssh" / "id_ed25519" if member else self.ssh_key()
         info = {
+            "id": vm.id,
             "name": vm.name,
             "ip": vm.ip,
             "user": "root",
             "key": str(key),
             "daemon_pid": os.getpid(),
         }
-        if uid not in (0, os.geteuid()):
-            info["key_text"] = key.read_text()
+        if member:  # they cannot read the daemon's files: the CLI keeps a copy
+            info["key_text"] = self.member_key_text(vm)
         return info
 
     def connect(self, ref: str, port: int) -> tuple[dict[str, Any], int]:
@@ -710,14 +748,23 @@ class VMManager:
         sock.settimeout(None)
         return {"name": vm.name, "ip": vm.ip, "port": port}, sock.detach()
 
-    def ssh_config(self, refs: builtins.list[str] | None = None) -> dict[str, Any]:
-        """``Host`` blocks for ``refs`` (every VM when empty) and the kept-current file's path."""
+    def ssh_config(
+        self,
+        refs: builtins.list[str] | None = None,
+        visible: Callable[[VM], bool] = lambda vm: True,
+    ) -> dict[str, Any]:
+        """``Host`` blocks for ``refs`` (every VM ``visible`` lets the caller see when
+        empty) and the kept-current file's path."""
         from banger_core.lifecycle import sshconfig
 
         vms = (
             [self.resolve(r) for r in refs]
             if refs
-            else [self._to_vm(r) for r in VMRecord.select().order_by(VMRecord.name)]
+            else [
+                vm
+                for vm in (self._to_vm(r) for r in VMRecord.select().order_by(VMRecord.name))
+                if visible(vm)
+            ]
         )
         seen: set[str] = set()
         infos = []
@@ -727,8 +774,14 @@ class VMManager:
                 infos.append({**vm.summary(), "dns_names": self.hooks.vm_dns_names(vm)})
         # The key's path (it exists once any VM was created; no ssh-keygen here).
         key = self.paths.ssh_dir / "id_ed25519"
-        text = sshconfig.render(infos, key, self.settings.get("daemon", "netns"))
-        return {"text": text, "path": str(self.paths.ssh_dir / sshconfig.INCLUDED_NAME)}
+        netns = self.settings.get("daemon", "netns")
+        text = sshconfig.render(infos, key, netns)
+        return {
+            "text": text,
+            "path": str(self.paths.ssh_dir / sshconfig.INCLUDED_NAME),
+            "hosts": [{k: info[k] for k in ("id", "name", "ip", "dns_names")} for info in infos],
+            "netns": netns,
+        }
 
     def write_ssh_config(self) -> None:
         """Rewrite the file ``vm ssh-config --install`` includes (every VM); never raises."""
@@ -793,6 +846,8 @@ class VMManager:
                 vm = self.resolve(rec.id)
                 if self._settle(vm) in ("release", "kill_release"):
                     gone.append(vm.name)
+                elif console.cap(vm.console_log):  # the guest writes it: keep it bounded
+                    logger.info("VM {}: console log cut to its last lines", vm.name)
             except NotFoundError:
                 pass
             finally:

@@ -52,18 +52,22 @@ def for_create(
     out: dict[str, dict[str, Any]] = {}
     for d in declared:
         key = d.option.key
+        config = _config(settings, d.plugin)
         if key in given:
-            value = d.option.check(given[key])
+            value = d.option.check(given[key], config, strict=True)
         else:
-            value = d.option.effective_default(_config(settings, d.plugin))
+            value = d.option.effective_default(config)
             if value is not None and d.option.validator is not None:
-                value = d.option.check(value)
+                value = d.option.check(value, config)
         out.setdefault(d.plugin, {})[key] = value
     return out
 
 
 def for_set(
-    given: dict[str, Any], declared: list[DeclaredOption], current: Mapping[str, Mapping[str, Any]]
+    given: dict[str, Any],
+    declared: list[DeclaredOption],
+    current: Mapping[str, Mapping[str, Any]],
+    settings: Any = None,
 ) -> dict[str, dict[str, Any]]:
     """The options a ``vm set`` changes, checked; unchanged values are dropped.
 
@@ -74,7 +78,7 @@ def for_set(
         key = d.option.key
         if key not in given:
             continue
-        value = d.option.check(given[key])
+        value = d.option.check(given[key], _config(settings, d.plugin), strict=True)
         if current.get(d.plugin, {}).get(key) != value:
             out.setdefault(d.plugin, {})[key] = value
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +13,34 @@ INCLUDED_NAME = "config"
 """The daemon rewrites ``<ssh dir>/config`` whenever a VM is created or deleted."""
 
 
-def proxy_command(name: str) -> str:
-    """The ``ProxyCommand`` reaching VM ``name`` when the daemon has a network namespace.
+PROXY_ENV = ("BANGER_STATE_DIR", "BANGER_CONFIG", "PYTHONPATH")
+"""Variables the ``ProxyCommand`` keeps, so ``ssh NAME`` from any shell reaches the same
+daemon (and the same banger) as the command that wrote the file."""
+
+
+def proxy_command(name: str, env: Mapping[str, str] | None = None) -> str:
+    """The ``ProxyCommand`` reaching VM ``name`` through the daemon.
 
     ``banger _fdpass`` asks the daemon for a socket connected to the VM's
     port 22 (the daemon connects from its namespace) and hands it to ssh
-    (``ProxyUseFdpass``): no ``nsenter``, no root.
+    (``ProxyUseFdpass``): no ``nsenter``, no root. The :data:`PROXY_ENV`
+    variables set in ``env`` (default: this process's environment) are
+    carried along with ``env``, since ssh runs it from whatever shell the
+    user has.
     """
-    return shlex.join([sys.executable, "-m", "banger_core.cli.main", "_fdpass", name])
+    source = os.environ if env is None else env
+    kept = [f"{k}={source[k]}" for k in PROXY_ENV if source.get(k)]
+    argv = [sys.executable, "-m", "banger_core.cli.main", "_fdpass", name]
+    return shlex.join(["env", *kept, *argv] if kept else argv)
 
 
 def host_block(vm: dict[str, Any], key: Path, netns: str) -> str:
-    """One ``Host`` block: the VM's name, ``<name>.vm`` and its other DNS names."""
+    """One ``Host`` block: the VM's name, ``<name>.vm`` and its other DNS names.
+
+    ``vm["identity"]``, when set, is the key file for this VM instead of ``key``
+    (a member's copy of the VM's own key).
+    """
+    key = Path(vm.get("identity") or key)
     aliases = [vm["name"], f"{vm['name']}.vm"]
     for name in vm.get("dns_names") or []:
         if name not in aliases:

@@ -73,6 +73,8 @@ class VM:
     last_error: str = ""
     created_at: float = 0.0
     started_at: float | None = None
+    owner_uid: int = 0
+    """The uid that created the VM (0: root)."""
     plugin_states: dict[str, dict[str, Any]] = field(default_factory=dict)
     option_defaults: dict[str, dict[str, Any]] = field(
         default_factory=dict, repr=False, compare=False
@@ -145,6 +147,7 @@ class VM:
             "last_error": self.last_error,
             "created_at": self.created_at,
             "started_at": self.started_at,
+            "owner_uid": self.owner_uid,
             "plugins": self._shown_states(),
             "options": {
                 name: dict(self.plugin_options(name))

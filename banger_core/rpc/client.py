@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ class RPCClient:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
-            sock.connect(str(self.socket_path))
+            self._connect_waiting(sock)
         except (FileNotFoundError, ConnectionRefusedError):
             sock.close()
             raise DaemonError(f"bangerd is not running (no listener on {self.socket_path})")
@@ -40,6 +41,27 @@ class RPCClient:
             ) from None
         self._sock = sock
         return self
+
+    def _connect_waiting(self, sock: socket.socket) -> None:
+        """``connect``, waiting while the daemon's listen queue is full.
+
+        A Unix socket with a timeout answers a full queue with ``EAGAIN`` at
+        once (a blocking one waits in the kernel): try again until the timeout.
+        """
+        deadline = time.monotonic() + (self.timeout if self.timeout is not None else 60.0)
+        pause = 0.001
+        while True:
+            try:
+                sock.connect(str(self.socket_path))
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise DaemonError(
+                        f"bangerd did not accept a connection on {self.socket_path} in time "
+                        "(its queue of new connections stayed full)"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
 
     def close(self) -> None:
         """Close the connection."""

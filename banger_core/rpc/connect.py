@@ -42,10 +42,52 @@ def daemon_ready(paths: Paths) -> bool:
         return False
 
 
+def state_owner(paths: Paths) -> int | None:
+    """The uid owning the daemon's state directory (None when it does not exist yet)."""
+    for path in (paths.state_dir, paths.run_dir):
+        try:
+            return os.stat(path).st_uid
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return -1  # there, but not even reachable for us: not ours
+    return None
+
+
+def check_may_start(paths: Paths) -> None:
+    """Refuse to start a daemon for state that belongs to another user.
+
+    A ``socket_group`` member uses root's daemon; when it is stopped, only
+    root can start it (a daemon run by the member could not do anything, and
+    trying would write into root's state directory).
+
+    :raise DaemonError: one line saying the daemon is not running and who may start it.
+    """
+    owner = state_owner(paths)
+    me = os.geteuid()
+    if owner is None or owner == me or me == 0:
+        return
+    import pwd
+
+    try:
+        who = "root" if owner in (0, -1) else pwd.getpwuid(owner).pw_name
+    except KeyError:
+        who = f"uid {owner}"
+    raise DaemonError(
+        f"bangerd is not running (no listener on {paths.socket}); it is {who}'s daemon, "
+        f"so only {who} can start it (`sudo banger daemon start`)"
+    )
+
+
 def start_daemon(paths: Paths) -> None:
-    """Start ``bangerd`` in the background and wait until it is ready to serve."""
+    """Start ``bangerd`` in the background and wait until it is ready to serve.
+
+    :raise DaemonError: the state belongs to another user (:func:`check_may_start`),
+        or the daemon did not come up.
+    """
     from banger_core import system
 
+    check_may_start(paths)
     paths.ensure()
     out = paths.log_dir / "bangerd.out"
     with open(out, "ab") as fh:

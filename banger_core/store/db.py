@@ -47,8 +47,17 @@ def _v3(db: peewee.Database) -> None:
     )
 
 
+def _v4(db: peewee.Database) -> None:
+    """VMs and images record their owner's uid; existing ones become root's (uid 0),
+    so they keep working for root and are not opened to socket_group members."""
+    for table in ("vms", "images"):
+        columns = {c.name for c in db.get_columns(table)}
+        if "owner_uid" not in columns:
+            db.execute_sql(f"ALTER TABLE {table} ADD COLUMN owner_uid INTEGER NOT NULL DEFAULT 0")
+
+
 # Each entry moves the schema from version N-1 to N; never edit a shipped one.
-MIGRATIONS: list[Callable[[peewee.Database], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[peewee.Database], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -42,6 +42,8 @@ class Image(BaseModel):
     created_at = peewee.FloatField(default=time.time)
     kernel_caps = JSONField(default=dict)
     """``banger_core.images.kernelcaps.KernelCaps.to_dict()``; empty when not known."""
+    owner_uid = peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
+    """Who registered or built it (0: root; images older than v4 are root's)."""
 
     class Meta:
         table_name = "images"
@@ -68,6 +70,8 @@ class VMRecord(BaseModel):
     created_at = peewee.FloatField(default=time.time)
     started_at = peewee.FloatField(null=True)
     updated_at = peewee.FloatField(default=time.time)
+    owner_uid = peewee.IntegerField(default=0, constraints=[peewee.SQL("DEFAULT 0")])
+    """The uid that created it (0: root; VMs older than v4 are root's)."""
 
     class Meta:
         table_name = "vms"

@@ -167,6 +167,13 @@ def test_daemon_side_checks_and_fills_defaults() -> None:
     [
         ({"options": {"scratch_size": "lots"}}, "--scratch-size 'lots' is not a size"),
         ({"options": {"nat": "maybe"}}, "--nat 'maybe' is not allowed: use true or false"),
+        # Over RPC options are typed JSON: no "yes" for true, no "2" for 2, no lone string.
+        ({"options": {"nat": "yes"}}, "--nat 'yes' is not allowed: use true or false"),
+        ({"options": {"nat": 1}}, "--nat 1 is not allowed: use true or false"),
+        ({"options": {"scratch_count": "2"}}, "--scratch-count '2' is not allowed: use an integer"),
+        ({"options": {"scratch_count": True}}, "--scratch-count True is not allowed"),
+        ({"options": {"egress_allow": "a"}}, "--egress-allow 'a' is not allowed: use a list"),
+        ({"options": {"scratch_size": 2.5}}, "--scratch-size 2.5 is not allowed"),
         ({"options": {"scratch_count": 0}}, "--scratch-count 0 is not allowed: use 1 or more"),
         ({"options": {"egress_allow": [1]}}, "--egress-allow [1] is not allowed"),
         ({"options": {"colour": "red"}}, "unknown VM option 'colour'"),

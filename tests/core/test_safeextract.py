@@ -273,6 +273,16 @@ def test_a_refusal_puts_back_what_it_replaced(dirs):
     assert snapshot(dest) == before
 
 
+def test_a_refusal_after_a_name_repeats_leaves_nothing(dirs):
+    dest, _ = dirs
+    with pytest.raises(UnsafeArchiveError):
+        extract_tar(
+            archive(("file", "f", b"one"), ("file", "f", b"two"), ("fifo", "p")),
+            dest,
+        )
+    assert list(dest.iterdir()) == []
+
+
 def test_garbage_and_truncated_streams_are_one_clear_error(dirs):
     dest, _ = dirs
     with pytest.raises(UnsafeArchiveError, match=r"not a tar archive|malformed"):

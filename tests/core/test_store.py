@@ -162,6 +162,36 @@ def test_v2_moves_the_work_seed_into_image_artifacts(tmp_path: Path) -> None:
     try:
         image = Image.get_by_id("i1")
         assert image.artifacts == {"work-seed": "/seed.ext4"} and image.work_seed is None
-        assert schema_version(db) == SCHEMA_VERSION == 3
+        assert schema_version(db) == SCHEMA_VERSION
+    finally:
+        db.close_all()
+
+
+def test_v4_makes_existing_vms_and_images_roots(tmp_path: Path) -> None:
+    """A store from before owners: its VMs and images become root's (uid 0) and keep working."""
+    path = tmp_path / "old.db"
+    db = open_store(path)
+    db.close_all()
+    raw = sqlite3.connect(path)  # make it look like a v3 store with an image and a VM
+    raw.execute("ALTER TABLE vms DROP COLUMN owner_uid")
+    raw.execute("ALTER TABLE images DROP COLUMN owner_uid")
+    raw.execute(
+        "INSERT INTO images (id, name, kernel, rootfs, managed, os, fingerprint, created_at, "
+        "kernel_caps, artifacts) VALUES ('i1', 'old', '/k', '/r', 0, '', '', 0, '{}', '{}')"
+    )
+    raw.execute(
+        "INSERT INTO vms (id, name, image_id, cpus, memory_mib, disk_size, state, ip, mac, "
+        "root_disk, root_strategy, plugin_state, last_error, created_at, updated_at) VALUES "
+        "('v1', 'oldvm', 'i1', 1, 256, 0, 'stopped', '172.30.0.5', 'm', '', '', '{}', '', 0, 0)"
+    )
+    raw.execute("PRAGMA user_version = 3")
+    raw.commit()
+    raw.close()
+    db = open_store(path)
+    try:
+        assert schema_version(db) == SCHEMA_VERSION == 4
+        assert VMRecord.get_by_id("v1").owner_uid == 0
+        assert Image.get_by_id("i1").owner_uid == 0
+        assert VMRecord.get_by_id("v1").name == "oldvm"
     finally:
         db.close_all()

@@ -14,6 +14,7 @@ import logging
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,40 @@ FORWARD_TIMEOUT = 2.0  # seconds per upstream
 MAX_FORWARDS = 256  # queries being forwarded at once; more are dropped
 MAX_TCP_CLIENTS = 64
 TCP_IDLE = 10.0  # seconds a TCP client may stay silent
+MALFORMED_LOG_EVERY = 60.0
+"""Seconds between two log lines about malformed packets (each line gives the count)."""
+
+
+class MalformedPackets:
+    """Counts malformed packets; logs one DEBUG line per interval, never one per packet.
+
+    Guests are hostile: a guest can send a million bad packets, and each must
+    cost the host a counter increment, not a log line (a traceback per
+    packet once filled the disk).
+    """
+
+    def __init__(self, every: float = MALFORMED_LOG_EVERY, clock: Any = time.monotonic) -> None:
+        self.every = every
+        self.clock = clock
+        self.total = 0
+        self.since_log = 0
+        self.last_log: float | None = None
+
+    def add(self, peer: Any, why: str) -> None:
+        """Count one malformed packet from ``peer``; maybe log a summary line."""
+        self.total += 1
+        self.since_log += 1
+        now = self.clock()
+        if self.last_log is None or now - self.last_log >= self.every:
+            log.debug(
+                "DNS: %d malformed packet(s) since the last report (%d in all); latest from %s: %s",
+                self.since_log,
+                self.total,
+                peer,
+                why[:200],
+            )
+            self.last_log = now
+            self.since_log = 0
 
 
 @dataclass
@@ -61,7 +96,8 @@ class DNSServer:
         self._closers: list[Any] = []
         self._forwarding = 0
         self._tcp_clients = 0
-        self.stats = {"answered": 0, "forwarded": 0, "dropped": 0}
+        self.stats = {"answered": 0, "forwarded": 0, "dropped": 0, "malformed": 0}
+        self.malformed = MalformedPackets()
 
     # -- life cycle ---------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> None:
@@ -89,6 +125,7 @@ class DNSServer:
             "listeners": [line for lst in self.listeners for line in lst.describe()],
             "records": len(self.zone.records()),
             "upstreams": [f"{h}:{p}" for h, p in self.upstreams] or ["(none)"],
+            "malformed_packets": self.malformed.total,
         }
 
     def _run(self, ready: threading.Event) -> None:
@@ -141,7 +178,7 @@ class DNSServer:
     # -- UDP -------------------------------------------------------------------------
     def handle_udp(self, data: bytes, addr: Any, transport: Any, recursion: bool) -> None:
         """Answer (or forward, or drop) one datagram."""
-        decision = self.zone.answer(data, recursion=recursion)
+        decision = self._decide(data, addr, recursion)
         if decision.reply is not None:
             transport.sendto(decision.reply, addr)
             self.stats["answered"] += 1
@@ -151,6 +188,24 @@ class DNSServer:
             task.add_done_callback(lambda t: self._forwarded(t, transport.sendto, addr))
         else:
             self.stats["dropped"] += 1
+
+    def _decide(self, data: bytes, peer: Any, recursion: bool) -> Any:
+        """The zone's decision; malformed packets (or a zone that fails on one) are counted."""
+        from banger_dns.zone import DROP
+
+        try:
+            decision = self.zone.answer(data, recursion=recursion)
+        except Exception as exc:  # one bad packet must never cost more than a count
+            self.note_malformed(peer, f"{type(exc).__name__}: {exc}")
+            return DROP
+        if decision.malformed:
+            self.note_malformed(peer, "not a well-formed query")
+        return decision
+
+    def note_malformed(self, peer: Any, why: str) -> None:
+        """Count a malformed packet (rate-limited DEBUG log, see :class:`MalformedPackets`)."""
+        self.stats["malformed"] += 1
+        self.malformed.add(peer, why)
 
     def _forwarded(self, task: asyncio.Future[Any], send: Any, *args: Any) -> None:
         self._forwarding -= 1
@@ -182,7 +237,7 @@ class DNSServer:
                     data = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE)
                 except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
                     break
-                decision = self.zone.answer(data, recursion=recursion)
+                decision = self._decide(data, writer.get_extra_info("peername"), recursion)
                 reply = decision.reply
                 if reply is None and decision.forward:
                     reply = await self._forward(data, tcp=True)
@@ -224,8 +279,8 @@ class _UDPProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         try:
             self.server.handle_udp(data, addr, self.transport, self.recursion)
-        except Exception:  # one bad packet must never stop the listener
-            log.exception("DNS: answering a packet from %s failed", addr)
+        except Exception as exc:  # one bad packet must never stop the listener, nor fill the log
+            self.server.note_malformed(addr, f"{type(exc).__name__}: {exc}")
 
     def error_received(self, exc: Exception) -> None:
         pass  # ICMP errors from clients that went away
@@ -271,9 +326,8 @@ async def _tcp_query(data: bytes, host: str, port: int) -> bytes:
 def _servfail(data: bytes) -> bytes | None:
     try:
         query = DNSRecord.parse(data)
-    except Exception:
+        reply = query.reply(ra=1, aa=0)
+        reply.header.rcode = RCODE.SERVFAIL
+        return bytes(reply.pack())
+    except Exception:  # garbage, or a question dnslib cannot encode again
         return None
-    reply = query.reply(ra=1, aa=0)
-    reply.header.rcode = RCODE.SERVFAIL
-    packed: bytes = reply.pack()
-    return packed

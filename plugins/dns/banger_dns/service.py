@@ -11,7 +11,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
-from banger_core import ValidationError
+from banger_core import Access, ValidationError, rpc_access
 from banger_dns.server import DNSServer, Listener
 from banger_dns.upstreams import host_upstreams, parse_server
 from banger_dns.zone import DOMAIN, Zone
@@ -114,6 +114,7 @@ def names(vm: Any) -> list[str]:
     return [f"{vm.name}.{DOMAIN}"] if vm.name.lower() in ZONE.records() else []
 
 
+@rpc_access(Access.MEMBER)
 def list_records(params: dict[str, Any], call: Any) -> dict[str, Any]:
     """``dns.list``: every record, and where the server listens."""
     records = [
@@ -123,6 +124,7 @@ def list_records(params: dict[str, Any], call: Any) -> dict[str, Any]:
     return {**describe(), "records": records}
 
 
+@rpc_access(Access.MEMBER)
 def info(params: dict[str, Any], call: Any) -> dict[str, Any]:
     """``dns.info``: what ``banger dns setup`` needs to point the host at the server."""
     config = _state.get("config") or {}

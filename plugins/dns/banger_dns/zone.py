@@ -26,14 +26,18 @@ class Decision:
 
     ``reply`` is the bytes to send back, or ``None`` to drop the packet;
     ``forward`` says the name is outside ``vm.`` and the listener may forward
-    the query to an upstream resolver instead of refusing it.
+    the query to an upstream resolver instead of refusing it; ``malformed``
+    says the packet was not a well-formed query (the server counts those).
     """
 
     reply: bytes | None
     forward: bool = False
+    malformed: bool = False
 
 
-DROP = Decision(None)
+DROP = Decision(None, malformed=True)
+MAX_NAME = 255
+"""Bytes in a domain name on the wire (RFC 1035 2.3.4); longer ones are malformed."""
 
 
 class Zone:
@@ -103,12 +107,16 @@ class Zone:
             return self._formerr(data)
         if not names or not all(LABEL.match(n) for n in names):
             return self._formerr(data)
+        if sum(len(n) + 1 for n in names) + 1 > MAX_NAME:
+            return self._formerr(data)  # dnslib would refuse to pack the answer
         if names[-1] != DOMAIN:
             if recursion:
                 return Decision(None, forward=True)
             return self._reply(query, RCODE.REFUSED, aa=False, recursion=recursion)
-        reply = self._authoritative(query, question, names[:-1], recursion)
-        packed = reply.pack()
+        try:
+            packed = self._authoritative(query, question, names[:-1], recursion).pack()
+        except Exception:  # dnslib refuses what it cannot encode: never an error per packet
+            return self._formerr(data)
         if len(cache) >= CACHE_SIZE:
             cache.clear()
         cache[key] = packed[2:]
@@ -155,7 +163,10 @@ class Zone:
         return DNSRecord(header, q=query.questions[0] if query.questions else None)
 
     def _reply(self, query: DNSRecord, rcode: int, *, aa: bool, recursion: bool) -> Decision:
-        return Decision(self._header(query, rcode, aa=aa, recursion=recursion).pack())
+        try:
+            return Decision(self._header(query, rcode, aa=aa, recursion=recursion).pack())
+        except Exception:  # a question dnslib cannot encode again
+            return DROP
 
     @staticmethod
     def _formerr(data: bytes) -> Decision:
@@ -163,4 +174,4 @@ class Zone:
         if data[2] & 0x80:  # a response: never answer those (no loops between servers)
             return DROP
         flags = 0x8000 | (data[2] & 0x79) << 8 | RCODE.FORMERR
-        return Decision(data[:2] + flags.to_bytes(2, "big") + bytes(8))
+        return Decision(data[:2] + flags.to_bytes(2, "big") + bytes(8), malformed=True)

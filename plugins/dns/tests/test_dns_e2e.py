@@ -169,6 +169,36 @@ def test_garbage_through_the_daemon_listener_does_not_stop_it(host):
     wait_for(lambda: query(host, "c1.vm").get("answers") == [ip], "an answer after garbage")
 
 
+LONG_NAMES = """
+import socket, struct
+labels = [b"a" * 63] * 4 + [b"vm"]
+qname = b"".join(bytes([len(lab)]) + lab for lab in labels) + b"\\0"
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+for i in range(1000):
+    s.sendto(struct.pack("!HHHHHH", i, 0x0100, 1, 0, 0, 0) + qname + b"\\0\\1\\0\\1",
+             ("172.30.0.1", 53))
+    s.recv(512)  # the server's FORMERR: one at a time, so none is lost
+print("sent")
+"""
+
+
+def test_a_guest_flooding_names_over_255_bytes_costs_a_counter_not_the_log(host):
+    """The real guest's python3 sends 1,000 bad queries to its resolver (the daemon)."""
+    log = host.state_dir / "logs" / "bangerd.log"
+    before = log.stat().st_size
+    out = host.cli("vm", "exec", "c1", "--", "python3", "-c", LONG_NAMES).stdout
+    assert out == "sent\n"
+    grown = log.read_bytes()[before:].decode(errors="replace")
+    assert "ERROR" not in grown and "Traceback" not in grown
+    assert grown.count("malformed packet") <= 2
+    assert len(grown) < 20_000, f"the log grew by {len(grown)} bytes"
+    dns = host.json("daemon", "status")["plugin_services"]["dns"]
+    assert dns["malformed_packets"] >= 1000
+    ip = host.json("vm", "show", "c1")["ip"]
+    assert query(host, "c1.vm")["answers"] == [ip]
+
+
 def test_doctor_says_whether_vm_names_resolve_from_the_host(host):
     out = host.cli("doctor", check=False).stdout
     assert "dns .vm from the host" in out

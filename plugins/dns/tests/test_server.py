@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import random
 import socket
 import struct
@@ -270,3 +272,74 @@ def test_both_listeners_share_the_zone_but_not_the_ra_bit():
         guests = DNSRecord.parse(zone.answer(query, recursion=True).reply)
         assert (host.header.ra, guests.header.ra) == (0, 1)
         assert str(host.rr[0].rdata) == str(guests.rr[0].rdata) == "172.30.0.2"
+
+
+def long_name_query(qid: int, tld: bytes = b"vm") -> bytes:
+    """A query whose name is 263 bytes on the wire (the limit is 255)."""
+    labels = [b"a" * 63] * 4 + [tld]
+    qname = b"".join(bytes([len(lab)]) + lab for lab in labels) + b"\0"
+    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + struct.pack("!HH", 1, 1)
+
+
+@pytest.mark.parametrize("recursion", [False, True])
+def test_names_over_255_bytes_are_counted_not_logged_per_packet(recursion, caplog):
+    """A guest's 1,000 bad packets once logged 1,000 ERROR tracebacks (1.7 MB)."""
+    zone = Zone()
+    zone.set("c1", "172.30.0.2")
+    port = free_port()
+    server = DNSServer(zone, [Listener("127.0.0.1", port, recursion=recursion)], upstreams=[])
+    caplog.set_level(logging.DEBUG, logger="banger.plugins.dns")
+    server.start()
+    try:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        formerr = 0
+        for i in range(1000):
+            sock.sendto(long_name_query(i, b"vm" if i % 2 else b"com"), ("127.0.0.1", port))
+            if i % 50 == 49:  # pace the flood so the socket queue never overflows
+                deadline = time.monotonic() + 10
+                while server.stats["malformed"] < i + 1 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+        deadline = time.monotonic() + 10
+        while server.stats["malformed"] < 1000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sock.settimeout(0.2)
+        with contextlib.suppress(TimeoutError):
+            while True:
+                raw = sock.recv(65535)
+                formerr += raw[3] & 0x0F == RCODE.FORMERR
+        sock.close()
+        assert server.stats["malformed"] == 1000
+        assert formerr > 0  # answered FORMERR, like any other bad query
+        assert server.describe()["malformed_packets"] == 1000
+        # over TCP too: FORMERR, and the connection keeps working
+        reply = tcp("127.0.0.1", port, long_name_query(7))
+        assert reply is not None and reply[3] & 0x0F == RCODE.FORMERR
+        assert str(ask("127.0.0.1", port, "c1.vm").rr[0].rdata) == "172.30.0.2"
+    finally:
+        server.stop()
+    records = [r for r in caplog.records if r.name == "banger.plugins.dns"]
+    assert not [r for r in records if r.levelno >= logging.WARNING], records[:3]
+    assert not [r for r in records if r.exc_info], "no tracebacks"
+    assert 1 <= len([r for r in records if "malformed" in r.getMessage()]) <= 2
+
+
+def test_malformed_packet_reports_are_rate_limited():
+    from banger_dns.server import MalformedPackets
+
+    now = [100.0]
+    counter = MalformedPackets(every=60.0, clock=lambda: now[0])
+    logged = []
+    import banger_dns.server as srv
+
+    original = srv.log.debug
+    srv.log.debug = lambda *a: logged.append(a[0] % a[1:])  # type: ignore[method-assign]
+    try:
+        for _ in range(500):
+            counter.add(("10.0.0.2", 5353), "bad")
+        now[0] += 61
+        counter.add(("10.0.0.2", 5353), "worse")
+    finally:
+        srv.log.debug = original  # type: ignore[method-assign]
+    assert counter.total == 501
+    assert len(logged) == 2
+    assert logged[1].startswith("DNS: 500 malformed packet(s) since the last report (501 in all)")

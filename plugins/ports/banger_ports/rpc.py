@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from banger_core import (
+    Access,
     BangerError,
     ConflictError,
     Field,
     UnknownMethodError,
     ValidationError,
+    rpc_access,
     rpc_params,
 )
 
@@ -23,6 +25,7 @@ def _plugin_config(call: Any) -> Any:
         return {}
 
 
+@rpc_access(Access.VM)
 @rpc_params(ref=Field.str(required=True, max=255))
 def ports(params: dict[str, Any], call: Any) -> dict[str, Any]:
     """``vm.ports {ref}`` -> ``{"name", "host", "ports": [rows]}``."""

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from banger_core import BangerError, ConflictError, Field, ValidationError, rpc_params
+from banger_core import (
+    Access,
+    BangerError,
+    ConflictError,
+    Field,
+    ValidationError,
+    rpc_access,
+    rpc_params,
+)
 
 NAME = "vsock"
 GET_PATHS = ("/healthz", "/ports")
@@ -37,6 +45,7 @@ def _connect(vm: Any, timeout: float = 2.0) -> Any:
 REF = Field.str(required=True, max=255)
 
 
+@rpc_access(Access.VM)
 @rpc_params(ref=REF)
 def health(params: dict[str, Any], call: Any) -> dict[str, Any]:
     """``vm.health {ref}``: the agent's ``/healthz`` answer, with the VM's name."""
@@ -58,6 +67,7 @@ def health(params: dict[str, Any], call: Any) -> dict[str, Any]:
     return {**body, "name": vm.name, "state": vm.state}
 
 
+@rpc_access(Access.VM)
 @rpc_params(ref=REF, path=Field.enum(*GET_PATHS, required=True))
 def agent_get(params: dict[str, Any], call: Any) -> Any:
     """``vm.agent {ref, path}``: a JSON GET on the agent (``/healthz``, ``/ports``)."""
@@ -79,6 +89,7 @@ def agent_get(params: dict[str, Any], call: Any) -> Any:
         raise BangerError(f"VM {vm.name}: {exc}") from None
 
 
+@rpc_access(Access.VM)
 @rpc_params(ref=REF)
 def agent_connect(params: dict[str, Any], call: Any) -> Any:
     """``vm.agent_connect {ref}``: a connected agent stream, handed over as a descriptor."""

@@ -217,3 +217,76 @@ def test_a_burst_of_connections_is_served(agent_sock: Path) -> None:
     finally:
         for conn in conns:
             conn.close()
+
+
+def test_exec_of_a_program_that_cannot_run_is_126_like_a_shell(
+    agent_sock: Path, tmp_path: Path
+) -> None:
+    script = tmp_path / "not-executable.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o644)
+    for argv in ([str(script)], [str(tmp_path)]):  # not executable; a directory
+        _, _, info = run(agent_sock, {"argv": argv})
+        assert info["exit_code"] == 126, info
+        assert "permission denied in the guest" in info["error"]
+    _, _, info = run(agent_sock, {"argv": [str(tmp_path / "missing")]})
+    assert info["exit_code"] == 127 and "program not found" in info["error"]
+
+
+def test_a_failed_put_leaves_nothing_it_created(agent_sock: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "old.txt").write_text("old\n")
+    with connect(agent_sock) as conn:
+        conn.open_stream("/files/put", {"dest": str(dest)})
+        conn.send(p.F_DATA, _tar([("top/a.txt", b"A"), ("top/sub/b.txt", b"B"), ("../evil", b"x")]))
+        conn.send(p.F_DATA, b"")
+        kind, payload = conn.recv()
+    assert kind == p.F_EXIT and "refusing tar member '../evil'" in json.loads(payload)["error"]
+    assert sorted(path.name for path in dest.iterdir()) == ["old.txt"]
+
+
+def test_a_put_larger_than_the_guest_disk_is_removed_and_reported(tmp_path: Path) -> None:
+    """The agent on a 1 MiB tmpfs (its own mount namespace): a 3 MiB copy fails cleanly."""
+    import os
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare (a private tmpfs)")
+    vsock_dir, small = tmp_path / "vsock", tmp_path / "small"
+    vsock_dir.mkdir()
+    small.mkdir()
+    (small / "before.txt").write_text("kept\n")
+    script = (
+        f"mount -t tmpfs -o size=1m tmpfs {small} && echo kept > {small}/before.txt && "
+        f'exec "{sys.executable}" -I {AGENT_PY} --port 1024'
+    )
+    proc = subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        env={"BANGER_VSOCK_DIR": str(vsock_dir), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    path = vsock_dir / "1024.sock"
+    try:
+        deadline = time.monotonic() + 10
+        while not _accepts(path):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        with connect(path) as conn:
+            conn.open_stream("/files/put", {"dest": str(small)})
+            conn.send(
+                p.F_DATA, _tar([("big/first.bin", b"1" * 4096), ("big/huge.bin", b"x" * (3 << 20))])
+            )
+            conn.send(p.F_DATA, b"")
+            kind, payload = conn.recv()
+        error = json.loads(payload)["error"]
+        assert kind == p.F_EXIT and error.startswith(f"writing {small}/big/huge.bin:"), error
+        assert error.endswith(": no space left on the guest's disk; nothing of this copy was kept")
+        listing = run(path, {"argv": ["ls", "-A", str(small)]})[0].decode().split()
+        assert listing == ["before.txt"]
+        used = run(path, {"argv": ["du", "-sk", str(small)]})[0].split()[0]
+        assert int(used) < 64  # the partial 3 MiB file is gone, its space free again
+    finally:
+        proc.kill()
+        proc.wait(10)

@@ -148,6 +148,25 @@ def test_progress_bar_on_a_terminal(host, tmp_path):
     assert "big.bin -> cp1:/tmp/b2 [" in text and "100.0% 4.0/4.0 MiB" in text, text
 
 
+def test_a_copy_larger_than_the_guest_disk_leaves_nothing_behind(host, tmp_path):
+    host.cli("vm", "exec", "cp1", "--", "mkdir", "-p", "/mnt/small")
+    host.cli(
+        "vm", "exec", "cp1", "--", "mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", "/mnt/small"
+    )
+    tree = tmp_path / "big"
+    tree.mkdir()
+    (tree / "a.txt").write_text("fits\n")
+    (tree / "huge.bin").write_bytes(os.urandom(3 << 20))
+    result = host.cli("vm", "cp", str(tree), "cp1:/mnt/small", check=False)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("banger: error: vm cp: writing /mnt/small/big/huge.bin:")
+    assert lines[0].endswith("no space left on the guest's disk; nothing of this copy was kept")
+    assert host.cli("vm", "exec", "cp1", "--", "ls", "-A", "/mnt/small").stdout == ""
+    host.cli("vm", "exec", "cp1", "--", "umount", "/mnt/small")
+
+
 def test_included_ssh_config_follows_vms(host):
     included = host.state_dir / "ssh" / "config"
     assert "Host cp1 cp1.vm" in included.read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -65,6 +66,12 @@ def test_exec_exit_statuses(host):
     assert missing.returncode == 127
     lines = missing.stderr.decode().splitlines()
     assert len(lines) == 1 and "no-such-program: program not found in the guest" in lines[0]
+    # found but not runnable: 126, as a shell says (the guide promises it)
+    for program in ("/etc/hostname", "/tmp"):
+        denied = banger(host, "vm", "exec", "c1", "--", program)
+        assert denied.returncode == 126, denied
+        lines = denied.stderr.decode().splitlines()
+        assert len(lines) == 1 and f"{program}: permission denied in the guest" in lines[0]
 
 
 def test_exec_stdout_and_stderr_stay_apart(host):
@@ -194,3 +201,26 @@ def test_health_fails_clearly_after_stop(host):
     ), started.stdout
     # start returns only once the agent answered
     assert host.cli("vm", "health", "c1").stdout.startswith("c1: healthy")
+
+
+def test_exec_cut_off_by_a_killed_vm_exits_255_with_one_line(host):
+    """The documented status when the agent's stream breaks before the exit status."""
+    proc = subprocess.Popen(
+        [console_script("banger"), "vm", "exec", "c1", "--", "sh", "-c", "echo started; sleep 300"],
+        env=host.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"started\n"  # the program runs in the guest
+        os.kill(host.json("vm", "show", "c1")["pid"], signal.SIGKILL)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 255
+    lines = err.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("banger: error: "), lines

@@ -3,8 +3,9 @@
 First with the unmodified guest (the real agent; root in the guest runs only
 mkdir, ln and echo through ``vm exec``), then with the hostile agent fixture
 answering whatever an attacker would. Every attack must leave the host
-untouched and end in one clear line, on any Python (see
-``test_e2e_debian_python.py`` for the same tests under ``/usr/bin/python3``).
+untouched and end in one clear line, on any Python: ``make test-debian-python``
+(part of ``make test``) runs this module again with everything on Debian's
+``/usr/bin/python3`` (3.11.2, no tarfile extraction filters).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -33,10 +35,9 @@ VM = "hg"
 
 
 def banger(host, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """The CLI (``BANGER_TEST_CLI`` overrides which one: another interpreter's)."""
-    cli = os.environ.get("BANGER_TEST_CLI") or console_script("banger")
+    """The CLI next to this interpreter (``make test-debian-python``: Debian's python3)."""
     return subprocess.run(
-        [cli, *args],
+        [console_script("banger"), *args],
         env=host.env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -296,3 +297,27 @@ def test_broken_http_from_the_agent_is_one_line(host, vm, banger_hostile_agent):
         "/healthz", raw_reply(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(deep) + deep)
     )
     assert "non-JSON body" in one_error_line(banger(host, "vm", "health", vm))
+
+
+# -- the serial console ------------------------------------------------------------------
+
+
+def test_a_guest_flooding_its_console_cannot_fill_the_host_disk(host, vm):
+    """Root in the real guest writes 24 MB to its console; the host keeps at most 16 MiB."""
+    from banger_core.lifecycle import console
+
+    log = Path(host.json("vm", "show", vm)["console_log"])
+    flood = "head -c 24000000 /dev/zero | tr '\\0' A > /dev/console; echo done > /dev/console"
+    result = banger(host, "vm", "exec", vm, "--", "sh", "-c", flood, timeout=300)
+    assert result.returncode == 0, result.stderr
+    marker = b"[banger: console log cut to its last "
+    deadline = time.monotonic() + 30
+    while True:  # the daemon's watch loop cuts it every couple of seconds
+        size = log.stat().st_size
+        with open(log, "rb") as fh:
+            head = fh.read(len(marker))
+        if (size <= console.MAX_BYTES and head == marker) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert size <= console.MAX_BYTES and head == marker, (size, head)
+    assert log.read_bytes().rstrip().endswith(b"done")

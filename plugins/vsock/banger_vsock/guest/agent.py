@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import ipaddress
 import json
 import os
@@ -190,6 +191,10 @@ REQUEST_TIMEOUT = 30.0
 """Seconds a client may take to send a request (line, headers, body)."""
 KILL_GRACE = 2.0
 MAX_BODY = 1 << 20
+NOT_FOUND = 127
+"""Exit code of an exec whose program does not exist (as a shell's)."""
+CANNOT_RUN = 126
+"""Exit code of an exec whose program exists but cannot run: not executable, a directory."""
 
 
 class StreamClosed(Exception):
@@ -396,6 +401,7 @@ class ExecSession:
         self.proc: subprocess.Popen | None = None
         self.master: int | None = None
         self.pumps: list[threading.Thread] = []
+        self.start_code = CANNOT_RUN
 
     def spawn(self) -> str | None:
         """Start the program; return a one-line error instead when it cannot start."""
@@ -442,9 +448,10 @@ class ExecSession:
                     close_fds=True,
                 )
         except FileNotFoundError:
+            self.start_code = NOT_FOUND
             return f"{req['argv'][0]}: program not found in the guest (PATH={env['PATH']})"
         except PermissionError:
-            return f"{req['argv'][0]}: permission denied in the guest"
+            return f"{req['argv'][0]}: permission denied in the guest (not executable?)"
         except OSError as exc:
             return f"{req['argv'][0]}: cannot run: {exc.strerror or exc}"
         return None
@@ -537,7 +544,8 @@ class ExecSession:
         """Run the session to the end: output, exit status, cleanup."""
         error = self.spawn()
         if error is not None:
-            self.frames.exit(127, error=error)
+            # As a shell: 127 when the program does not exist, 126 when it cannot run.
+            self.frames.exit(self.start_code, error=error)
             return
         assert self.proc is not None
         self._start_pumps()
@@ -602,19 +610,57 @@ def rename_top(name: str, new_top: str | None) -> str:
 
 
 def receive_tree(reader: DataReader, directory: str, new_top: str | None) -> int:
-    """Extract a tar stream into ``directory``; return the number of entries."""
+    """Extract a tar stream into ``directory``; return the number of entries.
+
+    On any failure (a full disk, a refused member, a broken stream) the
+    entries this transfer created are removed again, so no partial file or
+    tree is left behind; files it overwrote keep their new content.
+    """
     count = 0
-    with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
-        for member in tar:
-            name = member.name.lstrip("/")
-            if name.split("/")[0] in ("", "..") or "/../" in f"/{name}/":
-                raise RequestError(400, f"refusing tar member {member.name!r}")
-            member.name = rename_top(name, new_top)
-            if member.islnk():
-                member.linkname = rename_top(member.linkname.lstrip("/"), new_top)
-            tar.extract(member, directory, **_tar_kwargs())
-            count += 1
+    created: list[str] = []
+    current = directory
+    try:
+        with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+            for member in tar:
+                name = member.name.lstrip("/")
+                if name.split("/")[0] in ("", "..") or "/../" in f"/{name}/":
+                    raise RequestError(400, f"refusing tar member {member.name!r}")
+                member.name = rename_top(name, new_top)
+                if member.islnk():
+                    member.linkname = rename_top(member.linkname.lstrip("/"), new_top)
+                created.extend(_new_paths(directory, member.name))
+                current = os.path.join(directory, member.name)
+                tar.extract(member, directory, **_tar_kwargs())
+                count += 1
+    except BaseException as exc:
+        _remove_created(created)
+        if isinstance(exc, OSError) and not exc.filename:
+            exc.filename = current  # a failed write (a full disk) names the file
+        raise
     return count
+
+
+def _new_paths(directory: str, name: str) -> list[str]:
+    """The paths extracting ``name`` under ``directory`` would create (parents first)."""
+    paths = []
+    current = directory
+    for part in name.split("/"):
+        if not part or part == ".":
+            continue
+        current = os.path.join(current, part)
+        if not os.path.lexists(current):
+            paths.append(current)
+    return paths
+
+
+def _remove_created(paths: list[str]) -> None:
+    """Remove what a failed transfer created, deepest first (best effort)."""
+    for path in reversed(paths):
+        with contextlib.suppress(OSError):
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.rmdir(path)
+            else:
+                os.unlink(path)
 
 
 def send_tree(path: str, writer: DataWriter) -> None:
@@ -859,7 +905,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         except (OSError, tarfile.TarError) as exc:
             where = getattr(exc, "filename", None) or dest
-            frames.exit(1, error=f"writing {where}: {getattr(exc, 'strerror', None) or exc}")
+            why = getattr(exc, "strerror", None) or exc
+            if getattr(exc, "errno", None) == errno.ENOSPC:
+                why = "no space left on the guest's disk"
+            frames.exit(1, error=f"writing {where}: {why}; nothing of this copy was kept")
             self.drain()
             return
         frames.exit(0, entries=count)
