@@ -186,6 +186,20 @@ class PluginDaemon:
         return system.run
 
 
+class ServerCall(Protocol):
+    """The daemon's own view of a request, which :meth:`PluginCall.wrap` wraps."""
+
+    method: str
+    peer_pid: int
+    peer_uid: int
+    peer_gid: int
+    cancelled: threading.Event
+
+    def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        """Run another method for the same peer (its result is whatever that method returns)."""
+        ...
+
+
 @dataclass(eq=False)
 class PluginCall:
     """The ``call`` a plugin's RPC handler gets.
@@ -202,8 +216,8 @@ class PluginCall:
     cancelled: threading.Event
     plugin_name: str
     daemon: DaemonAPI
-    _log: Any = field(default=None, repr=False)
-    _server_call: Any = field(default=None, repr=False)
+    _log: logging.LoggerAdapter[logging.Logger] | None = field(default=None, repr=False)
+    _server_call: ServerCall | None = field(default=None, repr=False)
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
         """Run another RPC method of the daemon (core or plugin) for the same peer.
@@ -255,7 +269,7 @@ class PluginCall:
         return log
 
     @classmethod
-    def wrap(cls, call: Any, plugin: str, daemon: DaemonAPI) -> PluginCall:
+    def wrap(cls, call: ServerCall, plugin: str, daemon: DaemonAPI) -> PluginCall:
         """The plugin's view of the server's call object."""
         return cls(
             method=call.method,

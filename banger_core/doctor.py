@@ -7,10 +7,10 @@ reported with a fix before anything fails half-way.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from banger_core import system
 from banger_core.vmmbackends import (
@@ -21,6 +21,9 @@ from banger_core.vmmbackends import (
     backend_for,
     choose_for,
 )
+
+if TYPE_CHECKING:
+    from banger_core.plugins import Hooks
 
 # program -> (what needs it, Debian package, required for VMs)
 PROGRAMS: dict[str, tuple[str, str, bool]] = {
@@ -37,7 +40,6 @@ PROGRAMS: dict[str, tuple[str, str, bool]] = {
     "lz4": ("bzImage → vmlinux (image build, image convert-kernel)", "lz4", False),
     "zstd": ("bzImage → vmlinux (zstd kernels), zstd initrds", "zstd", False),
     "dmsetup": ("dm-snapshot root disks", "dmsetup", False),
-    "ethtool": ("the simulator's guest network", "ethtool", False),
 }
 
 
@@ -72,7 +74,7 @@ class DoctorContext:
     """What checks may look at."""
 
     settings: Any
-    which: Any = field(default=system.which)
+    which: Callable[[str], str | None] = field(default=system.which)
     #: True in the preflight of ``vm create``/``vm start``: skip slow probes
     #: (name resolution, network round trips) that only ``banger doctor`` needs.
     preflight: bool = False
@@ -284,7 +286,7 @@ def image_checks(settings: Any) -> list[Check]:
     return checks
 
 
-def run_checks(settings: Any, hooks: Any, *, preflight: bool = False) -> list[Check]:
+def run_checks(settings: Any, hooks: Hooks, *, preflight: bool = False) -> list[Check]:
     """Core checks, each image's kernel, then every plugin's (``preflight``: quick ones only)."""
     backends = tuple(backend for _, backend in hooks.vmm_backends())
     ctx = DoctorContext(settings, preflight=preflight, backends=backends)
