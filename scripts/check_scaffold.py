@@ -40,8 +40,11 @@ def main() -> int:
     try:
         banger("plugins", "new", NAME, "--dir", str(work), env=env)
         root = work / f"banger-{NAME.replace('_', '-')}"
-        banger("plugins", "install", "-e", str(root), env=env)
+        said = banger("plugins", "install", "-e", str(root), env=env).stdout
         installed = True
+        if "FAILED" in said or "loaded" not in said:
+            print(f"check_scaffold: install did not report {NAME} loaded:\n{said}", file=sys.stderr)
+            return 1
         listed = banger("plugins", "list", env=env).stdout
         if NAME not in listed or "loaded" not in listed:
             print(f"check_scaffold: {NAME} is not listed as loaded:\n{listed}", file=sys.stderr)

@@ -108,14 +108,37 @@ def install(targets: tuple[str, ...], editable: bool, upgrade: bool, restart: bo
     for target in targets:
         args += ["-e", target] if editable else [target]
     _pip(*args)
-    pm = get_plugin_manager()
-    changed = [i for n, i in pm.infos.items() if before.get(n) != i.version]
+    # A fresh process loads the plugins as the next banger command will: this one
+    # cannot see what pip just added (an editable install's import hook, for one).
+    after = _plugin_statuses()
+    changed = {n: a for n, a in after.items() if before.get(n) != a["version"]}
     if not changed:
         click.echo("installed, but no new banger plugin was found (no 'banger' entry point?)")
-    for info in changed:
-        status = info.status if info.status != "failed" else f"FAILED: {info.error}"
-        click.echo(f"plugin {info.name} {info.version} ({info.distribution}): {status}")
+    for name, a in changed.items():
+        status = a["status"] if a["status"] != "failed" else f"FAILED: {a['error']}"
+        click.echo(f"plugin {name} {a['version']} ({a['distribution']}): {status}")
     _after_change(restart)
+
+
+_STATUS_SCRIPT = """
+import json
+from banger_core.plugins import get_plugin_manager
+infos = get_plugin_manager().infos
+print(json.dumps({n: {"version": i.version, "distribution": i.distribution,
+                      "status": i.status, "error": i.error} for n, i in infos.items()}))
+"""
+
+
+def _plugin_statuses() -> dict[str, dict[str, str]]:
+    """Every plugin's version, distribution, status and error, loaded in a new process."""
+    import json
+    import sys
+
+    from banger_core import system
+
+    result = system.run([sys.executable, "-c", _STATUS_SCRIPT], timeout=120)
+    data: dict[str, dict[str, str]] = json.loads(result.stdout.strip().splitlines()[-1])
+    return data
 
 
 @plugins.command()
