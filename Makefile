@@ -8,6 +8,9 @@ PLUGINS := $(wildcard plugins/*)
 # Debian 12's own interpreter (3.11.2: no tarfile extraction filters): vm cp must be safe there too.
 DEBIAN_PY ?= /usr/bin/python3
 DEBIAN_VENV ?= .venv-debian-python
+# setuptools warns once per editable install that a folder named like the package may
+# shadow it (our flat layouts are deliberate): keep `make dev`/`make demo` quiet.
+PIP_QUIET := PYTHONWARNINGS="ignore:Editable installation"
 DEBIAN_TESTS := tests/core/test_safeextract.py plugins/vsock/tests/test_e2e_hostile_guest.py \
 	plugins/vsock/tests/test_e2e_cp.py
 
@@ -19,7 +22,7 @@ deps:  ## Debian packages (root; installs only what is missing)
 $(BIN)/banger: pyproject.toml $(wildcard plugins/*/pyproject.toml) vmmkit/pyproject.toml testing/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]' -e vmmkit $(foreach p,$(PLUGINS),-e $(p)) -e testing
+	$(PIP_QUIET) $(BIN)/pip install -q -e '.[test]' -e vmmkit $(foreach p,$(PLUGINS),-e $(p)) -e testing
 	touch $@
 
 dev: $(BIN)/banger  ## create .venv with the core, every plugin, vmmkit and pytest-banger installed editable
@@ -31,7 +34,7 @@ test: deps dev lint  ## lint, the whole test suite (root: namespaces, TAPs, loop
 
 $(DEBIAN_VENV)/bin/banger: pyproject.toml $(wildcard plugins/*/pyproject.toml) vmmkit/pyproject.toml testing/pyproject.toml
 	$(DEBIAN_PY) -m venv $(DEBIAN_VENV)
-	$(DEBIAN_VENV)/bin/pip install -q pytest pytest-timeout -e . -e vmmkit $(foreach p,$(PLUGINS),-e $(p)) -e testing
+	$(PIP_QUIET) $(DEBIAN_VENV)/bin/pip install -q pytest pytest-timeout -e . -e vmmkit $(foreach p,$(PLUGINS),-e $(p)) -e testing
 	touch $@
 
 test-debian-python: $(DEBIAN_VENV)/bin/banger  ## the vm cp and hostile-guest tests, everything (CLI, daemon) on $(DEBIAN_PY)
