@@ -40,7 +40,6 @@ PROGRAMS: dict[str, tuple[str, str, bool]] = {
     "lz4": ("bzImage → vmlinux (image build, image convert-kernel)", "lz4", False),
     "zstd": ("bzImage → vmlinux (zstd kernels), zstd initrds", "zstd", False),
     "dmsetup": ("dm-snapshot root disks", "dmsetup", False),
-    "ethtool": ("the simulator's guest network", "ethtool", False),
 }
 
 

@@ -149,3 +149,30 @@ def test_enable_pci_exists_from_v1_13(backend: Backend) -> None:
     else:
         sock = backend.start("--enable-pci")
         assert raw_request(sock, "GET", "/version")[0] == 200
+
+
+@pytest.mark.slow
+def test_the_debian_bzimage_is_refused_with_upstreams_text(backend: Backend) -> None:
+    """Done-when of issue 16: the Debian 6.1 cloud kernel's bzImage (LZ4) itself, taken from
+    the built image's /boot, fails InstanceStart on released Firecracker; main loads it."""
+    if backend.version not in ("1.16.1", "main"):
+        pytest.skip("one released version and main are enough for the real kernel")
+    from banger_core import system
+    from pytest_banger.images import cached_debian_image
+
+    image = cached_debian_image()
+    listing = system.run(["debugfs", "-R", "ls -p /boot", str(image.rootfs)]).stdout
+    names = [p.split("/")[5] for p in listing.splitlines() if "/vmlinuz-" in p]
+    assert names, listing
+    bzimage = backend.tmp / names[0]
+    system.run(["debugfs", "-R", f"dump /boot/{names[0]} {bzimage}", str(image.rootfs)])
+    assert bzimage.read_bytes()[0x202:0x206] == b"HdrS"
+    sock = backend.start()
+    status, fault = instance_start(sock, bzimage, mem_mib=256)
+    if backend.version == "main":
+        assert (status, fault) == (204, "")
+    else:
+        assert (status, fault) == (400, elf_refusal("1.16.1", "Invalid Elf magic number"))
+    # The image's own kernel, the vmlinux banger exported from that bzImage, loads.
+    sock = backend.start()
+    assert instance_start(sock, image.kernel, mem_mib=256) == (204, "")

@@ -172,3 +172,14 @@ def test_config_show_has_both_keys(home) -> None:
     rows = {(r["section"], r["key"]): r for r in result.json()}
     assert rows[("firecracker", "backend")]["value"] == "toy"
     assert ("firecracker", "binary") in rows
+
+
+def test_the_simulators_own_programs_are_its_checks(home) -> None:
+    home.write_config('[firecracker]\nbackend = "fcsim"\n')
+    result = home.run("doctor", "--json")
+    checks = {(c["name"], c["source"]) for c in result.json()}
+    assert ("program ethtool", "fcsim") in checks and ("program ethtool", "core") not in checks
+    home.run("daemon", "stop")
+    home.write_config('[firecracker]\nbackend = "toy"\n')
+    names = [c["name"] for c in home.run("doctor", "--json").json()]
+    assert "program ethtool" not in names  # not the simulator: not its programs

@@ -28,6 +28,7 @@ import banger_fcsim
 import banger_vmmkit
 from banger_core import system
 from banger_fcsim import guestinit, loopdev, memcg, netdev
+from banger_fcsim.mmdsserver import MmdsServer
 from banger_fcsim.state import (
     NETNS_PREFIX,
     VETH_PREFIX,
@@ -77,6 +78,7 @@ class Guest:
         self.state: StateFile | None = None
         self.loops: list[loopdev.LoopDevice] = []
         self.pumps: list[netdev.FramePump] = []
+        self.mmds: MmdsServer | None = None
         self.muxer: VsockMuxer | None = None
         self.helper: Any = None  # Popen from system.spawn
         self.watchdog: Any = None  # Popen from system.spawn
@@ -305,6 +307,7 @@ class Guest:
             netdev.ip("link", "set", host_if, "up")
             assert nic.tap_fd is not None
             self.pumps.append(netdev.FramePump(nic.tap_fd, host_if))
+        self._start_mmds(guest_nics)
         if ipcfg is not None:
             dev = ipcfg.device or "eth0"
             if dev in {f"eth{i}" for i in range(len(self.vmm.nets))}:
@@ -323,6 +326,19 @@ class Guest:
                         dev,
                         netns=self.netns,
                     )
+
+    def _start_mmds(self, guest_nics: bool) -> None:
+        """Serve MMDS in the guest when ``PUT /mmds/config`` named one of its NICs."""
+        cfg = self.vmm.mmds_config
+        if not cfg or not guest_nics:
+            return
+        if not set(cfg["network_interfaces"]) & {n.iface_id for n in self.vmm.nets}:
+            return
+        address = cfg["ipv4_address"]
+        netdev.ip("addr", "add", f"{address}/32", "dev", "lo", netns=self.netns)
+        self.mmds = MmdsServer(self.netns, address, self.vmm, self.log)
+        self.mmds.start()
+        self.log.info(f"MMDS {cfg['version']} served to the guest at {address}.", "fc_vmm")
 
     def _start_vsock(self, vsock_dir: str) -> None:
         vs = self.vmm.vsock
@@ -421,6 +437,8 @@ class Guest:
                     os.kill(pid, signal.SIGKILL)
         if self.helper is not None:
             wait_popen(self.helper, 5)
+        if self.mmds is not None:
+            self.mmds.stop()
         if self.muxer is not None:
             self.muxer.stop()
         for pump in self.pumps:
