@@ -71,6 +71,10 @@ def banger_daemon_status(daemon: DaemonAPI) -> dict[str, Any]:
     return service.describe(dict(daemon.config), daemon.runner)
 
 
+# A failing NAT check stops the creates and starts of VMs that use NAT (--nat, the default).
+NEEDS_NAT = ("vm.create --nat", "vm.start --nat")
+
+
 @hookimpl
 def banger_doctor_checks(ctx: DoctorContext) -> list[Check]:
     from banger_core import Check
@@ -85,6 +89,7 @@ def banger_doctor_checks(ctx: DoctorContext) -> list[Check]:
             bool(iptables),
             iptables or "not found",
             fix="apt install iptables  (needed for NAT)",
+            needed_by=NEEDS_NAT,
         )
     ]
     link = service.uplink(config)
@@ -112,6 +117,7 @@ def banger_doctor_checks(ctx: DoctorContext) -> list[Check]:
                 False,
                 str(exc),
                 fix="use CIDR or CIDR:PORT entries in [plugins.nat] allow",
+                needed_by=NEEDS_NAT,
             )
         )
     return checks
