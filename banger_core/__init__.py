@@ -85,6 +85,8 @@ _LAZY: dict[str, str] = {
     # readiness, handing over descriptors
     "ReadyCheck": "banger_core.lifecycle.ready",
     "PassFd": "banger_core.rpc.protocol",
+    # a stopped VM's files, read on the host
+    "read_vm_file": "banger_core.disks.readfile",
     # untrusted archives (guest or network supplied)
     "extract_tar": "banger_core.safeextract",
     "ExtractLimits": "banger_core.safeextract",
@@ -144,6 +146,7 @@ __all__ = [
     "hookimpl",
     "human_bytes",
     "parse_size",
+    "read_vm_file",
     "rpc",
     "rpc_access",
     "rpc_params",
@@ -173,6 +176,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from banger_core.api import DaemonAPI, PluginCall, RPCCall
     from banger_core.cli.output import emit_json, human_bytes, table
     from banger_core.cli.refs import run_on_vms
+    from banger_core.disks.readfile import read_vm_file
     from banger_core.doctor import Check, DoctorContext
     from banger_core.guestconfig import GuestConfig
     from banger_core.hookcontext import LifecycleContext

@@ -1,7 +1,10 @@
-"""Host readiness checks: ``banger doctor`` and the preflight of create/start.
+"""Host readiness checks: ``banger doctor`` and every operation's preflight.
 
 Every external program banger uses is listed here, so a missing one is
-reported with a fix before anything fails half-way.
+reported with a fix before anything fails half-way. Each operation runs
+the checks it depends on before it changes anything (:func:`preflight`):
+``vm create``/``vm start`` every ``required`` check, any operation the
+checks that name it in ``needed_by``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,17 @@ from banger_core.vmmbackends import (
 if TYPE_CHECKING:
     from banger_core.plugins import Hooks
 
+BOOT_OPERATIONS = ("vm.create", "vm.start")
+"""Operations every failing ``required`` check stops."""
+
+# program -> operations that need it, besides create/start when required
+NEEDED_BY: dict[str, tuple[str, ...]] = {
+    "e2fsck": ("vm.set --disk-size",),
+    "resize2fs": ("vm.set --disk-size",),
+    "ssh": ("vm.ssh",),
+    "mmdebstrap": ("image.build --os debian",),
+}
+
 # program -> (what needs it, Debian package, required for VMs)
 PROGRAMS: dict[str, tuple[str, str, bool]] = {
     "ip": ("namespaces for the simulated host", "iproute2", True),
@@ -47,7 +61,18 @@ PROGRAMS: dict[str, tuple[str, str, bool]] = {
 class Check:
     """One readiness check.
 
+    :param name: what is checked (``"program mmdebstrap"``).
+    :param ok: whether the host passes.
+    :param detail: what was found (a path, "not found", a version).
+    :param fix: what to do when it fails; shown by ``doctor`` and in the
+        error of an operation the check stops.
     :param required: a failing required check stops ``vm create``/``vm start``.
+    :param needed_by: other operations a failing check stops before they
+        change anything: an RPC method (``"image.build"``, ``"vm.set"``,
+        ``"vm.ssh"``) or a method with one of its options
+        (``"vm.set --disk-size"``, ``"image.build --os debian"``).
+    :param source: who reported the check: ``"core"`` or the plugin's name
+        (set by the core from the hook's caller; a plugin need not set it).
     """
 
     name: str
@@ -56,6 +81,15 @@ class Check:
     fix: str = ""
     required: bool = False
     source: str = "core"
+    needed_by: tuple[str, ...] = ()
+
+    def blocks(self, operation: str, scopes: tuple[str, ...] = ()) -> bool:
+        """Whether this check, failing, stops ``operation`` (with option ``scopes``)."""
+        if self.ok:
+            return False
+        if self.required and operation in BOOT_OPERATIONS:
+            return True
+        return any(s in self.needed_by for s in (operation, *scopes))
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -66,6 +100,7 @@ class Check:
             "fix": self.fix,
             "required": self.required,
             "source": self.source,
+            "needed_by": list(self.needed_by),
         }
 
 
@@ -175,17 +210,7 @@ def core_checks(ctx: DoctorContext) -> list[Check]:
             fix="enable KVM (needed by real Firecracker, not by the simulator)",
         )
     )
-    for program, (purpose, package, required) in PROGRAMS.items():
-        path = ctx.which(program)
-        checks.append(
-            Check(
-                f"program {program}",
-                bool(path),
-                path or "not found",
-                fix=f"apt install {package}  (needed for {purpose})",
-                required=required,
-            )
-        )
+    checks += [program_check(program, ctx.which) for program in PROGRAMS]
     checks += root_disk_checks(settings)
     checks.append(overcommit_check(settings))
     return checks
@@ -295,3 +320,43 @@ def run_checks(settings: Any, hooks: Hooks, *, preflight: bool = False) -> list[
         check.source = plugin
         checks.append(check)
     return checks
+
+
+def program_check(program: str, which: Any = system.which) -> Check:
+    """The check of one program of :data:`PROGRAMS` (for a command's own preflight)."""
+    purpose, package, required = PROGRAMS[program]
+    path = which(program)
+    return Check(
+        f"program {program}",
+        bool(path),
+        path or "not found",
+        fix=f"apt install {package}  (needed for {purpose})",
+        required=required,
+        needed_by=NEEDED_BY.get(program, ()),
+    )
+
+
+def not_ready_error(failing: list[Check]) -> Exception:
+    """One error naming the first failing check, its detail and its fix."""
+    from banger_core.errors import BangerError
+
+    first = failing[0]
+    more = f" (and {len(failing) - 1} more; run `banger doctor`)" if len(failing) > 1 else ""
+    return BangerError(
+        f"host not ready: {first.name}: {first.detail}"
+        f"{'; fix: ' + first.fix if first.fix else ''}{more}"
+    )
+
+
+def preflight(settings: Any, hooks: Any, operation: str, scopes: tuple[str, ...] = ()) -> None:
+    """Run the quick checks and raise, with the fix, when one stops ``operation``.
+
+    :param operation: the RPC method about to run (``"vm.create"``, ``"image.build"``).
+    :param scopes: the operation with the options it was given
+        (``("vm.set --disk-size",)``), for checks only some uses need.
+    """
+    failing = [
+        c for c in run_checks(settings, hooks, preflight=True) if c.blocks(operation, scopes)
+    ]
+    if failing:
+        raise not_ready_error(failing)

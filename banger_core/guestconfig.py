@@ -7,7 +7,7 @@ Written at every boot to a small read-only drive; the guest's boot program
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from banger_core.errors import ValidationError
@@ -47,6 +47,15 @@ class GuestConfig:
             {"device": device, "target": target, "fstype": fstype, "options": options}
         )
 
+    def mount_order(self) -> list[dict[str, str]]:
+        """The mounts in the order the guest applies them: shallowest target first.
+
+        Whatever order plugins added them in, ``/root`` is mounted before
+        ``/root/app``, so a deeper mount is never hidden by a later one above
+        it. Mounts of equal depth keep the order they were added in.
+        """
+        return sorted(self.mounts, key=lambda m: len(PurePosixPath(m["target"]).parts))
+
     def add_file(self, path: str, content: str, mode: str = "0644") -> None:
         """Write a file in the guest at boot."""
         if not path.startswith("/"):
@@ -63,7 +72,7 @@ class GuestConfig:
             "version": VERSION,
             "hostname": self.hostname,
             "ssh": {"authorized_keys": list(self.authorized_keys)},
-            "mounts": list(self.mounts),
+            "mounts": self.mount_order(),
             "files": list(self.files),
             "agent": {"vsock_port": self.agent_vsock_port},
             "plugins": dict(self.plugins),

@@ -228,13 +228,20 @@ def banger_rpc_methods() -> dict[str, RPCHandler]:
 def banger_doctor_checks(ctx: DoctorContext) -> list[Check]:
     """Report whether the host is ready for what the plugin does.
 
-    Called by ``banger doctor`` and by the preflight stage of ``vm create``
-    and ``vm start`` (a failing check with ``required=True`` stops them).
+    Called by ``banger doctor`` and by the preflight of every operation,
+    before it changes anything: a failing check with ``required=True``
+    stops ``vm create`` and ``vm start``; one whose ``needed_by`` names an
+    operation stops that operation (``"vm.set"``, ``"image.build"``), or
+    only its uses with an option that is on (``"vm.set --disk-size"``,
+    ``"vm.create --nat"``, ``"image.build --os debian"``). The error names
+    the check, what was found and its ``fix``.
 
     :param ctx: this plugin's :class:`banger_core.DoctorContext`:
         ``ctx.config`` (its own section), ``ctx.settings``, ``ctx.which`` and
         ``ctx.preflight``.
-    :return: :class:`banger_core.Check` items, each with a fix hint
+    :return: :class:`banger_core.Check` items
+        (``Check(name, ok, detail="", fix="", required=False, needed_by=())``;
+        the core sets ``source`` to the plugin's name), each with a fix hint
         when it fails. Must be quick and side-effect free.
     """
 

@@ -63,6 +63,7 @@ def run(
     try:
         proc = subprocess.run(
             args,
+            executable=_resolve(args[0], full_env),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -138,6 +139,7 @@ def spawn(
     try:
         return subprocess.Popen(
             args,
+            executable=_resolve(args[0], full_env),
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
@@ -152,11 +154,25 @@ def spawn(
         raise BangerError(f"cannot run {args[0]}: not found") from None
 
 
+SBIN = ":/usr/local/sbin:/usr/sbin:/sbin"
+"""Searched after ``PATH`` (a root shell's ``PATH`` may lack them, e.g. after ``su``)."""
+
+
 def which(program: str) -> str | None:
     """Return the full path of ``program`` on PATH (sbin included), or None."""
-    path = os.environ.get("PATH", "")
-    extra = ":/usr/local/sbin:/usr/sbin:/sbin"
-    return shutil.which(program, path=path + extra)
+    return shutil.which(program, path=os.environ.get("PATH", "") + SBIN)
+
+
+def _resolve(program: str, env: Mapping[str, str] | None) -> str | None:
+    """Where :func:`run` and :func:`spawn` find ``program``: as :func:`which` does.
+
+    So a program ``doctor`` reports as found is the one that runs. None (the
+    OS then searches ``PATH`` itself) for paths and for programs not found.
+    """
+    if "/" in program:
+        return None
+    path = (os.environ if env is None else env).get("PATH", "")
+    return shutil.which(program, path=path + SBIN)
 
 
 def exec_replace(argv: Sequence[str]) -> None:

@@ -57,12 +57,25 @@ def _bounded(size: int, what: str, value: object) -> int:
     return size
 
 
-def format_size(n: int) -> str:
-    """Bytes -> the shortest exact ``8G`` / ``1536M`` form."""
+def format_size(n: int, *, limit: bool = False) -> str:
+    """Bytes -> the shortest exact ``8G`` / ``1536M`` form.
+
+    With ``limit`` (an upper bound shown to a user), a size whose exact form
+    is long is rounded down to one a person reads at a glance: a whole
+    number, at least 10, of the largest unit that gives one
+    (264212084K -> ``251G``); every size up to the result is allowed.
+    """
+    exact = str(n)
     for unit in ("T", "G", "M", "K"):
         if n and n % _FACTORS[unit] == 0:
+            exact = f"{n // _FACTORS[unit]}{unit}"
+            break
+    if not limit or len(exact) <= 5:
+        return exact
+    for unit in ("T", "G", "M", "K"):
+        if n >= 10 * _FACTORS[unit]:
             return f"{n // _FACTORS[unit]}{unit}"
-    return str(n)
+    return exact
 
 
 def check_vm_name(name: object) -> str:
@@ -73,3 +86,20 @@ def check_vm_name(name: object) -> str:
             "starting and ending with a letter or digit"
         )
     return name
+
+
+def did_you_mean(wrong: str, known: list[str], what: str = "VMs") -> str:
+    """`` (did you mean 'web'? VMs: db, web)`` for a mistyped name; ``""`` when nothing exists.
+
+    Lists at most 10 names; suggests the closest ones (``difflib``) when any
+    is close enough.
+    """
+    import difflib
+
+    names = sorted(set(known))
+    if not names:
+        return ""
+    close = difflib.get_close_matches(wrong, names, n=2, cutoff=0.6)
+    shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    guess = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    return f" ({guess}{what}: {shown})"

@@ -8,11 +8,24 @@ from __future__ import annotations
 
 from banger_core.rpc.connect import (
     START_TIMEOUT,
+    STARTED_BY_ENV,
+    check_daemon_version,
     connect,
     daemon_ready,
     daemon_running,
     rpc,
+    skip_version_check,
     start_daemon,
 )
 
-__all__ = ["START_TIMEOUT", "connect", "daemon_ready", "daemon_running", "rpc", "start_daemon"]
+__all__ = [
+    "STARTED_BY_ENV",
+    "START_TIMEOUT",
+    "check_daemon_version",
+    "connect",
+    "daemon_ready",
+    "daemon_running",
+    "rpc",
+    "skip_version_check",
+    "start_daemon",
+]

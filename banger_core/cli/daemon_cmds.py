@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 import click
 
-from banger_core.cli.context import daemon_running, rpc, start_daemon
+from banger_core.cli.context import daemon_running, rpc, skip_version_check, start_daemon
 from banger_core.cli.output import emit_json
 from banger_core.errors import DaemonError, DeniedError
 from banger_core.paths import Paths
@@ -17,6 +16,8 @@ from banger_core.paths import Paths
 @click.group()
 def daemon() -> None:
     """Manage bangerd, the daemon that owns VMs and host state."""
+    # These commands manage the daemon themselves; `status` shows its version.
+    skip_version_check()
 
 
 @daemon.command()
@@ -71,14 +72,22 @@ def _stop(paths: Paths, timeout: float) -> int | None:
     pid = int(result["pid"])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):
             break
         time.sleep(0.05)
     else:
         raise DaemonError(f"bangerd (pid {pid}) did not exit within {timeout:.0f}s")
     return pid
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, exited but not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
 
 
 def describe_vmm(vmm: dict[str, Any]) -> str:

@@ -105,38 +105,10 @@ def build_cli(
         key = startup_cache.fingerprint()
         data = startup_cache.load(key)
         if data is not None and not startup_cache.needs_plugins(list(args or []), data):
-            problems = list(data.get("problems", []))
-            _add_commands(
-                group,
-                [
-                    (v["plugin"], _placeholder(name, v.get("help", "")))
-                    for name, v in data.get("commands", {}).items()
-                ],
-                [],
-            )
-            add_subcommands(
-                group,
-                [
-                    (s["plugin"], s["group"], _placeholder(s["name"], s.get("help", "")))
-                    for s in data.get("subcommands", [])
-                ],
-                [],
-            )
-            declared: list[Any] = []
-            if data.get("options") and _edits_vms(list(args or [])):
-                from banger_core.vmoptions import DeclaredOption, VMOption
-
-                declared = [
-                    DeclaredOption(o["plugin"], VMOption.from_description(o))
-                    for o in data.get("options", [])
-                ]
-                add_vm_options(group, declared, [])
-            return group, {
-                "pm": None,
-                "hooks": None,
-                "problems": problems,
-                "vm_option_types": _option_types(declared),
-            }
+            try:
+                return _from_cache(group, data, list(args or []))
+            except Exception:  # a damaged cache entry: load the plugins instead
+                group = _core_group()
 
     from banger_core.plugins import Hooks, failure_lines, get_plugin_manager
 
@@ -156,6 +128,44 @@ def build_cli(
     return group, {
         "pm": pm,
         "hooks": hooks,
+        "problems": problems,
+        "vm_option_types": _option_types(declared),
+    }
+
+
+def _from_cache(group: click.Group, data: dict, args: list[str]) -> tuple[click.Group, dict]:
+    """The command tree from the start-up cache: plugin commands as placeholders."""
+    from banger_core.cli.extend import add_subcommands, add_vm_options
+
+    problems = list(data.get("problems", []))
+    _add_commands(
+        group,
+        [
+            (v["plugin"], _placeholder(name, v.get("help", "")))
+            for name, v in data.get("commands", {}).items()
+        ],
+        [],
+    )
+    add_subcommands(
+        group,
+        [
+            (s["plugin"], s["group"], _placeholder(s["name"], s.get("help", "")))
+            for s in data.get("subcommands", [])
+        ],
+        [],
+    )
+    declared: list[Any] = []
+    if data.get("options") and _edits_vms(args):
+        from banger_core.vmoptions import DeclaredOption, VMOption
+
+        declared = [
+            DeclaredOption(o["plugin"], VMOption.from_description(o))
+            for o in data.get("options", [])
+        ]
+        add_vm_options(group, declared, [])
+    return group, {
+        "pm": None,
+        "hooks": None,
         "problems": problems,
         "vm_option_types": _option_types(declared),
     }
@@ -218,6 +228,13 @@ def main(argv: list[str] | None = None, *, pm: Any = None) -> int:
             traceback.print_exc()
         click.echo(f"banger: error: {exc}", err=True)
         return 1
+    except OSError as exc:  # the CLI's own files and directories: say which and why
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"banger: error: {_os_error(exc)}", err=True)
+        return 1
     except Exception as exc:
         if debug:
             import traceback
@@ -231,6 +248,17 @@ def main(argv: list[str] | None = None, *, pm: Any = None) -> int:
             )
         return 1
     return 0
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for a file-system error: what failed, on which path."""
+    what = exc.strerror or type(exc).__name__
+    if exc.filename is None:
+        return f"{what} ({exc})" if str(exc) != what else what
+    where = str(exc.filename)
+    if exc.filename2 is not None:
+        where += f" -> {exc.filename2}"
+    return f"{where}: {what}"
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from banger_core.errors import BangerError
+from banger_core.units import did_you_mean
 
 
 def resolve_refs(
@@ -27,7 +28,7 @@ def resolve_refs(
             elif matches:
                 error = f"ambiguous: matches {', '.join(m['name'] for m in matches)}"
             else:
-                error = "no such VM"
+                error = "no such VM" + did_you_mean(ref, [v["name"] for v in vms])
         if vm is not None:
             if vm["id"] in seen:
                 continue

@@ -11,7 +11,8 @@ The cache is keyed on what decides the plugin set: the interpreter, every
 install and uninstall change them), ``BANGER_PLUGINS`` /
 ``BANGER_DISABLE_PLUGINS``, the config files' ``[plugins] disabled`` (by the
 files' mtimes) and banger's version. ``banger plugins install|uninstall``
-drop it; ``BANGER_CLI_CACHE=0`` disables it.
+drop it; ``BANGER_CLI_CACHE=0`` disables it. Each Python environment has
+its own file (:func:`cache_path`); a damaged file is a cache miss.
 """
 
 from __future__ import annotations
@@ -28,10 +29,29 @@ import banger_core
 FORMAT = 1
 
 
-def cache_path() -> Path:
-    """``$XDG_CACHE_HOME/banger/cli-plugins.json`` (``~/.cache`` by default)."""
+def cache_dir() -> Path:
+    """banger's cache directory: ``$BANGER_STATE_DIR/cache`` when that is set.
+
+    Otherwise ``$XDG_CACHE_HOME/banger`` (``~/.cache/banger`` by default).
+    """
+    state = os.environ.get("BANGER_STATE_DIR")
+    if state:
+        return Path(state) / "cache"
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "banger" / "cli-plugins.json"
+    return Path(base) / "banger"
+
+
+def cache_path() -> Path:
+    """``<cache dir>/cli-plugins-<environment>.json``: one file per Python environment.
+
+    Two virtualenvs (or the system Python and a venv) have different plugin
+    sets; each keeps its own file, so switching between them never
+    invalidates the other's cache.
+    """
+    import zlib
+
+    env = f"{sys.prefix}\0{sys.executable}".encode()
+    return cache_dir() / f"cli-plugins-{zlib.crc32(env):08x}.json"
 
 
 def enabled() -> bool:
@@ -128,9 +148,29 @@ def load(key: str) -> dict[str, Any] | None:
         data = json.loads(cache_path().read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or data.get("key") != key:
-        return None
+    if not isinstance(data, dict) or data.get("key") != key or not _well_formed(data):
+        return None  # a damaged or foreign file is a cache miss, never an error
     return data
+
+
+def _well_formed(data: dict[str, Any]) -> bool:
+    """Whether a cache file has the shape :func:`layout` writes."""
+    commands, subcommands = data.get("commands", {}), data.get("subcommands", [])
+    options, problems = data.get("options", []), data.get("problems", [])
+    return (
+        isinstance(commands, dict)
+        and all(isinstance(v, dict) and isinstance(v.get("plugin"), str) for v in commands.values())
+        and isinstance(subcommands, list)
+        and all(
+            isinstance(v, dict)
+            and all(isinstance(v.get(k), str) for k in ("plugin", "group", "name"))
+            for v in subcommands
+        )
+        and isinstance(options, list)
+        and all(isinstance(v, dict) for v in options)
+        and isinstance(problems, list)
+        and all(isinstance(v, str) for v in problems)
+    )
 
 
 def save(key: str, layout: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from banger_core.cli.context import connect, rpc
 from banger_core.cli.extend import given_options
 from banger_core.cli.output import emit_json, human_bytes, table
 from banger_core.cli.refs import run_on_vms
-from banger_core.errors import BangerError, CancelledError, error_from_code
+from banger_core.errors import BangerError, CancelledError, ValidationError, error_from_code
 
 
 def _defaults() -> dict[str, Any]:
@@ -42,7 +42,10 @@ def vm() -> None:
 
 
 @vm.command()
-@click.argument("name")
+@click.argument("name", required=False)
+@click.option(
+    "--name", "name_option", default=None, help="the VM's name (the same as the NAME argument)"
+)
 @click.option("--image", default=None, help=f"image to boot  [default: {DEFAULTS['image']}]")
 @click.option("--cpus", type=int, default=None, help=f"vCPUs  [default: {DEFAULTS['cpus']}]")
 @click.option(
@@ -52,9 +55,22 @@ def vm() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="print the VM as JSON when ready")
 def create(
-    name: str, image: str | None, cpus: int | None, memory: str | None, as_json: bool
+    name: str | None,
+    name_option: str | None,
+    image: str | None,
+    cpus: int | None,
+    memory: str | None,
+    as_json: bool,
 ) -> None:
-    """Create a VM and boot it; shows each stage live. Ctrl-C cancels and rolls back."""
+    """Create a VM and boot it; shows each stage live. Ctrl-C cancels and rolls back.
+
+    The name is the NAME argument or --name NAME.
+    """
+    if name is not None and name_option is not None and name != name_option:
+        raise ValidationError(f"two names given: {name!r} and --name {name_option!r}; give one")
+    name = name if name is not None else name_option
+    if name is None:
+        raise ValidationError("give the VM's name: banger vm create NAME (or --name NAME)")
     params: dict[str, Any] = {"name": name}
     # Only what the user changed is sent: the daemon owns the defaults.
     for key, value in (("image", image), ("cpus", cpus), ("memory", memory)):
@@ -365,7 +381,18 @@ def stats(ref: str, as_json: bool) -> None:
 @click.argument("ref")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def ssh(ref: str, command: tuple[str, ...]) -> None:
-    """SSH into a VM as root; anything after `--` runs as a command.
+    """SSH into a VM as root; anything after `--` runs as a remote command.
+
+    As with ssh itself, the words after `--` are joined with spaces into ONE
+    command line that the guest's shell interprets (pipes, `;`, `$VARS`,
+    globs all work; quote what the shell should not see):
+
+    \b
+      banger vm ssh web -- 'cd /srv && ls *.log | wc -l'
+      banger vm ssh web -- echo '$HOME'      (prints /root)
+
+    To pass arguments exactly as given, with no shell, use
+    `banger vm exec VM -- PROGRAM ARGS...` (banger-vsock).
 
     After an interactive session ends, prints one line reminding that the VM
     is still running. The exit status is ssh's.
@@ -374,7 +401,11 @@ def ssh(ref: str, command: tuple[str, ...]) -> None:
 
     from banger_core import system
     from banger_core.cli.fdpass import ssh_options
+    from banger_core.doctor import not_ready_error, program_check
 
+    check = program_check("ssh")  # the client runs ssh: check before asking the daemon
+    if check.blocks("vm.ssh"):
+        raise not_ready_error([check])
     info = rpc("vm.ssh_info", {"ref": ref})
     # The daemon connects (from its network namespace) and passes us the socket.
     argv = [

@@ -49,6 +49,8 @@ class Daemon:
         self.server.policy = self.policy
         self.operations.error_translators.append(self._translate)
         self.started_at = time.time()
+        # "banger" when the CLI started this daemon (it may replace it after an upgrade).
+        self.started_by = os.environ.get("BANGER_DAEMON_STARTED_BY", "") or "other"
         self.store: Any = None
         self.services: dict[str, Any] = {}
         self.degraded: list[str] = []  # plugin services that failed to start
@@ -92,6 +94,7 @@ class Daemon:
         return {
             "pid": os.getpid(),
             "version": banger_core.__version__,
+            "started_by": self.started_by,
             "socket": str(self.paths.socket),
             "log": str(self.paths.daemon_log),
             "state_dir": str(self.paths.state_dir),
@@ -107,6 +110,15 @@ class Daemon:
             },
             "plugin_services": self.hooks.daemon_status(self.plugin_api),
             "vmm": self.vmm_status(),
+        }
+
+    def version(self, params: dict[str, Any], call: RPCCall) -> dict[str, Any]:
+        """``daemon.version``: the quick check every CLI makes on its first call."""
+        return {
+            "version": banger_core.__version__,
+            "pid": os.getpid(),
+            "started_by": self.started_by,
+            "operations": len(self.operations.running()),
         }
 
     def vmm_status(self) -> dict[str, Any]:
@@ -161,6 +173,7 @@ class Daemon:
         op_id = Field.str(required=True, max=64)
         for name, handler in {
             "daemon.status": with_params(self.status),
+            "daemon.version": with_params(self.version),
             "daemon.stop": with_params(self.stop),
             "plugins.list": with_params(self.plugins_list),
             "config.show": with_params(self.config_show),

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from banger_core.access import check_host_paths
 from banger_core.daemon.policy import CORE_RULES, privileged
+from banger_core.doctor import preflight
 from banger_core.errors import BangerError, ValidationError
 from banger_core.rpc.protocol import PassFd
 from banger_core.rpc.schema import Field, with_params
@@ -36,6 +37,8 @@ def register(daemon: Any, vms: Any, images: Any) -> None:
         name = params["name"]
         os_name = params.get("os") or "debian"
         images.validate_build(name, os_name)
+        # The host checks the build needs (mmdebstrap for debian), before anything changes.
+        preflight(daemon.settings, daemon.hooks, "image.build", (f"image.build --os {os_name}",))
         uid = call.peer_uid
         op = ops.begin(
             "image.build", name, lambda op: images.build(op, name, os_name, uid), owner_uid=uid

@@ -96,7 +96,9 @@ class Operation:
     def check_cancelled(self) -> None:
         """Raise :class:`CancelledError` when the user cancelled."""
         if self.cancel_event.is_set():
-            raise CancelledError(f"{self.kind} {self.target} cancelled")
+            # The user's words, not the RPC method's: "`banger vm create web` cancelled".
+            command = " ".join(["banger", *self.kind.split("."), *filter(None, [self.target])])
+            raise CancelledError(f"`{command}` cancelled")
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready status."""

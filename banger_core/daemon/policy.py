@@ -28,6 +28,7 @@ from banger_core.rpc.access import Access, Rule, rule
 
 CORE_RULES: dict[str, Rule] = {
     "daemon.status": rule(Access.MEMBER),
+    "daemon.version": rule(Access.MEMBER),
     "daemon.methods": rule(Access.MEMBER),
     "daemon.stop": rule(Access.ROOT),
     "plugins.list": rule(Access.MEMBER),

@@ -60,6 +60,7 @@ class HostNetwork:
             "bridge": self.bridge,
             "subnet": self.subnet.cidr,
             "idle_taps": len(self.pool.idle()),
+            "taps_in_use": len(self.pool.in_use()),
         }
 
     def stop(self) -> None:

@@ -26,7 +26,7 @@ from loguru import logger
 from banger_core import failpoints, system
 from banger_core.access import privileged
 from banger_core.disks import rootdisk, space
-from banger_core.doctor import run_checks
+from banger_core.doctor import preflight
 from banger_core.errors import (
     BangerError,
     ConflictError,
@@ -48,6 +48,7 @@ from banger_core.lifecycle.vm import VM, ImageInfo, VMSpec
 from banger_core.net import ipam
 from banger_core.plugins import raise_failures
 from banger_core.store.models import Image, VMRecord
+from banger_core.units import did_you_mean
 
 if TYPE_CHECKING:
     from banger_core.config import Settings
@@ -160,7 +161,8 @@ class VMManager:
                     f"VM ref {ref!r} is ambiguous: matches {', '.join(m.name for m in matches)}"
                 )
             if not matches:
-                raise NotFoundError(f"no VM {ref!r}")
+                names = [r.name for r in VMRecord.select(VMRecord.name)]
+                raise NotFoundError(f"no VM {ref!r}{did_you_mean(ref, names)}")
             rec = matches[0]
         return self._to_vm(rec)
 
@@ -255,7 +257,7 @@ class VMManager:
         try:
             with op.stage("preflight"):
                 spec = self.validate_create(params)
-                self.preflight()
+                self.preflight("vm.create", self._option_scopes("vm.create", spec.options))
                 image = self.images.get(spec.image)
                 self._check_image_files(image)
                 self._check_room(spec.name, image)
@@ -460,27 +462,43 @@ class VMManager:
     def _binary(self) -> str:
         return self.settings.get("firecracker", "binary") or "firecracker"
 
-    def preflight(self) -> None:
-        """Fail early, with the fix, when the host is not ready."""
-        failing = [
-            c
-            for c in run_checks(self.settings, self.hooks, preflight=True)
-            if c.required and not c.ok
-        ]
-        if failing:
-            first = failing[0]
-            more = (
-                f" (and {len(failing) - 1} more; run `banger doctor`)" if len(failing) > 1 else ""
-            )
-            raise BangerError(
-                f"host not ready: {first.name}: {first.detail}"
-                f"{'; fix: ' + first.fix if first.fix else ''}{more}"
-            )
+    def preflight(self, operation: str = "vm.create", scopes: tuple[str, ...] = ()) -> None:
+        """Fail early, with the fix, when the host is not ready for ``operation``."""
+        preflight(self.settings, self.hooks, operation, scopes)
+
+    def _option_scopes(self, operation: str, stored: dict[str, dict[str, Any]]) -> tuple[str, ...]:
+        """``"<operation> --<option>"`` for every plugin option the VM has on (truthy).
+
+        ``stored`` holds the VM's own values; the others take their defaults.
+        A check with ``needed_by=("vm.create --nat",)`` then stops only the
+        creates that use NAT.
+        """
+        scopes = []
+        for d in self.declared_options:
+            values = stored.get(d.plugin) or {}
+            if d.option.key in values:
+                value = values[d.option.key]
+            else:
+                value = d.option.effective_default(self.settings.plugin(d.plugin))
+            if value:
+                scopes.append(f"{operation} --{d.option.key.replace('_', '-')}")
+        return tuple(scopes)
 
     def _check_image_files(self, image: Image) -> None:
-        for what, path in (("kernel", image.kernel), ("rootfs", image.rootfs)):
+        """The image's own files, its plugins' artifacts included, are all there."""
+        files = [("kernel", image.kernel), ("rootfs", image.rootfs)]
+        if image.initrd:
+            files.append(("initrd", image.initrd))
+        files += sorted(
+            (f"{name} artifact", path) for name, path in (image.artifacts or {}).items()
+        )
+        for what, path in files:
             if not Path(path).is_file():
-                raise BangerError(f"image {image.name!r}: {what} {path} is missing")
+                raise BangerError(
+                    f"image {image.name!r}: {what} {path} is missing; fix: build the image "
+                    f"again (banger image build) or register it with the file "
+                    f"(banger image register)"
+                )
         # Released Firecracker loads only an ELF vmlinux: refuse a bzImage before the VMM
         # starts, naming the file, the VMM version and the conversion.
         with open(image.kernel, "rb") as fh:
@@ -502,7 +520,7 @@ class VMManager:
                 self._release(vm)
             if not states.allowed(vm.state, "starting"):
                 raise ConflictError(f"VM {vm.name} is {vm.state}; wait for it to finish")
-            self.preflight()
+            self.preflight("vm.start", self._option_scopes("vm.start", vm.options))
             self._check_image_files(Image.get_by_id(vm.image.id))
             ctx = LifecycleContext(self.settings)
             op = _InlineOp(cancelled)
@@ -644,6 +662,14 @@ class VMManager:
             spec = validate_set(vm, core, allow_empty=bool(given))
             spec.options = option_changes
             self.hooks.vm_validate(spec)
+            self.preflight(
+                "vm.set",
+                tuple(
+                    f"vm.set --{key.replace('_', '-')}"
+                    for values in option_changes.values()
+                    for key in values
+                ),
+            )
             changes = dict(spec.changes)
             for values in option_changes.values():
                 changes.update(values)

@@ -41,7 +41,7 @@ def check_memory(value: Any) -> int:
     if not MIN_MEMORY_MIB <= mib <= limit:
         raise ValidationError(
             f"memory {value!r} is not allowed: use {MIN_MEMORY_MIB}M to "
-            f"{format_size(limit << 20)} (the host's memory)"
+            f"{format_size(limit << 20, limit=True)} (the host's memory)"
         )
     return mib
 

@@ -39,6 +39,11 @@ class RPCClient:
                 f"permission denied on {self.socket_path}: bangerd runs, but you may not use "
                 "it; ask its administrator to add you to its [daemon] socket_group"
             ) from None
+        except OSError as exc:  # the path itself is unusable (a file in the way, too long)
+            sock.close()
+            raise DaemonError(
+                f"cannot reach bangerd on {self.socket_path}: {exc.strerror or exc}"
+            ) from None
         self._sock = sock
         return self
 

@@ -1,7 +1,9 @@
 """Test support for banger and its plugins.
 
-Public: :func:`fake_vm`, :func:`fake_context` and :class:`FakeRunner` for
-unit tests of hooks; the pytest fixtures of :mod:`pytest_banger.plugin`
+Public: :func:`fake_vm`, :func:`fake_context`, :class:`FakeRunner` and
+:func:`FakeRPCCall` for unit tests of hooks and RPC handlers;
+:func:`wait_until`, the one way tests wait for a condition (never a fixed
+sleep); the pytest fixtures of :mod:`pytest_banger.plugin`
 (``banger_sim_host`` and friends) and :func:`cached_debian_image` for
 end-to-end tests on the simulated host.
 """
@@ -15,10 +17,20 @@ _LAZY = {
     "fake_context": "pytest_banger.fakes",
     "FakeRunner": "pytest_banger.fakes",
     "FakeContext": "pytest_banger.fakes",
+    "FakeRPCCall": "pytest_banger.fakes",
     "cached_debian_image": "pytest_banger.images",
+    "wait_until": "pytest_banger.waiting",
 }
 
-__all__ = ["FakeContext", "FakeRunner", "cached_debian_image", "fake_context", "fake_vm"]
+__all__ = [
+    "FakeContext",
+    "FakeRPCCall",
+    "FakeRunner",
+    "cached_debian_image",
+    "fake_context",
+    "fake_vm",
+    "wait_until",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -31,5 +43,6 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
-    from pytest_banger.fakes import FakeContext, FakeRunner, fake_context, fake_vm
+    from pytest_banger.fakes import FakeContext, FakeRPCCall, FakeRunner, fake_context, fake_vm
     from pytest_banger.images import cached_debian_image
+    from pytest_banger.waiting import wait_until

@@ -16,15 +16,19 @@ is tested in milliseconds without a daemon::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from banger_core.errors import CommandError
 from banger_core.hookcontext import LifecycleContext
 from banger_core.lifecycle.vm import VM, ImageInfo
 from banger_core.system import Result
+
+if TYPE_CHECKING:
+    from banger_core.config import Settings
 
 
 @dataclass
@@ -168,3 +172,133 @@ def fake_vm(
     }
     values.update(fields)
     return VM(**values)
+
+
+class FakeDaemon:
+    """A :class:`banger_core.DaemonAPI` over a few fake VMs, for RPC-handler tests."""
+
+    def __init__(
+        self,
+        vms: Sequence[VM] = (),
+        plugins: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        state_dir: Path | str = "/nonexistent/state",
+        runner: Callable[..., Result] | None = None,
+        plugin: str = "test",
+    ) -> None:
+        self._settings = _Settings({k: dict(v) for k, v in (plugins or {}).items()})
+        self.plugin = plugin
+        """The plugin this daemon view is for (``daemon.config`` is its section)."""
+        self.vms = list(vms)
+        self.saved: list[tuple[str, str]] = []
+        """``(vm name, plugin)`` for every :meth:`save_plugin_state` call."""
+        self._state_dir = Path(state_dir)
+        self._runner = runner or FakeRunner()
+
+    @property
+    def settings(self) -> Settings:
+        """Fake settings: only the plugins' sections (``settings.plugin(name)``)."""
+        return cast("Settings", self._settings)
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        """The section of the plugin this view is for."""
+        return self._settings.plugin(self.plugin)
+
+    def plugin_config(self, name: str) -> dict[str, Any]:
+        """The plugin's section as given."""
+        return self._settings.plugin(name)
+
+    def vm(self, ref: str) -> VM:
+        """A VM by name, id or unique id prefix; errors as the daemon gives them."""
+        from banger_core.errors import ConflictError, NotFoundError
+
+        for vm in self.vms:
+            if ref in (vm.name, vm.id):
+                return vm
+        matches = [vm for vm in self.vms if ref and vm.id.startswith(ref)]
+        if len(matches) > 1:
+            names = ", ".join(vm.name for vm in matches)
+            raise ConflictError(f"VM id prefix {ref!r} is ambiguous: {names}")
+        if not matches:
+            raise NotFoundError(f"no VM {ref!r}")
+        return matches[0]
+
+    def list_vms(self) -> list[VM]:
+        """The fake VMs, by name."""
+        return sorted(self.vms, key=lambda vm: vm.name)
+
+    def save_plugin_state(self, vm: VM, name: str) -> None:
+        """Record the call (``daemon.saved``)."""
+        self.saved.append((vm.name, name))
+
+    @property
+    def state_dir(self) -> Path:
+        """The state directory given."""
+        return self._state_dir
+
+    @property
+    def runner(self) -> Callable[..., Result]:
+        """A :class:`FakeRunner` unless one was given."""
+        return self._runner
+
+
+def FakeRPCCall(
+    plugin: str = "test",
+    config: Mapping[str, Any] | None = None,
+    *,
+    vms: Sequence[VM] = (),
+    methods: Mapping[str, Callable[[dict[str, Any]], Any]] | None = None,
+    method: str = "test.call",
+    peer_uid: int = 0,
+    runner: Callable[..., Result] | None = None,
+) -> Any:
+    """The ``call`` an RPC handler of plugin ``plugin`` gets, without a daemon.
+
+    It is a real :class:`banger_core.PluginCall`: ``call.config`` is ``config``,
+    ``call.vm(ref)`` finds one of ``vms`` (``NotFoundError``/``ConflictError``
+    as the daemon raises them), ``call.call(name, params)`` runs
+    ``methods[name](params)`` (``UnknownMethodError`` for any other name, as
+    the daemon raises it), ``call.runner`` is a :class:`FakeRunner` unless given,
+    ``call.cancelled`` an unset event, and ``call.daemon.saved`` records
+    ``save_plugin_state`` calls::
+
+        call = FakeRPCCall("ports", {"scan": True}, vms=[fake_vm("web")],
+                           methods={"vm.agent": lambda p: {"ports": []}})
+        assert my_handler({"ref": "web"}, call) == []
+    """
+    import threading
+
+    from banger_core.api import PluginCall
+
+    handlers = dict(methods or {})
+    cancelled = threading.Event()
+
+    class _Server:
+        """The daemon's side of the request (a ``banger_core.api.ServerCall``)."""
+
+        def __init__(self) -> None:
+            self.method = method
+            self.peer_pid = os.getpid()
+            self.peer_uid = peer_uid
+            self.peer_gid = 0
+            self.cancelled = cancelled
+
+        def call(self, name: str, params: dict[str, Any] | None = None) -> Any:
+            from banger_core.errors import UnknownMethodError
+
+            if name not in handlers:
+                raise UnknownMethodError(f"unknown method {name!r}")
+            return handlers[name](dict(params or {}))
+
+    daemon = FakeDaemon(vms, {plugin: dict(config or {})}, runner=runner, plugin=plugin)
+    return PluginCall(
+        method=method,
+        peer_pid=os.getpid(),
+        peer_uid=peer_uid,
+        peer_gid=0,
+        cancelled=cancelled,
+        plugin_name=plugin,
+        daemon=daemon,
+        _server_call=_Server(),
+    )

@@ -90,6 +90,7 @@ class SimulatedHost:
             "BANGER_DISABLE_PLUGINS",
             "BANGER_FIRECRACKER_BIN",
             "BANGER_LOG_LEVEL",
+            "BANGER_DAEMON_STARTED_BY",
         ):
             if env is None or var not in env:
                 self.env.pop(var, None)

@@ -157,3 +157,15 @@ def test_config_show_reports_bad_config_in_one_line(banger_home) -> None:
     assert result.stderr.strip().splitlines() == [
         f"banger: error: {banger_home.config}: vm.cpus: expected integer, got str"
     ]
+
+
+def test_limits_are_shown_in_human_sizes() -> None:
+    from banger_core import format_size
+
+    assert format_size(8 << 30) == "8G"  # exact sizes stay exact
+    assert format_size(1536 << 20) == "1536M"
+    assert format_size(264212084 << 10) == "264212084K"
+    assert format_size(264212084 << 10, limit=True) == "251G"  # rounded down: all allowed
+    assert format_size((3 << 30) + 5, limit=True) == "3072M"
+    assert format_size(1234567, limit=True) == "1205K"
+    assert format_size(999, limit=True) == "999"

@@ -54,3 +54,25 @@ def test_fake_vm_options() -> None:
     )
     assert vm.plugin_options("nat") == {"nat": True}
     assert vm.state == "running"
+
+
+def test_fake_rpc_call_is_a_plugin_call_over_fake_vms():
+    from banger_core import ConflictError, NotFoundError, PluginCall, UnknownMethodError
+    from pytest_banger import FakeRPCCall, FakeRunner, fake_vm
+
+    web, api = fake_vm("web", id="aaaa00000001"), fake_vm("api", id="aaaa00000002")
+    call = FakeRPCCall("scratch", {"size": "1G"}, vms=[web, api], methods={"x.y": dict})
+    assert isinstance(call, PluginCall)
+    assert call.config == {"size": "1G"} and call.plugin_name == "scratch"
+    assert call.vm("web") is web and call.vm("aaaa00000002") is api
+    with pytest.raises(ConflictError, match="ambiguous: web, api"):
+        call.vm("aaaa")
+    with pytest.raises(NotFoundError, match="no VM 'ghost'"):
+        call.vm("ghost")
+    assert call.call("x.y", {"a": 1}) == {"a": 1}
+    with pytest.raises(UnknownMethodError, match=r"unknown method 'vm\.agent'"):
+        call.call("vm.agent")
+    assert isinstance(call.runner, FakeRunner) and not call.cancelled.is_set()
+    call.daemon.save_plugin_state(web, "scratch")
+    assert call.daemon.saved == [("web", "scratch")]
+    assert [v.name for v in call.daemon.list_vms()] == ["api", "web"]

@@ -47,3 +47,14 @@ def test_a_bad_fragment_fails_on_the_host_naming_it() -> None:
 def test_decode_refuses_what_is_not_a_config_drive() -> None:
     with pytest.raises(ValidationError, match="not a banger guest-config drive"):
         decode(b"\0" * 4096)
+
+
+def test_mounts_reach_the_guest_shallowest_first_whatever_the_plugin_order() -> None:
+    """A share at /root/app added before the work disk's /root is not hidden by it."""
+    guest = GuestConfig(hostname="box")
+    guest.add_mount("/dev/vde", "/root/app/cache")  # plugin order: deepest first
+    guest.add_mount("/dev/vdd", "/root/app")
+    guest.add_mount("/dev/vdf", "/srv")
+    guest.add_mount("/dev/vdc", "/root")
+    doc = decode_config(guest.encode())  # what banger-boot mounts, in its order
+    assert [m["target"] for m in doc["mounts"]] == ["/srv", "/root", "/root/app", "/root/app/cache"]

@@ -72,6 +72,8 @@ def test_cancel_stops_at_the_next_check() -> None:
     status = wait_done(manager, op.id)
     assert status["state"] == "cancelled"
     assert status["error"]["code"] == "cancelled"
+    # The user's command, not the internal method name ("image.build debian cancelled").
+    assert status["error"]["message"] == "`banger image build debian` cancelled"
     assert status["stages"][0]["status"] == "cancelled"
 
 

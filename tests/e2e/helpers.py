@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 import subprocess
-import time
 from pathlib import Path
 
 from banger_core import system
+from pytest_banger import wait_until
 from pytest_banger.simhost import SimulatedHost, console_script
 
 
@@ -26,10 +28,12 @@ def assert_nothing_left(host: SimulatedHost, *, vms_expected: int = 0) -> None:
     if vms_expected == 0:
         assert host.vmm_pids() == []
         # Only the idle pool; a refill still running may briefly add a spare.
-        deadline = time.monotonic() + 5
-        while len(taps := links(host, "bgtap")) > host.tap_pool_size:
-            assert time.monotonic() < deadline, taps
-            time.sleep(0.1)
+        wait_until(
+            lambda: len(links(host, "bgtap")) <= host.tap_pool_size,
+            timeout=5,
+            what=f"at most {host.tap_pool_size} TAPs (the idle pool)",
+            diagnostics=lambda: f"TAPs: {links(host, 'bgtap')}",
+        )
     if vms_expected == 0:
         assert_no_loops_or_mounts(host)
 
@@ -56,8 +60,35 @@ def cli_until_vmm_starts(host: SimulatedHost, *args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         new_session=False,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not host.vmm_pids():
-        time.sleep(0.1)
-    assert host.vmm_pids(), f"no VMM started for `banger {' '.join(args)}`"
+    wait_until(host.vmm_pids, timeout=30, what=f"a VMM started by `banger {' '.join(args)}`")
     return proc
+
+
+def without_programs(argv: list[str], *programs: str) -> list[str]:
+    """``argv`` run on a host where ``programs`` are not installed.
+
+    The command runs in a private mount namespace where every copy of each
+    program on the search path (``PATH`` and the sbin directories) is
+    covered by ``/dev/null``, which is not executable: it is found nowhere,
+    as after ``apt remove``. A daemon started this way keeps that view; the
+    machine's own files are untouched.
+    """
+    search = os.environ.get("PATH", "").split(os.pathsep) + system.SBIN.split(":")
+    hidden = {
+        os.path.realpath(Path(d) / p)
+        for p in programs
+        for d in search
+        if d and (Path(d) / p).exists()
+    }
+    binds = "".join(f"mount --bind /dev/null {shlex.quote(h)} && " for h in sorted(hidden))
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        binds + 'exec "$@"',
+        "sh",
+        *argv,
+    ]

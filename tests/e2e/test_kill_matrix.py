@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 
 from banger_core import system
 from banger_core.firecracker.launcher import wait_for_exit
+from pytest_banger import wait_until
 from pytest_banger.simhost import SimulatedHost, console_script
 from tests.e2e.helpers import assert_nothing_left, links
 
@@ -76,13 +76,6 @@ def _spawn(host: SimulatedHost, *args: str) -> subprocess.Popen:
     )
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def _hang_at(host: SimulatedHost, stage: str, mark: Path, seconds: str = "") -> None:
     mark.unlink(missing_ok=True)
     env = {"BANGER_HANGPOINTS": stage, "BANGER_HANGPOINT_MARK": str(mark)}
@@ -120,14 +113,14 @@ def _check_usable_then_clean(host: SimulatedHost, name: str) -> None:
         assert "running" in host.cli("vm", "start", name).stdout
         assert "stopped" in host.cli("vm", "stop", name).stdout
         host.cli("vm", "delete", name)
-    _wait_for(lambda: not host.vmm_pids(), 20, "VMMs to exit")
+    wait_until(lambda: not host.vmm_pids(), timeout=20, what="VMMs to exit")
     assert_nothing_left(host)
     assert not list((host.state_dir / "run" / "vms").iterdir())
     # No simulator records (each names the guest's network namespace) are left.
-    _wait_for(
+    wait_until(
         lambda: not list(host.fcsim_run_dir.glob("*.json")),
-        20,
-        "simulator state (namespaces, loops) to be removed",
+        timeout=20,
+        what="simulator state (namespaces, loops) to be removed",
     )
 
 
@@ -139,7 +132,7 @@ def test_sigkill_daemon_at_each_stage(mhost, tmp_path, op, stage):
     _hang_at(mhost, stage, mark)
     try:
         proc = _spawn(mhost, *_command(op, name))
-        _wait_for(mark.exists, 120, f"{op} to reach stage {stage!r}")
+        wait_until(mark.exists, timeout=120, what=f"{op} to reach stage {stage!r}")
         daemon = mhost.daemon_pid()
         os.kill(daemon, signal.SIGKILL)
         assert wait_for_exit(daemon, 10)
@@ -174,7 +167,7 @@ def test_daemon_stop_during_operation_finishes_or_rolls_back(mhost, tmp_path, op
     _hang_at(mhost, stage, mark, "2" if op in ("stop", "delete") else "")
     try:
         proc = _spawn(mhost, *_command(op, name))
-        _wait_for(mark.exists, 120, f"{op} to reach stage {stage!r}")
+        wait_until(mark.exists, timeout=120, what=f"{op} to reach stage {stage!r}")
         stopped = mhost.cli("daemon", "stop", "--timeout", "60")
         assert "bangerd stopped" in stopped.stdout
         out, err = proc.communicate(timeout=60)
@@ -203,7 +196,7 @@ def test_vm_caught_starting_by_daemon_crash_is_adopted(mhost, tmp_path):
     _hang_at(mhost, "waiting for SSH", mark)
     try:
         proc = _spawn(mhost, "vm", "start", "t1")
-        _wait_for(mark.exists, 120, "start to wait for SSH")
+        wait_until(mark.exists, timeout=120, what="start to wait for SSH")
         daemon = mhost.daemon_pid()
         os.kill(daemon, signal.SIGKILL)
         assert wait_for_exit(daemon, 10)
@@ -230,10 +223,10 @@ def test_start_releases_a_vm_whose_vmm_died_unseen(mhost):
         after = mhost.json("vm", "show", "m1")
         assert after["pid"] != before["pid"]
         # One TAP in use, the rest is the idle pool: the old TAP went back.
-        _wait_for(
+        wait_until(
             lambda: len(links(mhost, "bgtap")) <= mhost.tap_pool_size + 1,
-            10,
-            "the old TAP to be released",
+            timeout=10,
+            what="the old TAP to be released",
         )
     finally:
         _restart_daemon(mhost, {})

@@ -20,6 +20,12 @@ def test_create_shows_stages_and_ssh_answers(host):
     # From the normal shell: the CLI enters the daemon's namespace itself.
     assert host.cli("vm", "ssh", "web", "--", "hostname").stdout.strip() == "web"
     assert host.cli("vm", "ssh", "web", "--", "nproc").stdout.strip() == "1"
+    # ssh's semantics: the words become one command line for the guest's shell...
+    ssh = host.cli("vm", "ssh", "web", "--", "echo", "$HOME;", "uname").stdout
+    assert ssh.splitlines() == ["/root", "Linux"]
+    # ...while vm exec passes argv exactly.
+    exe = host.cli("vm", "exec", "web", "--", "echo", "$HOME;", "uname").stdout
+    assert exe.splitlines() == ["$HOME; uname"]
     shown = host.json("vm", "show", "web")
     assert shown["state"] == "running"
     assert shown["cpus"] == 1 and shown["memory_mib"] == 256
@@ -91,11 +97,12 @@ def test_restart_and_kill(host):
 
 
 def test_multi_ref_commands_report_in_order(host):
-    host.cli("vm", "create", "api", "--memory", "256")
+    # --name is the NAME argument's alias (the original's smoke scripts use it).
+    host.cli("vm", "create", "--name", "api", "--memory", "256")
     web_id = host.json("vm", "show", "web")["id"]
     result = host.cli("vm", "start", "nope", web_id[:6], "web", "api", check=False)
     assert result.returncode == 1
-    assert result.stderr.splitlines() == ["nope: error: no such VM"]
+    assert result.stderr.splitlines() == ["nope: error: no such VM (VMs: api, web)"]
     # a VM that had to boot also says what it waited for: "web: running (waiting for ...)"
     assert [line.split(" (")[0] for line in result.stdout.splitlines()] == [
         "web: running",
@@ -115,7 +122,10 @@ def test_bad_input_is_one_line_and_changes_nothing(host):
         ("vm", "create", "x1", "--memory", "100T"): "memory '100T' is not allowed",
         ("vm", "create", "x1", "--image", "nope"): "no image 'nope'",
         ("vm", "create", "web"): "a VM named 'web' already exists",
-        ("vm", "show", "ghost"): "no VM 'ghost'",
+        ("vm", "show", "ghost"): "no VM 'ghost' (VMs: api, web)",
+        ("vm", "show", "wbe"): "no VM 'wbe' (did you mean 'web'? VMs: api, web)",
+        ("vm", "create", "x1", "--name", "x2"): "two names given: 'x1' and --name 'x2'",
+        ("vm", "create", "--memory", "256"): "give the VM's name: banger vm create NAME",
     }
     for args, message in cases.items():
         result = host.cli(*args, check=False)

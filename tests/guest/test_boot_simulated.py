@@ -25,6 +25,7 @@ import pytest
 
 from banger_core.images.build import BuiltImage
 from banger_guest.guestconfig_format import write_config_drive
+from pytest_banger import wait_until
 
 pytestmark = [pytest.mark.slow]
 
@@ -121,18 +122,16 @@ def _get(sock_path: Path, path: str) -> dict:
         conn.close()
 
 
-def _wait(predicate, what: str, timeout: float = 30.0, console: Path | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except (OSError, AssertionError):
-            value = None
-        if value:
-            return value
-        time.sleep(0.1)
-    log = console.read_text() if console and console.exists() else ""
-    raise AssertionError(f"timed out waiting for {what}; console:\n{log}")
+def _wait(predicate, what: str, console: Path):
+    """Poll ``predicate`` for 30 s, showing the guest console on failure."""
+    return wait_until(
+        predicate,
+        timeout=30,
+        what=what,
+        interval=0.1,
+        ignore=(OSError, AssertionError),
+        diagnostics=lambda: "console:\n" + (console.read_text() if console.exists() else ""),
+    )
 
 
 def _guest_pid(unshare_pid: int) -> int:
@@ -206,9 +205,9 @@ def test_boot_as_pid1_in_simulated_guest(
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait(lambda: "boot complete" in console.read_text(), "boot", console=console)
+        _wait(lambda: "boot complete" in console.read_text(), "boot", console)
         sock = vsock / "1024.sock"
-        health = _wait(lambda: _get(sock, "/healthz"), "agent /healthz", console=console)
+        health = _wait(lambda: _get(sock, "/healthz"), "agent /healthz", console)
         assert health["status"] == "ok"
         assert health["hostname"] == "simvm"
 
@@ -216,7 +215,7 @@ def test_boot_as_pid1_in_simulated_guest(
             ports = _get(sock, "/ports")["ports"]
             return next((p for p in ports if p["port"] == 22 and p["proto"] == "tcp"), None)
 
-        sshd = _wait(sshd_listening, "sshd on port 22", console=console)
+        sshd = _wait(sshd_listening, "sshd on port 22", console)
         assert sshd["process"] == "sshd"
         assert "/usr/sbin/sshd" in sshd["command"]
 

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
-from banger_core import hookimpl
-from banger_core.images import build as build_module
+import pytest
+
+from banger_core import hookimpl, system
+from banger_core.images import recipe as recipe_module
 from banger_core.images.providers import ProvisionStep, debian_guest_os
+from banger_core.net import namespaces
 from banger_core.plugins import Hooks, get_plugin_manager
+from tests.images.fakes import RECIPE, FakeRunner
+
+needs_e2fs = pytest.mark.skipif(
+    not (system.which("mkfs.ext4") and system.which("debugfs")), reason="needs e2fsprogs"
+)
+
+
+def debugfs(image: Path, request: str) -> str:
+    return system.run(["debugfs", "-R", request, str(image)]).stdout
 
 
 class MotdPlugin:
@@ -17,20 +28,23 @@ class MotdPlugin:
         steps.append(ProvisionStep("motd", {"/etc/motd": f"hi {image['name']}\n".encode()}))
 
 
+@needs_e2fs
 def test_steps_flow_into_build_image(monkeypatch, tmp_path: Path):
-    seen = {}
+    """A plugin's step ends up as a file in the built image's root file system.
 
-    def fake_build_image(recipe, out_dir, **kwargs):
-        seen.update(kwargs)
-        return SimpleNamespace(out=out_dir)
-
-    monkeypatch.setattr(build_module, "build_image", fake_build_image)
+    The Debian provider runs its whole pipeline for real; only mmdebstrap is
+    a miniature (tests/images/fakes.py), so no package is downloaded.
+    """
+    monkeypatch.setattr(recipe_module, "default_recipe", lambda: RECIPE)
+    monkeypatch.setattr(namespaces, "host_network_runner", FakeRunner)
     hooks = Hooks(get_plugin_manager(load_entrypoints=False, extra=[("motd", MotdPlugin())]))
     steps: list = []
     hooks.image_provision({"name": "dev", "os": "debian"}, steps)
-    debian_guest_os().build(tmp_path, lambda s: None, None, steps)
-    files = seen["extra_files"]
-    assert [(f.dest, f.content, f.mode) for f in files] == [("/etc/motd", b"hi dev\n", 0o644)]
+    image = debian_guest_os().build(tmp_path / "img", lambda s: None, None, steps)
+    assert debugfs(image.rootfs, "cat /etc/motd") == "hi dev\n"
+    assert "Mode:  0644" in debugfs(image.rootfs, "stat /etc/motd")
+    # The step counts in the fingerprint: the same recipe without it differs.
+    assert image.fingerprint != RECIPE.fingerprint()
 
 
 def test_extra_files_change_the_fingerprint():

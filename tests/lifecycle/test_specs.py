@@ -90,11 +90,12 @@ def test_guest_config_drive_round_trip(tmp_path):
 
 def test_refs_resolve_dedupe_and_report():
     vms = [{"id": "abc123", "name": "web"}, {"id": "abd999", "name": "api"}]
-    got = resolve_refs(["web", "abc", "ab", "nope", "api", "abd9"], vms)
+    got = resolve_refs(["web", "abc", "ab", "nope", "wbe", "api", "abd9"], vms)
     assert [(r, v["name"] if v else None, e) for r, v, e in got] == [
         ("web", "web", ""),
         ("ab", None, "ambiguous: matches web, api"),
-        ("nope", None, "no such VM"),
+        ("nope", None, "no such VM (VMs: api, web)"),
+        ("wbe", None, "no such VM (did you mean 'web'? VMs: api, web)"),
         ("api", "api", ""),
     ]
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from banger_core import system
+from pytest_banger import wait_until
 from pytest_banger.fcsim import vsock_http_get
 from pytest_banger.simhost import SimulatedHost
 
@@ -80,20 +81,6 @@ def qhost(plugin_dir: Path) -> Iterator[SimulatedHost]:
         yield h
 
 
-def _poll(fn, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = fn()
-            if value:
-                return value
-        except (OSError, AssertionError) as exc:
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}: {last!r}")
-
-
 # Two boots of the real kernel under TCG on a shared 2-core machine (measured: the
 # first to SSH alone took 228-285 s under load): a watchdog, not a timing target.
 @pytest.mark.timeout(1800)
@@ -133,8 +120,12 @@ def test_real_kernel_end_to_end(qhost: SimulatedHost, plugin_dir: Path) -> None:
 
     # The agent answers /healthz through the hybrid vsock socket, bridged to virtio-serial.
     uds = qhost.state_dir / "run" / "vms" / shown["id"] / "vsock.sock"
-    status, reply = _poll(
-        lambda: vsock_http_get(uds, AGENT_PORT, "/healthz"), 120, "the agent's /healthz"
+    status, reply = wait_until(
+        lambda: vsock_http_get(uds, AGENT_PORT, "/healthz"),
+        timeout=120,
+        what="the agent's /healthz",
+        interval=0.5,
+        ignore=(OSError, AssertionError),
     )
     assert status == 200, reply
     assert b'"status": "ok"' in reply and f'"hostname": "{VM}"'.encode() in reply
@@ -159,8 +150,12 @@ def test_real_kernel_end_to_end(qhost: SimulatedHost, plugin_dir: Path) -> None:
     assert qhost.cli("vm", "ssh", VM, "--", "hostname").stdout.strip() == VM
     console = qhost.cli("vm", "logs", VM).stdout
     assert "banger-boot: starting (PID-1 mode on the guest's own kernel)" in console
-    _, reply = _poll(
-        lambda: vsock_http_get(uds, AGENT_PORT, "/healthz"), 120, "the agent's /healthz (PID 1)"
+    _, reply = wait_until(
+        lambda: vsock_http_get(uds, AGENT_PORT, "/healthz"),
+        timeout=120,
+        what="the agent's /healthz (PID 1)",
+        interval=0.5,
+        ignore=(OSError, AssertionError),
     )
     assert b'"status": "ok"' in reply
     stopped = qhost.cli("vm", "stop", VM, timeout=600).stdout

@@ -11,12 +11,12 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from pytest_banger import wait_until
 from pytest_banger.internet import HOST_ADDRESS, HTTP_ADDRESS
 from pytest_banger.simhost import SimulatedHost
 
@@ -57,16 +57,6 @@ def query(
     """Ask the daemon's listener from inside the host's namespace."""
     out = host.netns_run(sys.executable, "-c", QUERY, name, qtype, server, str(port), over)
     return json.loads(out.stdout)
-
-
-def wait_for(check, what: str, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def listening(host: SimulatedHost) -> list[str]:
@@ -153,7 +143,7 @@ def test_records_follow_stop_start_and_a_daemon_restart(host):
 def test_a_vmm_that_dies_loses_its_record(host):
     pid = host.json("vm", "show", "c2")["pid"]
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: query(host, "c2.vm")["rcode"] == NXDOMAIN, "c2.vm to go")
+    wait_until(lambda: query(host, "c2.vm")["rcode"] == NXDOMAIN, timeout=15, what="c2.vm to go")
 
 
 def test_garbage_through_the_daemon_listener_does_not_stop_it(host):
@@ -166,7 +156,11 @@ def test_garbage_through_the_daemon_listener_does_not_stop_it(host):
     )
     host.netns_run(sys.executable, "-c", script)
     ip = host.json("vm", "show", "c1")["ip"]
-    wait_for(lambda: query(host, "c1.vm").get("answers") == [ip], "an answer after garbage")
+    wait_until(
+        lambda: query(host, "c1.vm").get("answers") == [ip],
+        timeout=15,
+        what="an answer after garbage",
+    )
 
 
 LONG_NAMES = """

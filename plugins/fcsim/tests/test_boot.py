@@ -19,7 +19,9 @@ import pytest
 
 from banger_core import system
 from banger_core.firecracker import FirecrackerClient
+from banger_core.firecracker.launcher import wait_for_exit
 from banger_fcsim.state import StateFile
+from pytest_banger import wait_until
 from pytest_banger.fcsim import raw_request, tiny_rootfs
 
 from .conftest import NetnsHost, SimRunner
@@ -29,14 +31,6 @@ pytestmark = pytest.mark.net
 BOOT_ARGS = (
     "console=ttyS0 reboot=k panic=1 ip=172.30.0.2::172.30.0.1:255.255.255.0:tinyhost:eth0:off"
 )
-
-
-def wait_for(cond, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def boot_tiny(
@@ -56,7 +50,7 @@ def boot_tiny(
     if vsock:
         client.put_vsock(3, sim.tmp / "v.sock")
     client.instance_start()
-    wait_for(lambda: "tiny-boot: ready" in sim.console(), what="guest boot")
+    wait_until(lambda: "tiny-boot: ready" in sim.console(), what="guest boot", interval=0.02)
     sim.note_tokens()
     return proc, sock, client
 
@@ -226,12 +220,14 @@ def test_vsock_host_and_guest_initiated(sim: SimRunner, test_netns: NetnsHost) -
 def test_ignore_ctrl_alt_del_then_sigkill_watchdog(sim: SimRunner, test_netns: NetnsHost) -> None:
     proc, _sock, client = boot_tiny(sim, test_netns, env={"BANGER_FCSIM_IGNORE_CTRL_ALT_DEL": "1"})
     client.send_ctrl_alt_del()
-    time.sleep(1.0)
+    # The simulator handles the action before it answers: the guest has been
+    # asked and has ignored it by now (no sleep standing in for "nothing happened").
+    assert "Guest ignores Ctrl-Alt-Del" in sim.console()
     assert proc.poll() is None
     assert sim.leftovers()  # the guest is still there
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait(timeout=5) == -signal.SIGKILL
-    wait_for(lambda: not sim.leftovers(), timeout=20, what="watchdog cleanup")
+    wait_until(lambda: not sim.leftovers(), timeout=20, what="watchdog cleanup")
     assert not list(sim.run_dir.glob("*.json"))
 
 
@@ -265,6 +261,7 @@ def test_cleanup_command_after_watchdog_lost(sim: SimRunner, test_netns: NetnsHo
     state_files = list(sim.run_dir.glob("*.json"))
     # Kill the watchdog first, then the simulator: leftovers stay recorded.
     marker = str(state_files[0])
+    watchdogs: list[int] = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -273,9 +270,12 @@ def test_cleanup_command_after_watchdog_lost(sim: SimRunner, test_netns: NetnsHo
                 continue
             if b"--watchdog" in cmd and marker.encode() in cmd:
                 os.kill(int(entry), signal.SIGKILL)
+                watchdogs.append(int(entry))
+    assert watchdogs, "no watchdog found for the simulator"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=5)
-    time.sleep(0.3)
+    # Both are gone (not merely signalled): nobody is left to clean up.
+    assert all(wait_for_exit(pid, 5) for pid in watchdogs)
     assert state_files[0].exists()
     res = system.run(
         ["ip", "netns", "exec", test_netns.name, sim.binary, "--cleanup", "--all"],
@@ -348,7 +348,7 @@ def test_getting_started_replay_raw(sim: SimRunner, test_netns: NetnsHost) -> No
     time.sleep(0.015)
     status, _, _ = raw_request(sock, "PUT", "/actions", '{\n "action_type": "InstanceStart"\n}')
     assert status == 204
-    wait_for(lambda: "tiny-boot: ready" in sim.console(), what="guest boot")
+    wait_until(lambda: "tiny-boot: ready" in sim.console(), what="guest boot", interval=0.02)
     sim.note_tokens()
     assert "tiny-boot: cmdline console=ttyS0 reboot=k panic=1 root=/dev/vda rw" in sim.console()
     assert raw_request(sock, "PUT", "/actions", '{"action_type": "SendCtrlAltDel"}')[0] == 204
@@ -376,7 +376,7 @@ def test_config_file_no_api_boots(sim: SimRunner, test_netns: NetnsHost) -> None
         )
     )
     proc = sim.spawn("--no-api", "--config-file", str(cfg), "--id", "cfgvm", netns=test_netns.name)
-    wait_for(lambda: "tiny-boot: ready" in sim.console(), what="guest boot")
+    wait_until(lambda: "tiny-boot: ready" in sim.console(), what="guest boot", interval=0.02)
     sim.note_tokens()
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=15) == -signal.SIGTERM

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import time
 from collections.abc import Iterator
 
 import pytest
 
+from pytest_banger import wait_until
 from pytest_banger.internet import HOST_ADDRESS, HTTP_ADDRESS
 from pytest_banger.simhost import SimulatedHost
 
@@ -173,10 +173,11 @@ def test_a_vmm_that_dies_loses_its_rules(host):
     info = host.json("vm", "show", "n6")
     assert any(info["id"] in r for r in banger_rules(host))
     os.kill(info["pid"], signal.SIGKILL)
-    deadline = time.monotonic() + 20
-    while any(info["id"] in r for r in banger_rules(host)):
-        assert time.monotonic() < deadline, "the dead VM's rules stayed"
-        time.sleep(0.2)
+    wait_until(
+        lambda: not any(info["id"] in r for r in banger_rules(host)),
+        timeout=20,
+        what="the dead VM's rules to go",
+    )
     host.cli("vm", "delete", "n6")
 
 

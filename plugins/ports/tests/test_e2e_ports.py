@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 
 from banger_core import system
+from pytest_banger import wait_until
 
 pytestmark = [pytest.mark.net, pytest.mark.slow]
 
@@ -80,14 +80,12 @@ def test_ports_shows_web_endpoints_and_listeners(host, tmp_path):
     assert shown["dns_names"] == (["p1.vm"] if dns_loaded else [])
     name = shown["dns_names"][0] if dns_loaded else shown["ip"]
     start_servers(host, tmp_path)
-    deadline = time.monotonic() + 30
-    while True:
+
+    def all_four() -> list[dict]:
         rows = json.loads(host.cli("vm", "ports", "p1", "--json").stdout)
-        ports = {r["port"] for r in rows}
-        if {8000, 8443, 9000, 5555} <= ports:
-            break
-        assert time.monotonic() < deadline, rows
-        time.sleep(0.2)
+        return rows if {8000, 8443, 9000, 5555} <= {r["port"] for r in rows} else []
+
+    rows = wait_until(all_four, timeout=30, what="ports 8000, 8443, 9000 and 5555")
     by_endpoint = {r["endpoint"]: r for r in rows}
     assert by_endpoint[f"http://{name}:8000/"]["proto"] == "http"
     assert by_endpoint[f"http://{name}:8000/"]["command"] == "python3 -m http.server 8000"

@@ -76,7 +76,7 @@ def check_size(value: int) -> int:
     if not MIN_SIZE <= value <= limit:
         raise ValidationError(
             f"--disk-size {format_size(value)} is not allowed: use "
-            f"{format_size(MIN_SIZE)} to {format_size(limit)} (the size of "
+            f"{format_size(MIN_SIZE)} to {format_size(limit, limit=True)} (the size of "
             f"{where}'s file system)"
         )
     return value
@@ -132,6 +132,8 @@ def banger_doctor_checks(ctx: DoctorContext) -> list[Check]:
                 path or "not found",
                 fix="apt install e2fsprogs",
                 required=True,
+                # growing a disk (vm set --disk-size) runs e2fsck and resize2fs
+                needed_by=("vm.set --disk-size",) if program != "mkfs.ext4" else (),
             )
         )
     return checks

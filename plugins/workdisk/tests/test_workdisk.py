@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +121,12 @@ def test_disk_size_is_this_plugins_option() -> None:
     (option,) = plugin.banger_vm_options()
     assert (option.name, option.type, option.config_key) == ("disk-size", "size", "default_size")
     assert option.check("1G") == 1 << 30
-    with pytest.raises(ValidationError, match=r"^--disk-size 1M is not allowed: use 64M to "):
+    with pytest.raises(ValidationError, match=r"^--disk-size 1M is not allowed: use 64M to ") as e:
         option.check("1M")
+    # The upper limit (the file system's size) reads at a glance: "252G", not "264212084K".
+    upper = str(e.value).split(" to ")[1].split(" ")[0]
+    assert re.fullmatch(r"[1-9][0-9]*[KMGT]", upper), upper
+    assert upper[-1] == "K" or int(upper[:-1]) >= 10 or upper[-1] == "T"
     with pytest.raises(ValidationError, match=r"^--disk-size '1P' is not a size"):
         option.check("1P")
 

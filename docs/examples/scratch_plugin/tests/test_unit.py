@@ -7,8 +7,8 @@ from pathlib import Path
 import banger_scratch
 import pytest
 
-from banger_core import GuestConfig, MachineSpec, ValidationError
-from pytest_banger import fake_context, fake_vm
+from banger_core import GuestConfig, MachineSpec, NotFoundError, ValidationError
+from pytest_banger import FakeRPCCall, fake_context, fake_vm
 
 
 def test_option_is_declared_and_validated() -> None:
@@ -45,3 +45,13 @@ def test_configure_mounts_the_device_add_drive_returned(tmp_path: Path) -> None:
     assert guest.mounts == [
         {"device": "/dev/vdb", "target": "/scratch", "fstype": "ext4", "options": "defaults"}
     ]
+
+
+def test_show_answers_for_a_vm_by_name(tmp_path: Path) -> None:
+    vm = fake_vm("box", tmp_path, options={"scratch": {"scratch_size": 1 << 30}})
+    call = FakeRPCCall("scratch", {"mount_point": "/scratch"}, vms=[vm])
+    shown = banger_scratch.show({"ref": "box"}, call)
+    assert shown["size"] == 1 << 30 and shown["exists"] is False
+    assert shown["mount_point"] == "/scratch"
+    with pytest.raises(NotFoundError, match="no VM 'ghost'"):
+        banger_scratch.show({"ref": "ghost"}, call)
