@@ -51,6 +51,8 @@ def _v4(db: peewee.Database) -> None:
     """VMs and images record their owner's uid; existing ones become root's (uid 0),
     so they keep working for root and are not opened to socket_group members."""
     for table in ("vms", "images"):
+        if not db.table_exists(table):  # a partial store: the table comes with today's schema
+            continue
         columns = {c.name for c in db.get_columns(table)}
         if "owner_uid" not in columns:
             db.execute_sql(f"ALTER TABLE {table} ADD COLUMN owner_uid INTEGER NOT NULL DEFAULT 0")

@@ -203,3 +203,46 @@ def test_delete_and_patch_pmem(v116: Backend) -> None:
     boot(v116, sock)
     assert call(sock, "DELETE", "/drives/rootfs") == (400, {"fault_message": "PCI is not enabled"})
     assert call(sock, "PATCH", "/pmem/p0", {"id": "p0"}) == (204, None)
+
+
+def test_flush_metrics_writes_upstreams_groups(v116: Backend) -> None:
+    """``FlushMetrics`` writes v1.16.1's metric groups: src/vmm/src/logger/metrics.rs
+    ``FirecrackerMetrics`` (and the devices' ``flush_metrics``), in that order."""
+    sock = v116.start()
+    metrics = v116.tmp / "metrics.json"
+    metrics.touch()
+    assert call(sock, "PUT", "/metrics", {"metrics_path": str(metrics)})[0] == 204
+    boot(v116, sock)
+    assert call(sock, "PUT", "/actions", {"action_type": "FlushMetrics"}) == (204, None)
+    line = json.loads(metrics.read_text().splitlines()[-1])
+    assert list(line) == [
+        "utc_timestamp_ms",
+        "api_server",
+        "balloon",
+        "block",
+        "deprecated_api",
+        "get_api_requests",
+        "i8042",
+        "uart",
+        "latencies_us",
+        "logger",
+        "mmds",
+        "net",
+        "patch_api_requests",
+        "put_api_requests",
+        "seccomp",
+        "vcpu",
+        "vmm",
+        "signals",
+        "vsock",
+        "entropy",
+        "pmem",
+        "interrupts",
+        "memory_hotplug",
+    ]
+    assert set(line["api_server"]) == {"process_startup_time_us", "process_startup_time_cpu_us"}
+    assert line["vcpu"]["exit_io_in_agg"] == {"min_us": 0, "max_us": 0, "sum_us": 0}
+    assert (
+        "instance_start" in line["put_api_requests"] or "actions_count" in line["put_api_requests"]
+    )
+    assert "state" not in line["vmm"]  # no invented keys

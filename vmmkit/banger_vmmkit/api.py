@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from banger_vmmkit import metrics_schema
 from banger_vmmkit import serde as sd
 from banger_vmmkit.errno_text import io_error
 from banger_vmmkit.httpserver import Request, Response
@@ -861,13 +862,46 @@ class Vmm:
         """Append one metrics line (what FlushMetrics and the periodic timer do)."""
         if self.metrics_fd is None:
             return
-        line = {
-            "utc_timestamp_ms": int(time.time() * 1000),
-            "api_server": {"process_startup_time_us": 0},
-            "vmm": {"state": self.state},
-        }
         with contextlib.suppress(OSError):
-            os.write(self.metrics_fd, (json.dumps(line) + "\n").encode())
+            os.write(self.metrics_fd, (json.dumps(self.metrics_line()) + "\n").encode())
+
+    def metrics_line(self) -> dict[str, Any]:
+        """One flush, shaped as v1.16.1's ``FirecrackerMetrics`` serializes.
+
+        Groups in upstream's order (``src/vmm/src/logger/metrics.rs``): per-device
+        ``block_<id>`` / ``net_<iface>`` before their aggregates, legacy devices
+        ``i8042`` and ``uart`` (x86_64). Counters are the stand-in's: zero (it
+        counts no guest exits, interrupts or API requests).
+        """
+        g = metrics_schema.GROUPS
+
+        def fresh(group: str) -> dict[str, Any]:
+            copy: dict[str, Any] = json.loads(json.dumps(g[group]))
+            return copy
+
+        line: dict[str, Any] = {"utc_timestamp_ms": int(time.time() * 1000)}
+        line["api_server"] = fresh("api_server")
+        line["balloon"] = fresh("balloon")
+        for d in self.drives:
+            line[f"block_{d.config['drive_id']}"] = fresh("block")
+        line["block"] = fresh("block")
+        line["deprecated_api"] = fresh("deprecated_api")
+        line["get_api_requests"] = fresh("get_api_requests")
+        line["i8042"] = fresh("i8042")
+        line["uart"] = fresh("uart")
+        for key in ("latencies_us", "logger", "mmds"):
+            line[key] = fresh(key)
+        for n in self.nets:
+            line[f"net_{n.iface_id}"] = fresh("net")
+        line["net"] = fresh("net")
+        for key in ("patch_api_requests", "put_api_requests", "seccomp", "vcpu", "vmm", "signals"):
+            line[key] = fresh(key)
+        line["vsock"] = fresh("vsock")
+        line["entropy"] = fresh("entropy")
+        line["pmem"] = fresh("pmem")
+        line["interrupts"] = fresh("interrupts")
+        line["memory_hotplug"] = fresh("memory_hotplug")
+        return line
 
     def put_serial(self, body: bytes) -> Response:
         cfg = _serde(body, SERIAL)

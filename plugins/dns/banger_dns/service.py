@@ -50,7 +50,7 @@ def upstream_servers(config: dict[str, Any]) -> list[tuple[str, int]]:
 def start(daemon: Any) -> DNSServer:
     """Start the listeners described by ``[plugins.dns]``."""
     stop()
-    config = daemon.plugin_config(NAME)
+    config = daemon.config
     ZONE.ttl = int(config["ttl"])
     host, port = parse_server(config["listen"], default_port=42069)
     listeners = [Listener(host, port)]

@@ -5,9 +5,12 @@ Daemon-side code (pyroute2, iptables) is imported inside the hooks.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from banger_core import hookimpl
+
+if TYPE_CHECKING:
+    from banger_core import Check, DaemonAPI, DoctorContext
 
 NAME = "nat"
 
@@ -55,17 +58,17 @@ def banger_vm_options() -> list[Any]:
 
 
 @hookimpl
-def banger_daemon_started(daemon: Any) -> None:
+def banger_daemon_started(daemon: DaemonAPI) -> None:
     from banger_nat import service
 
-    service.check_config(daemon.plugin_config(NAME))
+    service.check_config(dict(daemon.config))
 
 
 @hookimpl
-def banger_daemon_status(daemon: Any) -> dict[str, Any]:
+def banger_daemon_status(daemon: DaemonAPI) -> dict[str, Any]:
     from banger_nat import service
 
-    return service.describe(daemon.plugin_config(NAME), daemon.runner)
+    return service.describe(dict(daemon.config), daemon.runner)
 
 
 # A failing NAT check stops the creates and starts of VMs that use NAT (--nat, the default).
@@ -73,12 +76,12 @@ NEEDS_NAT = ("vm.create --nat", "vm.start --nat")
 
 
 @hookimpl
-def banger_doctor_checks(ctx: Any) -> list[Any]:
+def banger_doctor_checks(ctx: DoctorContext) -> list[Check]:
     from banger_core import Check
     from banger_nat import service
     from banger_nat.egress import parse_all
 
-    config = ctx.plugin_config(NAME)
+    config = ctx.config
     iptables = ctx.which("iptables")
     checks = [
         Check(

@@ -19,10 +19,7 @@ NAME = "ports"
 
 
 def _plugin_config(call: Any) -> Any:
-    try:
-        return call.config
-    except Exception:  # an older core without per-plugin config on the call
-        return {}
+    return call.config
 
 
 @rpc_access(Access.VM)

@@ -24,9 +24,7 @@ def agent_port(config: Any) -> int:
 
 
 def _config(ctx: Any) -> Any:
-    # i8's per-plugin context has ``ctx.config``; today's has plugin_config(name).
-    config = getattr(ctx, "config", None)
-    return config if config is not None else ctx.plugin_config(NAME)
+    return ctx.config
 
 
 def cid_for(vm: Any) -> int:
