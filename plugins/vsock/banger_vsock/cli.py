@@ -43,18 +43,20 @@ def exec_(
 
 
 @click.command("cp")
-@click.argument("src")
+@click.argument("sources", metavar="SRC...", nargs=-1, required=True)
 @click.argument("dst")
-def cp(src: str, dst: str) -> None:
+def cp(sources: tuple[str, ...], dst: str) -> None:
     """Copy files or directory trees between the host and a VM: VM:PATH on one side.
 
     Modes and symlinks are kept. Copying into an existing directory puts SRC
-    inside it; otherwise DST names the copy (its parent must exist). A
-    relative VM path is relative to /root. Shows progress on a terminal.
+    inside it; otherwise DST names the copy (its parent must exist). Like cp,
+    several sources need DST to be an existing directory, and each lands
+    inside it, in order (the first failure stops the copy). A relative VM
+    path is relative to /root. Shows progress on a terminal.
     """
-    from banger_vsock.copy import run_cp
+    from banger_vsock.copy import run_cp_many
 
-    run_cp(src, dst)
+    run_cp_many(list(sources), dst)
 
 
 @click.command("health")

@@ -191,6 +191,52 @@ def run_cp(src: str, dst: str) -> None:
         _get(src_vm, guest_path(src_path), dst_path or ".")
 
 
+def run_cp_many(sources: list[str], dst: str) -> None:
+    """Copy several sources into the existing directory ``dst`` (one source: :func:`run_cp`)."""
+    if len(sources) == 1:
+        run_cp(sources[0], dst)
+        return
+    dst_vm, dst_path = split_spec(dst)
+    if dst_vm:
+        if any(split_spec(src)[0] for src in sources):
+            raise ValidationError("copy between two VMs is not supported; copy through the host")
+        target = guest_path(dst_path)
+        if not _guest_dir(dst_vm, target):
+            raise ValidationError(
+                f"target {dst_vm}:{target} is not a directory in the guest "
+                "(several sources go into an existing directory)"
+            )
+    else:
+        if not all(split_spec(src)[0] for src in sources):
+            raise ValidationError(
+                f"neither {sources[0]!r} nor {dst!r} names a VM: write VM:PATH on one side"
+                if not split_spec(sources[0])[0]
+                else "copy between the host and a VM: every source is VM:PATH, or none is"
+            )
+        if not Path(dst_path or ".").is_dir():
+            raise ValidationError(
+                f"target {dst} is not a directory (several sources go into an existing directory)"
+            )
+    for src in sources:
+        run_cp(src, dst)
+
+
+def _guest_dir(vm: str, path: str) -> bool:
+    """Whether ``path`` is a directory in the guest (``test -d`` through the agent)."""
+    from banger_vsock.session import run_exec
+
+    # stdin stays ours: nothing to forward to `test`.
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    saved = os.dup(0)
+    try:
+        os.dup2(devnull, 0)
+        return run_exec(vm, ["test", "-d", path], {}, None, False) == 0
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _put(source: Path, vm: str, dest: str) -> None:
     if not os.path.lexists(source):
         raise ValidationError(f"{source}: no such file or directory")

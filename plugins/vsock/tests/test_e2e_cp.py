@@ -78,6 +78,39 @@ def test_cp_tree_both_ways(host, tmp_path):
     assert stat.S_IMODE((tmp_path / "script.sh").stat().st_mode) == 0o755
 
 
+def test_several_sources_go_into_one_directory_like_cp(host, tmp_path):
+    one, two = tmp_path / "one.txt", tmp_path / "two"
+    one.write_text("1\n")
+    (two / "inner").mkdir(parents=True)
+    (two / "inner" / "x").write_text("x\n")
+    host.cli("vm", "exec", "cp1", "--", "mkdir", "-p", "/tmp/many")
+    host.cli("vm", "cp", str(one), str(two), "cp1:/tmp/many")
+    found = host.cli("vm", "exec", "cp1", "--", "find", "/tmp/many", "-type", "f").stdout
+    assert sorted(found.split()) == ["/tmp/many/one.txt", "/tmp/many/two/inner/x"]
+    back = tmp_path / "back-many"
+    back.mkdir()
+    host.cli("vm", "cp", "cp1:/tmp/many/one.txt", "cp1:/tmp/many/two", str(back))
+    assert (back / "one.txt").read_text() == "1\n"
+    assert (back / "two" / "inner" / "x").read_text() == "x\n"
+    # Several sources need an existing directory, on either side; nothing is copied otherwise.
+    refused = host.cli("vm", "cp", str(one), str(two), "cp1:/tmp/nodir", check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        "banger: error: target cp1:/tmp/nodir is not a directory in the guest "
+        "(several sources go into an existing directory)"
+    )
+    missing = tmp_path / "nodir"
+    refused = host.cli(
+        "vm", "cp", "cp1:/tmp/many/one.txt", "cp1:/etc/hostname", str(missing), check=False
+    )
+    assert refused.stderr.strip() == (
+        f"banger: error: target {missing} is not a directory "
+        "(several sources go into an existing directory)"
+    )
+    assert not missing.exists()
+    assert "/tmp/nodir" not in host.cli("vm", "exec", "cp1", "--", "ls", "/tmp").stdout.split()
+
+
 def test_cp_errors_are_one_line(host, tmp_path):
     cases = [
         (
