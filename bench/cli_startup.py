@@ -90,6 +90,10 @@ def main() -> int:
         "BANGER_DISABLE_PLUGINS": os.environ.get("BANGER_DISABLE_PLUGINS", ""),
         "BANGER_TRACE_PLUGINS": "",
         "XDG_CACHE_HOME": str(root / "cache"),
+        # An installed banger has its bytecode compiled (pip does it), like click: measure
+        # that, even when the caller's environment forbids writing .pyc files (the
+        # warm-up run writes them).
+        "PYTHONDONTWRITEBYTECODE": "",
     }
     (root / "state").mkdir()
     proc = None
