@@ -14,23 +14,42 @@ from banger_core.cli.output import emit_json, human_bytes, table
 from banger_core.cli.refs import run_on_vms
 from banger_core.errors import BangerError, CancelledError, ValidationError, error_from_code
 
+_DEFAULTS: dict[str, Any] = {}
+
 
 def _defaults() -> dict[str, Any]:
-    """The daemon's defaults as configured, shown in --help (the daemon applies them)."""
-    try:
-        from banger_core.config import load_settings
+    """The daemon's defaults as configured, shown in --help (the daemon applies them).
 
-        s = load_settings()
-        return {
-            "image": s.get("vm", "default_image"),
-            "cpus": s.get("vm", "cpus"),
-            "memory": f"{s.get('vm', 'memory_mib')}M",
-        }
-    except BangerError:
-        return {"image": "debian", "cpus": 2, "memory": "1024M"}
+    Read from the config files only when a help text needs them, so commands
+    that show no help (``vm list``) never load the configuration.
+    """
+    if not _DEFAULTS:
+        try:
+            from banger_core.config import load_settings
+
+            s = load_settings()
+            _DEFAULTS.update(
+                image=s.get("vm", "default_image"),
+                cpus=s.get("vm", "cpus"),
+                memory=f"{s.get('vm', 'memory_mib')}M",
+            )
+        except BangerError:
+            _DEFAULTS.update(image="debian", cpus=2, memory="1024M")
+    return _DEFAULTS
 
 
-DEFAULTS = _defaults()
+class _ConfiguredDefault(click.Option):
+    """An option whose help ends with ``[default: X]``, X read from the config when shown."""
+
+    def __init__(self, *args: Any, default_from: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._plain_help = self.help or ""
+        self._default_from = default_from
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        """The help line, with the configured default filled in."""
+        self.help = f"{self._plain_help}  [default: {_defaults()[self._default_from]}]"
+        return super().get_help_record(ctx)
 
 
 @click.group()
@@ -46,12 +65,18 @@ def vm() -> None:
 @click.option(
     "--name", "name_option", default=None, help="the VM's name (the same as the NAME argument)"
 )
-@click.option("--image", default=None, help=f"image to boot  [default: {DEFAULTS['image']}]")
-@click.option("--cpus", type=int, default=None, help=f"vCPUs  [default: {DEFAULTS['cpus']}]")
+@click.option(
+    "--image", default=None, help="image to boot", cls=_ConfiguredDefault, default_from="image"
+)
+@click.option(
+    "--cpus", type=int, default=None, help="vCPUs", cls=_ConfiguredDefault, default_from="cpus"
+)
 @click.option(
     "--memory",
     default=None,
-    help=f"memory (MiB, or with a K/M/G suffix)  [default: {DEFAULTS['memory']}]",
+    help="memory (MiB, or with a K/M/G suffix)",
+    cls=_ConfiguredDefault,
+    default_from="memory",
 )
 @click.option("--json", "as_json", is_flag=True, help="print the VM as JSON when ready")
 def create(
