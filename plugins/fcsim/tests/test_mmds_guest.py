@@ -16,10 +16,11 @@ import pytest
 
 from banger_core.firecracker import FirecrackerClient
 from banger_vmmkit import mmds
+from pytest_banger import wait_until
 from pytest_banger.fcsim import raw_request, tiny_rootfs
 
 from .conftest import NetnsHost, SimRunner
-from .test_boot import BOOT_ARGS, wait_for
+from .test_boot import BOOT_ARGS
 
 pytestmark = pytest.mark.net
 
@@ -60,7 +61,7 @@ def boot_with_mmds(
     assert raw_request(sock, "PUT", "/mmds/config", json.dumps(body))[0] == 204
     assert raw_request(sock, "PUT", "/mmds", json.dumps(DATA))[0] == 204
     client.instance_start()
-    wait_for(lambda: "tiny-boot: ready" in sim.console(), what="guest boot")
+    wait_until(lambda: "tiny-boot: ready" in sim.console(), what="guest boot")
     (token,) = sim.note_tokens()
     # The guest netns is mounted in the simulator's mount namespace (it runs under
     # `ip netns exec`): enter that first. "<pid>:<netns>" for guest_http.

@@ -18,6 +18,7 @@ import pytest
 
 from banger_core.firecracker import FirecrackerClient
 from banger_vmmkit.kernelcheck import KERNEL_LOADER_ERROR
+from pytest_banger import wait_until
 from pytest_banger.fcsim import raw_request, tiny_rootfs
 from pytest_banger.kernels import (
     DEBIAN_CONFIG,
@@ -27,7 +28,7 @@ from pytest_banger.kernels import (
 )
 
 from .conftest import NetnsHost, SimRunner
-from .test_boot import BOOT_ARGS, tcp_probe, wait_for
+from .test_boot import BOOT_ARGS, tcp_probe
 
 pytestmark = pytest.mark.net
 
@@ -79,7 +80,7 @@ def test_a_file_that_is_no_kernel_fails_instance_start(sim: SimRunner) -> None:
 def test_an_elf_vmlinux_boots(test_netns: NetnsHost, sim: SimRunner) -> None:
     elf = synthetic_kernel(sim.tmp / "vmlinux.elf", fmt="elf")
     start_vm(sim, test_netns, kernel=elf)
-    wait_for(lambda: "tiny-boot: ready" in sim.console(), what="guest boot")
+    wait_until(lambda: "tiny-boot: ready" in sim.console(), what="guest boot")
 
 
 def test_undiscoverable_root_disk_leaves_a_stuck_guest(
@@ -88,7 +89,7 @@ def test_undiscoverable_root_disk_leaves_a_stuck_guest(
     # Debian's kernel with an initrd lacking virtio_mmio: the initramfs never sees /dev/vda.
     initrd = synthetic_initrd(sim.tmp / "initrd", ["virtio_blk", "virtio_net"])
     proc, _sock, client = start_vm(sim, test_netns, DEBIAN_CONFIG, initrd=initrd)
-    wait_for(lambda: "Dropping to a shell!" in sim.console(), what="initramfs shell")
+    wait_until(lambda: "Dropping to a shell!" in sim.console(), what="initramfs shell")
     console = sim.console()
     assert "CONFIG_VIRTIO_MMIO=m but the initrd has no virtio_mmio module" in console
     assert "ALERT!  /dev/vda does not exist.  Dropping to a shell!" in console
@@ -96,7 +97,7 @@ def test_undiscoverable_root_disk_leaves_a_stuck_guest(
     assert client.get_instance_info().state == "Running"
     client.send_ctrl_alt_del()  # the initramfs shell does not reboot
     with pytest.raises(AssertionError):
-        wait_for(lambda: proc.poll() is not None, timeout=1.5, what="exit")
+        wait_until(lambda: proc.poll() is not None, timeout=1.5, what="exit")
     client.close()
 
 
@@ -106,7 +107,7 @@ def test_undiscoverable_root_disk_without_initrd_panics(
     proc, _sock, client = start_vm(
         sim, test_netns, PCI_ONLY, args=BOOT_ARGS.replace("panic=1", "panic=0")
     )
-    wait_for(lambda: "Kernel panic" in sim.console(), what="panic")
+    wait_until(lambda: "Kernel panic" in sim.console(), what="panic")
     console = sim.console()
     assert "VFS: Unable to mount root fs on unknown-block(0,0)" in console
     assert "mmio cannot find its devices" in console  # the VMM log line says why
@@ -122,13 +123,13 @@ def test_panic_reboots_with_panic_1(test_netns: NetnsHost, sim: SimRunner) -> No
 
 def test_enable_pci_puts_devices_on_pci(test_netns: NetnsHost, sim: SimRunner) -> None:
     start_vm(sim, test_netns, PCI_ONLY, extra=("--enable-pci",))
-    wait_for(lambda: "tiny-boot: ready" in sim.console(), what="guest boot")
+    wait_until(lambda: "tiny-boot: ready" in sim.console(), what="guest boot")
     assert "pci finds its devices" in sim.console()
 
 
 def test_ip_arg_ignored_without_ip_pnp(test_netns: NetnsHost, sim: SimRunner) -> None:
     start_vm(sim, test_netns, {**FIRECRACKER_CONFIG, "IP_PNP": "n"})
-    wait_for(lambda: "tiny-boot: ready" in sim.console(), what="guest boot")
+    wait_until(lambda: "tiny-boot: ready" in sim.console(), what="guest boot")
     console = sim.console()
     assert "tiny-boot: hostname tinyhost" not in console  # ip= sets it only with IP_PNP
     assert "ip= ignored (no IP_PNP)" in console
@@ -148,7 +149,7 @@ def _vsock_answer(path: Path, port: int) -> bytes | None:
 
 def test_vsock_only_when_the_kernel_has_it(test_netns: NetnsHost, sim: SimRunner) -> None:
     start_vm(sim, test_netns, {**FIRECRACKER_CONFIG, "VIRTIO_VSOCKETS": "n"})
-    wait_for(lambda: "tiny-boot: ready" in sim.console(), what="guest boot")
+    wait_until(lambda: "tiny-boot: ready" in sim.console(), what="guest boot")
     # Nothing answers (no guest driver activates the device), not even a close.
     assert _vsock_answer(sim.tmp / "v.sock", 5000) is None
     assert "vsock no" in sim.console()
@@ -168,7 +169,7 @@ def test_guest_memory_is_limited_to_mem_size_mib(test_netns: NetnsHost, sim: Sim
     from banger_fcsim import memcg
 
     proc, _sock, client = start_vm(sim, test_netns, memory=48, boot_script=MEMORY_SCRIPT)
-    wait_for(lambda: "tiny-boot: ready" in sim.console(), timeout=60, what="guest boot")
+    wait_until(lambda: "tiny-boot: ready" in sim.console(), timeout=60, what="guest boot")
     console = sim.console()
     if "guest memory is not limited" in console:
         pytest.skip("no memory cgroup on this host: " + console[-3000:])
@@ -186,7 +187,7 @@ def test_guest_memory_is_limited_to_mem_size_mib(test_netns: NetnsHost, sim: Sim
         assert (host_path / "memory.limit_in_bytes").read_text().strip() == str(48 << 20)
     client.send_ctrl_alt_del()
     assert proc.wait(timeout=15) == 0  # type: ignore[attr-defined]
-    wait_for(lambda: not host_path.exists(), what="cgroup removed")
+    wait_until(lambda: not host_path.exists(), what="cgroup removed")
 
 
 NET_SCRIPT = """#!/bin/sh
@@ -199,7 +200,7 @@ while :; do sleep 0.1; done
 def test_no_nic_without_virtio_net(test_netns: NetnsHost, sim: SimRunner) -> None:
     # The VMM still has its network device; a kernel without a driver never sees it.
     start_vm(sim, test_netns, {**FIRECRACKER_CONFIG, "VIRTIO_NET": "n"}, boot_script=NET_SCRIPT)
-    wait_for(lambda: "tiny-boot: ready" in sim.console(), what="guest boot")
+    wait_until(lambda: "tiny-boot: ready" in sim.console(), what="guest boot")
     console = sim.console()
     assert "virtio_net no" in console
     assert "net: lo:" in console
