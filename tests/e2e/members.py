@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pwd
 import secrets
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,7 +49,15 @@ def made_users() -> Iterator[Users]:
         yield users
     finally:
         for user in (users.owner, users.other, users.stranger):
+            try:
+                uid = pwd.getpwnam(user).pw_uid
+            except KeyError:
+                continue
             system.run(["userdel", user], check=False)
+            # What the tests' runs left as that user: the home some tests give it and the
+            # CLI's private runtime directory (/tmp/banger-<uid>, used without a home).
+            for leftover in (f"/tmp/{user}-home", f"/tmp/banger-{uid}"):
+                shutil.rmtree(leftover, ignore_errors=True)
         system.run(["groupdel", users.group], check=False)
 
 
