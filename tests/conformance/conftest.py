@@ -22,7 +22,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ import pytest
 
 from banger_core import system
 from banger_core.firecracker.transport import parse_version
+from pytest_banger import wait_until
 from pytest_banger.simhost import console_script
 
 FIRECRACKER_ENV = "BANGER_CONFORMANCE_FIRECRACKER"
@@ -100,13 +100,14 @@ class Backend:
         finally:
             out.close()
         self.procs.append(proc)
-        deadline = time.monotonic() + 15
-        while not _answers(sock):
-            if proc.poll() is not None:
-                raise AssertionError(f"{self.name} exited {proc.returncode}: {self.output()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.name}: no API socket")
-            time.sleep(0.01)
+        wait_until(
+            lambda: _answers(sock) or proc.poll() is not None,
+            timeout=15,
+            interval=0.01,
+            what=f"{self.name}'s API socket",
+        )
+        if proc.poll() is not None:
+            raise AssertionError(f"{self.name} exited {proc.returncode}: {self.output()}")
         return sock
 
     def output(self) -> str:

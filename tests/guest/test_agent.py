@@ -9,13 +9,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from banger_vsock.guest import agent
+from pytest_banger import wait_until
 
 AGENT_PY = Path(agent.__file__)
 
@@ -104,11 +104,13 @@ def running_agent(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, Path]]:
     )
     sock_path = vsock_dir / "1234.sock"
     try:
-        deadline = time.monotonic() + 10
-        while not _accepts(sock_path):  # bound comes before listening: wait for accept
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "agent did not listen on its socket"
-            time.sleep(0.02)
+        # bound comes before listening: wait for accept
+        wait_until(
+            lambda: _accepts(sock_path) or proc.poll() is not None,
+            interval=0.02,
+            what="the agent to listen on its socket",
+        )
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         yield proc, sock_path
     finally:
         if proc.poll() is None:
@@ -229,11 +231,12 @@ def test_dropins_add_operations_and_features(tmp_path: Path) -> None:
     )
     sock_path = vsock_dir / "1235.sock"
     try:
-        deadline = time.monotonic() + 10
-        while not _accepts(sock_path):
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "agent did not listen on its socket"
-            time.sleep(0.02)
+        wait_until(
+            lambda: _accepts(sock_path) or proc.poll() is not None,
+            interval=0.02,
+            what="the agent to listen on its socket",
+        )
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         conn = _connection(str(sock_path))
         status, body = _get(conn, "/healthz")
         assert status == 200

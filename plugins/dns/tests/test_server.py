@@ -16,6 +16,7 @@ from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
 from banger_dns.server import DNSServer, Listener
 from banger_dns.zone import Zone
+from pytest_banger import wait_until
 
 
 @pytest.fixture
@@ -296,12 +297,16 @@ def test_names_over_255_bytes_are_counted_not_logged_per_packet(recursion, caplo
         for i in range(1000):
             sock.sendto(long_name_query(i, b"vm" if i % 2 else b"com"), ("127.0.0.1", port))
             if i % 50 == 49:  # pace the flood so the socket queue never overflows
-                deadline = time.monotonic() + 10
-                while server.stats["malformed"] < i + 1 and time.monotonic() < deadline:
-                    time.sleep(0.01)
-        deadline = time.monotonic() + 10
-        while server.stats["malformed"] < 1000 and time.monotonic() < deadline:
-            time.sleep(0.01)
+                wait_until(
+                    lambda i=i: server.stats["malformed"] >= i + 1,
+                    interval=0.01,
+                    what=f"the server to count {i + 1} malformed packets",
+                )
+        wait_until(
+            lambda: server.stats["malformed"] >= 1000,
+            interval=0.01,
+            what="the server to count 1000 malformed packets",
+        )
         sock.settimeout(0.2)
         with contextlib.suppress(TimeoutError):
             while True:

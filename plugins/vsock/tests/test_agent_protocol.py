@@ -16,6 +16,7 @@ import pytest
 
 from banger_vsock import protocol as p
 from banger_vsock.guest import agent
+from pytest_banger import wait_until
 
 AGENT_PY = Path(agent.__file__)
 
@@ -33,10 +34,9 @@ def agent_sock(tmp_path: Path) -> Iterator[Path]:
     )
     path = vsock_dir / "1024.sock"
     try:
-        deadline = time.monotonic() + 10
-        while not _accepts(path):  # bound is not yet listening: wait for accept
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.02)
+        # bound is not yet listening: wait for accept
+        wait_until(lambda: _accepts(path) or proc.poll() is not None, interval=0.02, what="accept")
+        assert proc.poll() is None, "the agent exited"
         yield path
     finally:
         proc.kill()
@@ -140,10 +140,10 @@ def test_vanished_exec_client_kills_the_program(agent_sock: Path) -> None:
     pid = int(payload)
     assert Path(f"/proc/{pid}").exists()
     conn.close()
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and not _zombie(pid):
-        assert time.monotonic() < deadline, "the program outlived its client"
-        time.sleep(0.05)
+    wait_until(
+        lambda: not Path(f"/proc/{pid}").exists() or _zombie(pid),
+        what="the program to end with its client",
+    )
     with connect(agent_sock) as again:
         assert again.get_json("/healthz")["status"] == "ok"
 
@@ -269,10 +269,8 @@ def test_a_put_larger_than_the_guest_disk_is_removed_and_reported(tmp_path: Path
     )
     path = vsock_dir / "1024.sock"
     try:
-        deadline = time.monotonic() + 10
-        while not _accepts(path):
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_until(lambda: _accepts(path) or proc.poll() is not None, interval=0.02, what="accept")
+        assert proc.poll() is None, "the agent exited"
         with connect(path) as conn:
             conn.open_stream("/files/put", {"dest": str(small)})
             conn.send(

@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
+from pytest_banger import wait_until
 from pytest_banger.hostile_agent import (
     archive_reply,
     exit_reply,
@@ -311,13 +311,17 @@ def test_a_guest_flooding_its_console_cannot_fill_the_host_disk(host, vm):
     result = banger(host, "vm", "exec", vm, "--", "sh", "-c", flood, timeout=300)
     assert result.returncode == 0, result.stderr
     marker = b"[banger: console log cut to its last "
-    deadline = time.monotonic() + 30
-    while True:  # the daemon's watch loop cuts it every couple of seconds
-        size = log.stat().st_size
+
+    def cut() -> bool:  # the daemon's watch loop cuts it every couple of seconds
         with open(log, "rb") as fh:
             head = fh.read(len(marker))
-        if (size <= console.MAX_BYTES and head == marker) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert size <= console.MAX_BYTES and head == marker, (size, head)
+        return log.stat().st_size <= console.MAX_BYTES and head == marker
+
+    wait_until(
+        cut,
+        timeout=30,
+        interval=0.2,
+        what="the daemon to cut the console log",
+        diagnostics=lambda: f"size {log.stat().st_size}",
+    )
     assert log.read_bytes().rstrip().endswith(b"done")
